@@ -36,10 +36,14 @@ void kiln_err_clear(void) { err_msg[0] = '\0'; }
 
 kiln_status kiln_err_set(kiln_status st, const char *fmt, ...)
 {
+    char msg[ERR_MSG_CAP];
     va_list ap;
+
+    /* Format aside first: an argument may be kiln_last_error() itself. */
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, msg, sizeof err_msg);
     return st;
 }
 

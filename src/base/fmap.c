@@ -28,12 +28,15 @@ kiln_status fmap_open(const char *path, fmap **out)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return kiln_err_set(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
+        return kiln_err_set(KILN_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
         return kiln_err_set(KILN_ERR_IO, "%s: %s", path,
-                            S_ISDIR(sb.st_mode) ? "is a directory" :
-                            e ? strerror(e) : "not a regular file");
+                            S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
     }
     if (sb.st_size > 0) {
         p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
