@@ -279,7 +279,7 @@ static kiln_status hf_read_norm_act(const hf_ctx *cx, model_config *c)
     return act ? hf_parse_act(cx->pfx, act_key, act, &c->act) : KILN_OK;
 }
 
-/* rope_scaling.{rope_type|type} -> enum. */
+/* rope_scaling.{rope_type|type} -> enum; pfx is "...rope_scaling.". */
 static kiln_status hf_rope_type(const char *pfx, json_t *rs, mcfg_rope_scaling *out)
 {
     static const struct {
@@ -291,12 +291,10 @@ static kiln_status hf_rope_type(const char *pfx, json_t *rs, mcfg_rope_scaling *
     };
     const char *s = NULL;
     kiln_status st;
-    if ((st = hf_str(rs, pfx, "rope_scaling.type", &s)) ||
-        (st = hf_str(rs, pfx, "rope_scaling.rope_type", &s)))
+    if ((st = hf_str(rs, pfx, "type", &s)) || (st = hf_str(rs, pfx, "rope_type", &s)))
         return st;
     if (!s)
-        return kiln_err_set(KILN_ERR_FORMAT, "config.json: '%srope_scaling' has no rope_type",
-                            pfx);
+        return kiln_err_set(KILN_ERR_FORMAT, "config.json: '%srope_type' is missing", pfx);
     for (size_t i = 0; i < KILN_ARRAY_LEN(types); i++) {
         if (!strcmp(s, types[i].name)) {
             *out = types[i].type;
@@ -304,7 +302,7 @@ static kiln_status hf_rope_type(const char *pfx, json_t *rs, mcfg_rope_scaling *
         }
     }
     return kiln_err_set(KILN_ERR_UNSUPPORTED,
-                        "config.json: '%srope_scaling' type '%.64s' is not supported", pfx, s);
+                        "config.json: '%srope_type' '%.64s' is not supported", pfx, s);
 }
 
 static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)
@@ -318,7 +316,7 @@ static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)
     if (!json_is_object(rs))
         return hf_type_err(cx->pfx, "rope_scaling", "an object", rs);
     snprintf(p, sizeof p, "%srope_scaling.", cx->pfx);
-    if ((st = hf_rope_type(cx->pfx, rs, &c->rope_scaling)))
+    if ((st = hf_rope_type(p, rs, &c->rope_scaling)))
         return st;
     if (c->rope_scaling == MCFG_ROPE_NONE)
         return KILN_OK;
