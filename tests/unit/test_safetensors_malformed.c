@@ -1,0 +1,383 @@
+/*
+ * test_safetensors_malformed.c - a corpus of broken safetensors files and
+ * sharded indexes, written to $KILN_BINARY_DIR/malformed/safetensors/.
+ * Each must be refused with a message that names the file and the problem;
+ * none may crash (the ASan/UBSan build runs this too).  A sample is also
+ * given to `kiln info`, which must exit non-zero with a message on stderr.
+ */
+#include "format/safetensors.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char corpus[4096]; /* $KILN_BINARY_DIR/malformed/safetensors */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void mkdirs(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", tmp, strerror(errno));
+}
+
+static int setup(void **state)
+{
+    const char *bin = getenv("KILN_BINARY_DIR");
+    if (!bin || !bin[0])
+        bin = ".";
+    snprintf(corpus, sizeof corpus, "%s/malformed/safetensors", bin);
+    mkdirs(corpus);
+    return 0;
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* File image: length prefix, header (padded to 8 with spaces), dlen bytes
+ * of data (0, 1, 2, ...).  Owned by the caller (free). */
+static uint8_t *image(const char *header, size_t dlen, size_t *len)
+{
+    size_t h = strlen(header), hp = (h + 7) / 8 * 8;
+    uint8_t *buf = calloc(1, 8 + hp + dlen + 1);
+    assert_non_null(buf);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)hp >> (8 * i));
+    memcpy(buf + 8, header, h);
+    memset(buf + 8 + h, ' ', hp - h);
+    for (size_t i = 0; i < dlen; i++)
+        buf[8 + hp + i] = (uint8_t)i;
+    *len = 8 + hp + dlen;
+    return buf;
+}
+
+/* Open `path`; it must fail with `want` (0 = any error) and a message that
+ * names the file and contains `needle` (NULL = any). */
+static void expect_fail(const char *path, kiln_status want, const char *needle)
+{
+    st_model *m = NULL;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    kiln_status st = st_open_file(path, &m);
+    if (st == KILN_OK) {
+        st_close(m);
+        fail_msg("%s: opened, but it is malformed", path);
+    }
+    assert_null(m);
+    if (want && st != want)
+        fail_msg("%s: status %d, want %d (%s)", base, st, want, kiln_last_error());
+    if (!strstr(kiln_last_error(), base))
+        fail_msg("%s: message does not name the file: %s", base, kiln_last_error());
+    if (needle && !strstr(kiln_last_error(), needle))
+        fail_msg("%s: message '%s' lacks '%s'", base, kiln_last_error(), needle);
+}
+
+/* Run `$KILN_BIN info path`: non-zero exit and something on stderr. */
+static void expect_cli_fail(const char *path)
+{
+    const char *kbin = getenv("KILN_BIN");
+    char cmd[8400], err[4200];
+    struct stat sb;
+    int rc;
+
+    if (!kbin || access(kbin, X_OK) != 0)
+        return;
+    snprintf(err, sizeof err, "%s.stderr", path);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s' >/dev/null 2>'%s'", kbin, path, err);
+    rc = system(cmd);
+    if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) == 0)
+        fail_msg("kiln info %s: exit status %d, want a failure", path, rc);
+    if (stat(err, &sb) != 0 || sb.st_size == 0)
+        fail_msg("kiln info %s: nothing on stderr", path);
+    unlink(err);
+}
+
+/* ---- single files -------------------------------------------------------- */
+
+typedef struct bad_file {
+    const char *name;
+    const char *header; /* NULL: raw bytes below */
+    size_t dlen;
+    kiln_status st;
+    const char *needle;
+} bad_file;
+
+#define T(d, s, o) "{\"t\":{\"dtype\":\"" d "\",\"shape\":" s ",\"data_offsets\":" o "}}"
+
+static const bad_file bad_files[] = {
+    {"not_json", "hello, world", 0, KILN_ERR_FORMAT, "not valid JSON"},
+    {"json_array", "[1, 2, 3]", 0, KILN_ERR_FORMAT, "not a JSON object"},
+    {"json_string", "\"text\"", 0, KILN_ERR_FORMAT, "not valid JSON"},
+    {"trailing_garbage", "{}xyz", 0, KILN_ERR_FORMAT, "line 1"},
+    {"multiline_error", "{\n\"t\":\n}", 0, KILN_ERR_FORMAT, "line 3"},
+    {"entry_not_object", "{\"t\": 5}", 0, KILN_ERR_FORMAT, "entry is not a JSON object"},
+    {"empty_name", "{\"\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     KILN_ERR_FORMAT, "empty tensor name"},
+    {"missing_dtype", "{\"t\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, KILN_ERR_FORMAT,
+     "missing \"dtype\""},
+    {"missing_shape", "{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, KILN_ERR_FORMAT,
+     "missing \"shape\""},
+    {"missing_offsets", "{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, KILN_ERR_FORMAT,
+     "missing \"data_offsets\""},
+    {"dtype_number", "{\"t\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+     KILN_ERR_FORMAT, "\"dtype\" is not a string"},
+    {"dtype_unknown_f8", T("F8_E4M3", "[1]", "[0,1]"), 1, KILN_ERR_UNSUPPORTED, "F8_E4M3"},
+    {"dtype_unknown_q4", T("Q4_K", "[1]", "[0,1]"), 1, KILN_ERR_UNSUPPORTED, "Q4_K"},
+    {"dtype_lowercase", T("f32", "[1]", "[0,4]"), 4, KILN_ERR_UNSUPPORTED, "'f32'"},
+    {"shape_string", T("F32", "\"1\"", "[0,4]"), 4, KILN_ERR_FORMAT, "\"shape\" is not an array"},
+    {"shape_elem_string", T("F32", "[\"1\"]", "[0,4]"), 4, KILN_ERR_FORMAT,
+     "shape[0] is not an integer"},
+    {"shape_float", T("F32", "[1.5]", "[0,4]"), 4, KILN_ERR_FORMAT, "is not an integer"},
+    {"shape_negative", T("F32", "[2,-1]", "[0,4]"), 4, KILN_ERR_FORMAT, "shape[1] = -1"},
+    {"shape_nine_dims", T("U8", "[1,1,1,1,1,1,1,1,1]", "[0,1]"), 1, KILN_ERR_FORMAT,
+     "at most 8"},
+    {"shape_overflow", T("F32", "[1099511627776,1099511627776]", "[0,4]"), 4, KILN_ERR_FORMAT,
+     "overflows"},
+    {"shape_bytes_overflow", T("F32", "[4611686018427387904,1]", "[0,4]"), 4, KILN_ERR_FORMAT,
+     "overflows"},
+    {"shape_too_big_int", T("F32", "[99999999999999999999]", "[0,4]"), 4, KILN_ERR_FORMAT,
+     "not valid JSON"},
+    {"offsets_number", T("F32", "[1]", "4"), 4, KILN_ERR_FORMAT, "[begin, end]"},
+    {"offsets_three", T("F32", "[1]", "[0,4,8]"), 8, KILN_ERR_FORMAT, "[begin, end]"},
+    {"offsets_strings", T("F32", "[1]", "[\"0\",\"4\"]"), 4, KILN_ERR_FORMAT, "non-negative"},
+    {"offsets_negative", T("F32", "[1]", "[-4,0]"), 4, KILN_ERR_FORMAT, "non-negative"},
+    {"offsets_past_eof", T("F32", "[100]", "[0,400]"), 4, KILN_ERR_FORMAT,
+     "past the end of the data section"},
+    {"offsets_huge", T("U8", "[1]", "[18446744073709551614,18446744073709551615]"), 4,
+     KILN_ERR_FORMAT, NULL},
+    {"begin_after_end", T("F32", "[1]", "[4,0]"), 4, KILN_ERR_FORMAT, "begin 4 > end 0"},
+    {"size_mismatch", T("F32", "[2]", "[0,4]"), 8, KILN_ERR_FORMAT, "need 8"},
+    {"size_mismatch_dtype", T("F16", "[4]", "[0,16]"), 16, KILN_ERR_FORMAT, "F16 need 8"},
+    {"overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
+     KILN_ERR_FORMAT, "overlaps"},
+    {"same_range", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+                   "\"b\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+     KILN_ERR_FORMAT, "overlaps"},
+    {"duplicate_name", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+                       "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
+     KILN_ERR_FORMAT, "duplicate"},
+    {"non_utf8_name", "{\"a\xff\xfe\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     KILN_ERR_FORMAT, "not valid JSON"},
+    {"nul_in_name", "{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     KILN_ERR_FORMAT, "not valid JSON"},
+    {"metadata_number", "{\"__metadata__\": 5}", 0, KILN_ERR_FORMAT,
+     "__metadata__ is not a JSON object"},
+    {"metadata_value_int", "{\"__metadata__\": {\"k\": 1}}", 0, KILN_ERR_FORMAT,
+     "value of 'k' is not a string"},
+    {"metadata_value_object", "{\"__metadata__\": {\"k\": {}}}", 0, KILN_ERR_FORMAT,
+     "not a string"},
+    {"metadata_duplicate", "{\"__metadata__\": {\"k\": \"1\", \"k\": \"2\"}}", 0, KILN_ERR_FORMAT,
+     "duplicate"},
+};
+
+static void write_case(const bad_file *b, char *path, size_t cap)
+{
+    size_t len;
+    uint8_t *buf = image(b->header, b->dlen, &len);
+    snprintf(path, cap, "%s/%s.safetensors", corpus, b->name);
+    write_bytes(path, buf, len);
+    free(buf);
+}
+
+static void test_named_cases(void **state)
+{
+    char path[4200];
+    for (size_t i = 0; i < sizeof bad_files / sizeof bad_files[0]; i++) {
+        write_case(&bad_files[i], path, sizeof path);
+        expect_fail(path, bad_files[i].st, bad_files[i].needle);
+    }
+}
+
+/* Length prefixes that are wrong in themselves. */
+static void test_header_length(void **state)
+{
+    static const struct {
+        const char *name;
+        uint64_t n;
+        size_t file_len;
+        const char *needle;
+    } cases[] = {
+        {"hlen_zero", 0, 16, "too small"},
+        {"hlen_one", 1, 16, "too small"},
+        {"hlen_huge", UINT64_C(1) << 63, 64, "exceeds"},
+        {"hlen_all_ones", UINT64_MAX, 64, "exceeds"},
+        {"hlen_over_limit", 100000001, 64, "exceeds"},
+        {"hlen_past_eof", 1000, 64, "past the end of the file"},
+        {"hlen_just_past_eof", 57, 64, "past the end of the file"},
+        {"file_3_bytes", 0, 3, "too short"},
+        {"file_empty", 0, 0, "too short"},
+    };
+    char path[4200];
+    uint8_t buf[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(buf, '{', sizeof buf);
+        for (int k = 0; k < 8; k++)
+            buf[k] = (uint8_t)(cases[i].n >> (8 * k));
+        snprintf(path, sizeof path, "%s/%s.safetensors", corpus, cases[i].name);
+        write_bytes(path, buf, cases[i].file_len);
+        expect_fail(path, KILN_ERR_FORMAT, cases[i].needle);
+    }
+}
+
+/* A valid file cut at every byte of its header and data. */
+static void test_truncated_everywhere(void **state)
+{
+    static const char *hdr =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+        "\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+        "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}";
+    size_t len;
+    uint8_t *buf = image(hdr, 30, &len);
+    char path[4200];
+    st_model *m = NULL;
+
+    assert_int_equal(st_open_memory(buf, len, &m), KILN_OK);
+    st_close(m);
+    mkdirs(corpus);
+    for (size_t cut = 0; cut < len; cut++) {
+        snprintf(path, sizeof path, "%s/truncated_%04zu.safetensors", corpus, cut);
+        write_bytes(path, buf, cut);
+        expect_fail(path, KILN_ERR_FORMAT, NULL);
+        assert_int_equal(st_open_memory(buf, cut, &m), KILN_ERR_FORMAT);
+        assert_null(m);
+    }
+    free(buf);
+}
+
+/* A sample of the corpus through the CLI. */
+static void test_cli_info(void **state)
+{
+    static const char *const names[] = {"not_json", "shape_overflow", "offsets_past_eof",
+                                        "overlap", "dtype_unknown_f8", "hlen_huge",
+                                        "truncated_0100"};
+    char path[4200];
+    if (!getenv("KILN_BIN")) {
+        print_message("KILN_BIN not set: skipped\n");
+        skip();
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.safetensors", corpus, names[i]);
+        expect_cli_fail(path);
+    }
+}
+
+/* ---- sharded indexes ----------------------------------------------------------- */
+
+#define SHARD_A "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}"
+#define SHARD_B "{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}"
+
+typedef struct bad_index {
+    const char *name;
+    const char *index; /* model.safetensors.index.json */
+    const char *shard1, *shard2; /* headers of s1.safetensors, s2.safetensors; NULL: none */
+    kiln_status st;
+    const char *needle;
+} bad_index;
+
+static const bad_index bad_indexes[] = {
+    {"index_missing_shard", "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\"}}",
+     SHARD_A, NULL, KILN_ERR_IO, "s2.safetensors"},
+    {"index_tensor_not_in_shard",
+     "{\"weight_map\":{\"a\":\"s1.safetensors\",\"ghost\":\"s1.safetensors\"}}", SHARD_A, NULL,
+     KILN_ERR_NOT_FOUND, "'ghost'"},
+    {"index_tensor_in_two_shards",
+     "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\"}}", SHARD_A, SHARD_A,
+     KILN_ERR_FORMAT, "also in shard"},
+    {"index_wrong_shard", "{\"weight_map\":{\"a\":\"s2.safetensors\",\"b\":\"s1.safetensors\"}}",
+     SHARD_A, SHARD_B, KILN_ERR_FORMAT, "weight_map says shard s2.safetensors"},
+    {"index_dotdot", "{\"weight_map\":{\"a\":\"../s1.safetensors\"}}", SHARD_A, NULL,
+     KILN_ERR_FORMAT, "not a plain file name"},
+    {"index_dotdot_bare", "{\"weight_map\":{\"a\":\"..\"}}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "not a plain file name"},
+    {"index_slash", "{\"weight_map\":{\"a\":\"/etc/passwd\"}}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "not a plain file name"},
+    {"index_empty_name", "{\"weight_map\":{\"a\":\"\"}}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "not a plain file name"},
+    {"index_not_json", "{\"weight_map\":", SHARD_A, NULL, KILN_ERR_FORMAT, "not valid JSON"},
+    {"index_no_weight_map", "{\"metadata\":{}}", SHARD_A, NULL, KILN_ERR_FORMAT, "weight_map"},
+    {"index_weight_map_array", "{\"weight_map\":[]}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "weight_map"},
+    {"index_empty_weight_map", "{\"weight_map\":{}}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "weight_map has 0"},
+    {"index_value_number", "{\"weight_map\":{\"a\":1}}", SHARD_A, NULL, KILN_ERR_FORMAT,
+     "not a string"},
+    {"index_duplicate_key", "{\"weight_map\":{\"a\":\"s1.safetensors\",\"a\":\"s1.safetensors\"}}",
+     SHARD_A, NULL, KILN_ERR_FORMAT, "duplicate"},
+    {"index_bad_shard", "{\"weight_map\":{\"a\":\"s1.safetensors\"}}", "[1]", NULL,
+     KILN_ERR_FORMAT, "s1.safetensors: header is not a JSON object"},
+};
+
+static void write_shard(const char *dir, const char *file, const char *header)
+{
+    char path[4300];
+    size_t len;
+    uint8_t *buf;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    unlink(path);
+    if (!header)
+        return;
+    buf = image(header, 2, &len);
+    write_bytes(path, buf, len);
+    free(buf);
+}
+
+static void test_bad_indexes(void **state)
+{
+    char dir[4200], path[4300];
+    for (size_t i = 0; i < sizeof bad_indexes / sizeof bad_indexes[0]; i++) {
+        const bad_index *b = &bad_indexes[i];
+        st_model *m = NULL;
+        kiln_status st;
+
+        snprintf(dir, sizeof dir, "%s/%s", corpus, b->name);
+        mkdirs(dir);
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        write_bytes(path, b->index, strlen(b->index));
+        write_shard(dir, "s1.safetensors", b->shard1);
+        write_shard(dir, "s2.safetensors", b->shard2);
+        st = st_open_dir(dir, &m);
+        if (st == KILN_OK) {
+            st_close(m);
+            fail_msg("%s: opened, but it is broken", b->name);
+        }
+        assert_null(m);
+        if (st != b->st || !strstr(kiln_last_error(), b->needle))
+            fail_msg("%s: status %d (want %d), message '%s' (want '%s')", b->name, st, b->st,
+                     kiln_last_error(), b->needle);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_named_cases),
+        cmocka_unit_test(test_header_length),
+        cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_cli_info),
+        cmocka_unit_test(test_bad_indexes),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
