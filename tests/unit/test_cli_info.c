@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,7 +208,7 @@ static void test_info_bad_input(void **state)
 {
     char dir[] = "/tmp/kiln-info-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char arg[4200], file[4200];
+    char arg[4400], file[4200];
 
     expect_failure("", 2, "usage");
     expect_failure("--bogus x", 2, "unknown option");
