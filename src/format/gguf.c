@@ -510,7 +510,8 @@ static kiln_status check_header_counts(parser *p, uint64_t n_tensors, uint64_t n
         sum > parser_left(p))
         return kiln_err_set(KILN_ERR_FORMAT,
                             "gguf: header counts are impossible: %" PRIu64 " kv pairs and %"
-                            PRIu64 " tensors do not fit in the %" PRIu64 " bytes left",
+                            PRIu64 " tensors do not fit in the %" PRIu64
+                            " bytes left (truncated or corrupt)",
                             n_kv, n_tensors, parser_left(p));
     return KILN_OK;
 }
