@@ -27,12 +27,6 @@ static void cli_usage(FILE *f)
     fprintf(f, "\n'kiln <command> --help' shows a command's options.\n");
 }
 
-int cli_fail(void)
-{
-    fprintf(stderr, "kiln: %s\n", kiln_last_error());
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
