@@ -84,7 +84,10 @@ kiln_status bulk_read(bulk_reader *r, uint64_t offset, void *dst, size_t len);
  * user_tag back when all of them are in dst.  Errors, with nothing started:
  * KILN_ERR_IO (past the end of the file), KILN_ERR_INVALID_ARG (dst NULL
  * with len > 0), KILN_ERR_RANGE (BULK_MAX_PENDING requests not yet
- * collected).  A read error after the start is reported by bulk_wait(). */
+ * collected).  A read error after the start is reported by bulk_wait().
+ * KILN_ERR_IO also when io_uring itself fails (io_uring_enter errors other
+ * than EINTR/EAGAIN/EBUSY): the reader is unusable then and every later
+ * call but bulk_close() fails the same way. */
 kiln_status bulk_submit(bulk_reader *r, uint64_t offset, void *dst, size_t len,
                         uint64_t user_tag);
 

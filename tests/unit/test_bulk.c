@@ -1,5 +1,6 @@
 /* test_bulk.c - the bulk reader on both paths (io_uring and pread):
  * byte-for-byte reads, end of file, asynchronous requests, bad opens. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,8 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include <cmocka.h>
 
@@ -316,6 +323,51 @@ static void test_env_forces_pread(void **state)
     bulk_close(r);
 }
 
+/* What a container with a seccomp profile does: io_uring_setup fails with
+ * ENOSYS.  Runs in a child so the filter stays there. */
+static int child_without_io_uring(void)
+{
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fprog = {.len = sizeof prog / sizeof prog[0], .filter = prog};
+    unsigned char *buf = malloc(3 << 20);
+    bulk_reader *r;
+    uint64_t tag;
+    int bad = 0;
+
+    if (!buf || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) != 0)
+        return 2;
+    if (bulk_open(g_path, 4, &r) != KILN_OK)
+        return 3;
+    bad |= bulk_uses_io_uring(r);
+    bad |= bulk_read(r, 4097, buf, 3 << 20) != KILN_OK;
+    bad |= memcmp(buf, g_data + 4097, 3 << 20) != 0;
+    bad |= bulk_submit(r, 5, buf, 1000, 42) != KILN_OK;
+    bad |= bulk_wait(r, &tag) != KILN_OK || tag != 42;
+    bad |= memcmp(buf, g_data + 5, 1000) != 0;
+    bulk_close(r);
+    free(buf);
+    return bad ? 4 : 0;
+}
+
+static void test_fallback_without_io_uring(void **state)
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_without_io_uring());
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 #define BOTH(fn)                                                              \
     cmocka_unit_test_prestate(fn, &g_flags_uring),                            \
     cmocka_unit_test_prestate(fn, &g_flags_pread)
@@ -333,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_open_oom),
         cmocka_unit_test(test_env_forces_pread),
+        cmocka_unit_test(test_fallback_without_io_uring),
     };
     return cmocka_run_group_tests(tests, setup_file, teardown_file);
 }
