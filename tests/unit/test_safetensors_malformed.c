@@ -104,8 +104,10 @@ static void expect_cli_fail(const char *path)
 
     if (!kbin || access(kbin, X_OK) != 0)
         return;
-    snprintf(err, sizeof err, "%s.stderr", path);
-    snprintf(cmd, sizeof cmd, "'%s' info '%s' >/dev/null 2>'%s'", kbin, path, err);
+    if (snprintf(err, sizeof err, "%s.stderr", path) >= (int)sizeof err ||
+        snprintf(cmd, sizeof cmd, "'%s' info '%s' >/dev/null 2>'%s'", kbin, path, err) >=
+            (int)sizeof cmd)
+        fail_msg("path too long: %s", path);
     rc = system(cmd);
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) == 0)
         fail_msg("kiln info %s: exit status %d, want a failure", path, rc);
