@@ -31,7 +31,8 @@ void arena_free(arena *a);
 
 /* `size` bytes aligned to `align` (a power of two; KILN_ASSERT otherwise).
  * A request too large to share a chunk gets a chunk of its own.  size 0
- * returns a valid, unique-or-not pointer that must not be dereferenced.
+ * returns a non-NULL pointer that must not be dereferenced (it may equal
+ * the next block's address).
  * Returns NULL when out of memory or when size + align overflows.
  * Borrowed: valid until arena_reset() or arena_free(). */
 void *arena_alloc(arena *a, size_t size, size_t align);

@@ -14,27 +14,36 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", "tra
 /* -1 until first use, then the threshold. */
 static atomic_int log_level = -1;
 
+/* Level named by s, or -1; sets no error message. */
+static int log_level_lookup(const char *s)
+{
+    for (int i = 0; i < (int)KILN_ARRAY_LEN(level_names); i++)
+        if (!strcmp(s, level_names[i]) || (s[0] == '0' + i && s[1] == '\0'))
+            return i;
+    return -1;
+}
+
 kiln_status kiln_log_parse_level(const char *s, kiln_log_level *out)
 {
-    for (int i = 0; i < (int)KILN_ARRAY_LEN(level_names); i++) {
-        if (!strcmp(s, level_names[i]) || (s[0] == '0' + i && s[1] == '\0')) {
-            *out = (kiln_log_level)i;
-            return KILN_OK;
-        }
-    }
-    return kiln_err_set(KILN_ERR_INVALID_ARG,
-                        "unknown log level '%s' (error|warn|info|debug|trace)", s);
+    int lv = log_level_lookup(s);
+
+    if (lv < 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "unknown log level '%s' (error|warn|info|debug|trace)", s);
+    *out = (kiln_log_level)lv;
+    return KILN_OK;
 }
 
 kiln_log_level kiln_log_get_level(void)
 {
     int lv = atomic_load(&log_level);
     if (lv < 0) {
-        kiln_log_level parsed = KILN_LOG_WARN;
+        /* A bad KILN_LOG must not replace the message of an error being
+         * logged, so no kiln_err_set() here. */
         const char *env = getenv("KILN_LOG");
-        if (env && kiln_log_parse_level(env, &parsed) != KILN_OK)
-            parsed = KILN_LOG_WARN;
-        lv = (int)parsed;
+        lv = env ? log_level_lookup(env) : -1;
+        if (lv < 0)
+            lv = (int)KILN_LOG_WARN;
         atomic_store(&log_level, lv);
     }
     return (kiln_log_level)lv;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -249,6 +250,42 @@ static void test_log_levels(void **state)
     kiln_log_set_level(saved);
 }
 
+/* In a child, so that the level is read from KILN_LOG at first use
+ * (test_log_env runs before anything reads the level). */
+static int child_bad_env(void)
+{
+    setenv("KILN_LOG", "bogus", 1);
+    kiln_err_set(KILN_ERR_IO, "keep me");
+    if (kiln_log_get_level() != KILN_LOG_WARN)
+        return 1;
+    return strcmp(kiln_last_error(), "keep me") ? 2 : 0;
+}
+
+static int child_env_level(void)
+{
+    setenv("KILN_LOG", "debug", 1);
+    return kiln_log_get_level() == KILN_LOG_DEBUG ? 0 : 1;
+}
+
+static void run_child(int (*fn)(void))
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fn());
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_log_env(void **state)
+{
+    run_child(child_bad_env);
+    run_child(child_env_level);
+}
+
 /* ---- file mapping ------------------------------------------------------------- */
 
 static char g_dir[256];
@@ -321,6 +358,8 @@ static void test_fmap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* First: nothing may have read the log level before it forks. */
+        cmocka_unit_test(test_log_env),
         cmocka_unit_test(test_err_set_wrap),
         cmocka_unit_test(test_err_truncation),
         cmocka_unit_test(test_status_names),
