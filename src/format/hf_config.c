@@ -512,7 +512,7 @@ static kiln_status hf_resolve(json_t *root, hf_ctx *cx, model_config *c)
 
 static kiln_status hf_read_all(json_t *root, model_config *c)
 {
-    hf_ctx cx;
+    hf_ctx cx = {0};
     kiln_status st;
 
     if (!json_is_object(root))

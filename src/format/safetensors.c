@@ -309,7 +309,7 @@ static kiln_status st_parse_tensor(st_ctx *cx, const char *name, json_t *v)
 {
     st_model *m = cx->m;
     st_tensor t = {0};
-    uint64_t n_elems, nbytes, begin, end;
+    uint64_t n_elems = 0, nbytes = 0, begin = 0, end = 0;
     kiln_status st;
 
     if (!name[0])
@@ -384,7 +384,7 @@ static kiln_status st_parse_shard(st_model *m, int32_t shard, const uint8_t *dat
     json_t *root = NULL, *v;
     int64_t first = m->n_tensors;
     const char *key;
-    uint64_t hlen;
+    uint64_t hlen = 0;
     kiln_status st;
 
     if ((st = st_load_header(cx.file, data, size, &hlen, &root)))
