@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 void *kiln_malloc(size_t size);
 void *kiln_calloc(size_t count, size_t size);   /* overflow-checked */
 void *kiln_realloc(void *p, size_t size);
@@ -29,5 +33,9 @@ int64_t kiln_alloc_bytes_peak(void);
 /* Test hook: after `n` more successful allocations, every allocation fails
  * (returns NULL) until called again; n < 0 turns failure injection off. */
 void kiln_alloc_fail_after(int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KILN_BASE_ALLOC_H */

@@ -21,6 +21,10 @@
 
 #include "kiln.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define KILN_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 #define KILN_NORETURN __attribute__((noreturn))
@@ -46,5 +50,9 @@ KILN_NORETURN void kiln_assert_fail(const char *expr, const char *file, int line
     ((cond) ? (void)0 : kiln_assert_fail(#cond, __FILE__, __LINE__))
 
 #define KILN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KILN_BASE_ERROR_H */

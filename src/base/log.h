@@ -11,6 +11,10 @@
 
 #include "base/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum kiln_log_level {
     KILN_LOG_ERROR = 0,
     KILN_LOG_WARN,
@@ -29,5 +33,9 @@ kiln_status kiln_log_parse_level(const char *s, kiln_log_level *out);
 #define KILN_LOG_W(...) kiln_log(KILN_LOG_WARN, __VA_ARGS__)
 #define KILN_LOG_I(...) kiln_log(KILN_LOG_INFO, __VA_ARGS__)
 #define KILN_LOG_D(...) kiln_log(KILN_LOG_DEBUG, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KILN_BASE_LOG_H */

@@ -14,6 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum kiln_dtype {
     KILN_DT_F32 = 0,
     KILN_DT_F16 = 1,
@@ -73,5 +77,9 @@ bool dtype_from_name(const char *name, kiln_dtype *out);
  * KILN_ERR_UNSUPPORTED (unknown type), KILN_ERR_FORMAT (n_elems not a
  * multiple of the block size), KILN_ERR_RANGE (overflow or n_elems < 0). */
 kiln_status dtype_nbytes(kiln_dtype dt, int64_t n_elems, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KILN_FORMAT_DTYPE_H */

@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* IEEE half / bfloat16 <-> f32 (round to nearest even on the way down). */
 float quant_f16_to_f32(uint16_t h);
 uint16_t quant_f32_to_f16(float f);
@@ -34,5 +38,9 @@ uint16_t quant_f32_to_bf16(float f);
  * number of blocks), KILN_ERR_RANGE (src_bytes too small for n). */
 kiln_status quant_dequantize(kiln_dtype dt, const void *src, size_t src_bytes, float *dst,
                              int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KILN_FORMAT_QUANT_H */
