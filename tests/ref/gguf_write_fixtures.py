@@ -9,8 +9,8 @@ usage: gguf_write_fixtures.py OUTDIR
   align_<N>.gguf      general.alignment N (1, 8, 64, 256) with three tensors
   cfg_<arch>.gguf     metadata-only model shapes: llama, llama3 (rope_freqs),
                       qwen2, qwen3, gemma3, bert, mistral
-The fuzz corpus in tests/fuzz/corpus/gguf/ is all_types, align_8, cfg_gemma3
-and cfg_bert from this script.
+The fuzz seed corpus tests/fuzz/corpus/gguf/ is all_types, align_8,
+cfg_gemma3, cfg_bert, cfg_llama3 and cfg_qwen2 as written by this script.
 """
 import os
 import sys

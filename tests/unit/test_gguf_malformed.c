@@ -448,7 +448,10 @@ static void c_nelem_overflow(gbuf *b)
 }
 
 /* n_elements fits int64, n_elements * 4 bytes does not. */
-static void c_nbytes_overflow(gbuf *b) { tensor_raw(b, "t", 1, 2, (uint64_t[]){1ull << 31, 1ull << 31}, 0); }
+static void c_nbytes_overflow(gbuf *b)
+{
+    tensor_raw(b, "t", 1, 2, (uint64_t[]){1ull << 31, 1ull << 31}, 0);
+}
 static void c_nbytes_overflow_f64(gbuf *b)
 {
     tensor_raw(b, "t", 1, 2, (uint64_t[]){1ull << 40, 1ull << 22}, 28);
