@@ -39,7 +39,8 @@ typedef enum kiln_status {
     KILN_STATUS_COUNT
 } kiln_status;
 
-/* Short constant name of a status ("format", "io", ...).  Never NULL. */
+/* Short description of a status ("malformed input", "i/o error", ...).
+ * Never NULL; static storage. */
 const char *kiln_status_str(kiln_status st);
 
 /* The message of the last error set on this thread, or "" if none.
