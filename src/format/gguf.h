@@ -97,10 +97,12 @@ size_t gguf_size(const gguf_file *g);
 /* ---- metadata ------------------------------------------------------------- */
 
 int64_t gguf_kv_count(const gguf_file *g);
-/* Key i (0 <= i < count), NUL-terminated, owned by the handle. */
+/* Key i (0 <= i < count) in file order, NUL-terminated, owned by the
+ * handle; NULL when i is out of range. */
 const char *gguf_kv_key(const gguf_file *g, int64_t i);
+/* Type of value i; GGUF_TYPE_COUNT when i is out of range. */
 gguf_type gguf_kv_type(const gguf_file *g, int64_t i);
-/* Value of key i, owned by the handle. */
+/* Value of key i, owned by the handle; NULL when i is out of range. */
 const gguf_value *gguf_kv_value(const gguf_file *g, int64_t i);
 /* Index of `key`, -1 if absent.  O(log n). */
 int64_t gguf_find_key(const gguf_file *g, const char *key);

@@ -172,7 +172,7 @@ static void assert_num_arr(const gguf_file *g, const char *key, gguf_type t, int
     size_t es = gguf_type_size(t);
     for (int64_t k = 0; k < n; k++) {
         uint64_t raw = 0;
-        double v;
+        double v = 0.0;
         memcpy(&raw, p + (size_t)k * es, es); /* little-endian host */
         switch (t) {
         case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT64: case GGUF_TYPE_BOOL: v = (double)raw; break;
