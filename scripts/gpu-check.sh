@@ -24,6 +24,7 @@ fi
 OUT=${OUT:-$root/build-gpu/out}
 mkdir -p "$OUT"
 arch=${KILN_CUDA_ARCH:-90}
+cmake_extra=()
 declare -a rows=()
 row() { rows+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
 
@@ -38,6 +39,9 @@ if compgen -G ".debs/*.deb" >/dev/null; then
         [ -L "$so" ] && ln -sf "$(basename "$(readlink "$so")")" "$so"
     done
     export CMAKE_PREFIX_PATH=$P/usr
+    # The .pc files of the packages name /usr: find headers and libraries by
+    # search under the prefix instead of through pkg-config.
+    cmake_extra=(-DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON)
     export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 export PATH=/usr/local/cuda/bin:$PATH
@@ -49,7 +53,7 @@ row "device" "" "${gpu:-none}"
 # ---- build -------------------------------------------------------------
 t0=$(date +%s)
 if cmake -S . -B build-gpu -DKILN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-        -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+        -DCMAKE_BUILD_TYPE=Release "${cmake_extra[@]}" >"$OUT/build.log" 2>&1 &&
    cmake --build build-gpu -j"$(nproc)" >>"$OUT/build.log" 2>&1; then
     row "build (sm_$arch)" "ok" "$(( $(date +%s) - t0 )) s"
 else
@@ -61,14 +65,14 @@ fi
 
 # ---- GPU tests -----------------------------------------------------------
 status=0
-ctest --test-dir build-gpu -L gpu --output-on-failure >"$OUT/gpu-tests.log" 2>&1 || status=1
+ctest --test-dir build-gpu -L gpu -V >"$OUT/gpu-tests.log" 2>&1 || status=1
 while read -r line; do
     name=$(sed -E 's/.*Test +#[0-9]+: ([^ ]+) .*/\1/' <<<"$line")
     res=$(grep -qE '\*\*\*|Failed' <<<"$line" && echo FAIL || echo ok)
     secs=$(grep -oE '[0-9.]+ sec' <<<"$line")
     row "$name" "$res" "$secs"
 done < <(grep -E 'Test +#[0-9]+:' "$OUT/gpu-tests.log")
-grep -E 'SKIPPED|FAILED|PASSED' "$OUT/gpu-tests.log" | head -40 >"$OUT/gpu-tests-summary.txt"
+grep -E 'SKIPPED|FAILED|PASSED|OK|seed' "$OUT/gpu-tests.log" | head -40 >"$OUT/gpu-tests-summary.txt"
 
 echo
 printf '%s\n' "${rows[@]}"
