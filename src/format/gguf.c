@@ -233,7 +233,7 @@ static kiln_status parser_check_count(const parser *p, uint64_t count, uint64_t 
 /* A key or tensor name: non-empty, bounded, NUL-free UTF-8; *out owned. */
 static kiln_status parser_name(parser *p, const char *what, char **out)
 {
-    const uint8_t *s;
+    const uint8_t *s = NULL;
     uint64_t len;
     char shown[160];
     kiln_status st;
@@ -704,7 +704,7 @@ static kiln_status place_tensors(parser *p, gguf_file *g)
 static kiln_status gguf_parse(gguf_file *g)
 {
     parser p = {.base = g->base, .size = g->size, .off = 0};
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     kiln_status st;
 
     if ((st = parse_header(&p, g, &n_tensors, &n_kv)) ||
