@@ -186,13 +186,14 @@ static kiln_status loop_items(ctpl_rs *r, const ctpl_node *n, ctpl_list **out)
     }
     if (!(kept = ctpl_list_new(r, items->len)))
         return KILN_ERR_OOM;
-    ctpl_scope *saved = r->scope;
+    ctpl_scope *saved = r->scope, *scope = scope_new(r, saved);
+    if (!scope)
+        return KILN_ERR_OOM;
     for (size_t i = 0; !st && i < items->len; i++) {
         ctpl_val keep;
-        if (!(r->scope = scope_new(r, saved)))
-            st = KILN_ERR_OOM;
-        if (!st)
-            st = unpack(r, r->scope, n->a, items->items[i]);
+        scope->len = 0;
+        r->scope = scope;
+        st = unpack(r, r->scope, n->a, items->items[i]);
         if (!st)
             st = ctpl_eval(r, n->c, &keep);
         if (!st && ctpl_truthy(keep))
@@ -215,17 +216,20 @@ static kiln_status exec_for(ctpl_rs *r, const ctpl_node *n)
     if (!loop)
         return KILN_ERR_OOM;
     loop->items = items;
-    ctpl_scope *saved = r->scope;
+    ctpl_scope *saved = r->scope, *body = scope_new(r, saved);
+    if (!body)
+        return KILN_ERR_OOM;
     for (size_t i = 0; !st && i < items->len; i++) {
         ctpl_val lv = {.kind = CTPL_LOOP};
         loop->index0 = i;
         lv.u.loop = loop;
         if ((st = step(r, n)))
             break;
-        if (!(r->scope = scope_new(r, saved)))
-            st = KILN_ERR_OOM;
-        if (!st)
-            st = unpack(r, r->scope, n->a, items->items[i]);
+        /* Each iteration starts from an empty scope; its storage is reused
+         * so that long loops do not grow the arena. */
+        body->len = 0;
+        r->scope = body;
+        st = unpack(r, r->scope, n->a, items->items[i]);
         if (!st)
             st = scope_set(r, r->scope, "loop", lv);
         if (!st)

@@ -824,7 +824,13 @@ kiln_status ctpl_apply_filter(ctpl_rs *r, int id, const char *name, ctpl_val v, 
         if ((st = ctpl_need_str(r, "attr", a->pos[0])))
             return st;
         char *an = ctpl_strdup(r, a->pos[0].u.s.p, a->pos[0].u.s.n);
-        return an ? ctpl_getattr(r, v, an, out) : KILN_ERR_OOM;
+        if (!an)
+            return KILN_ERR_OOM;
+        if ((st = ctpl_getattr(r, v, an, out)))
+            return st;
+        if (v.kind == CTPL_DICT && out->kind != CTPL_METHOD) /* attr() never reads items */
+            *out = ctpl_undef();
+        return KILN_OK;
     }
     default:
         return ctpl_fail(r, KILN_ERR_INTERNAL, "filter id %d", id);

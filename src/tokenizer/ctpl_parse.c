@@ -972,9 +972,13 @@ static kiln_status parse_body(parser *p, const char *const *ends, ctpl_node **ou
         const ctpl_tok *t = cur(p);
         ctpl_node *nd = NULL;
         if (t->kind == CTPL_T_EOF) {
-            if (ends)
+            if (ends) {
+                char want[128] = "";
+                for (size_t k = 0; ends[k]; k++)
+                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'", k ? " or " : "", ends[k]);
                 st = kiln_err_set(KILN_ERR_FORMAT, "chat template line %d: unexpected end of "
-                                  "template, expected '%s'", t->line, ends[0]);
+                                  "template, expected %s", t->line, want);
+            }
             break;
         }
         if (t->kind == CTPL_T_TEXT) {
