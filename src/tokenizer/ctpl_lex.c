@@ -49,10 +49,13 @@ static kiln_status push_tok(lexer *L, ctpl_tok_kind kind, const char *s, size_t 
     memset(t, 0, sizeof *t);
     t->kind = kind;
     t->line = line;
-    if (s) {
-        t->s = arena_strndup(L->a, s, n);
-        if (!t->s)
+    if (s) { /* exact copy: text and strings may hold NUL bytes */
+        char *copy = arena_alloc(L->a, n + 1, 1);
+        if (!copy)
             return kiln_err_set(KILN_ERR_OOM, "chat template: out of memory");
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+        t->s = copy;
         t->n = n;
     }
     if (out)
