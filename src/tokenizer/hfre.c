@@ -91,7 +91,7 @@ static kiln_status compile_code(hfre *re, const char *pat, size_t len, bool lite
 {
     pcre2_general_context *g = gctx_new();
     pcre2_compile_context *cc = g ? pcre2_compile_context_create(g) : NULL;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     int err = 0;
     PCRE2_SIZE erroff = 0;
     if (!cc) {

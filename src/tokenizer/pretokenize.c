@@ -319,7 +319,7 @@ static kiln_status metaspace(const pretok *p, pretok_state *st, size_t i, const 
     pt_scratch *sc = &st->sc[i];
     size_t k;
     kiln_status rc = KILN_OK;
-    bool starts = len >= stg->rep_len && memcmp(s, stg->rep, stg->rep_len) == 0;
+    bool starts = s[0] == ' ' || (len >= stg->rep_len && memcmp(s, stg->rep, stg->rep_len) == 0);
     buf_clear(&sc->text);
     if (!starts && (stg->prepend == PT_PREPEND_ALWAYS ||
                     (stg->prepend == PT_PREPEND_FIRST && first)))

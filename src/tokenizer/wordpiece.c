@@ -1,9 +1,12 @@
 /*
  * wordpiece.c - the WordPiece model of wordpiece.h.
  *
- * Invariant: tries at a position go from the longest candidate down, one
- * character at a time, and never start longer than the longest vocab entry
- * (a cheap bound that changes no result).
+ * Longest match at a position walks forward one character at a time through
+ * `pre`, the set of all prefixes of vocab entries, remembering the last
+ * prefix that is an entry, and stops at the first string that starts no
+ * entry: the same answer as trying candidates from the longest down (the
+ * reference loop), with lookups bounded by the match length instead of the
+ * longest entry.
  */
 #include "tokenizer/wordpiece.h"
 
@@ -15,6 +18,7 @@
 
 struct wp {
     vocab v;
+    vocab pre; /* every char-boundary prefix of an entry; id 1 if it is an entry itself */
     char *unk, *prefix;
     size_t prefix_len, max_chars;
     int32_t unk_id;
@@ -29,6 +33,7 @@ kiln_status wp_new(const char *unk, const char *prefix, size_t max_chars, wp **o
         return kiln_err_set(KILN_ERR_OOM, "wordpiece: out of memory");
     }
     vocab_init(&m->v);
+    vocab_init(&m->pre);
     m->prefix_len = strlen(prefix);
     m->max_chars = max_chars;
     m->unk_id = -1;
@@ -41,8 +46,31 @@ kiln_status wp_add_token(wp *m, const char *s, size_t len, int32_t id)
     return vocab_add(&m->v, s, len, id);
 }
 
+/* Insert every char-boundary prefix of every entry into m->pre. */
+static kiln_status index_prefixes(wp *m)
+{
+    int64_t e;
+    size_t len, k;
+    kiln_status rc;
+    for (e = 0; e < m->v.n_entries; e++) {
+        const char *s = m->v.text.data + m->v.off[e];
+        len = m->v.off[e + 1] - m->v.off[e];
+        for (k = 1; k <= len; k++) {
+            if (k < len && ((uint8_t)s[k] & 0xC0) == 0x80)
+                continue;
+            int32_t had = vocab_find(&m->pre, s, k);
+            if ((rc = vocab_add(&m->pre, s, k, (k == len || had == 1) ? 1 : 0)))
+                return rc;
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status wp_finish(wp *m)
 {
+    kiln_status rc;
+    if ((rc = index_prefixes(m)))
+        return rc;
     m->unk_id = vocab_find(&m->v, m->unk, strlen(m->unk));
     if (m->unk_id < 0)
         return kiln_err_set(KILN_ERR_FORMAT, "wordpiece: unk_token '%s' is not in the vocab",
@@ -55,6 +83,7 @@ void wp_free(wp *m)
     if (!m)
         return;
     vocab_free(&m->v);
+    vocab_free(&m->pre);
     kiln_free(m->unk);
     kiln_free(m->prefix);
     kiln_free(m);
@@ -78,36 +107,32 @@ static size_t char_count(const char *s, size_t len)
     return n;
 }
 
-/* Longest vocab piece at s[start..), end in *end; -1 if none. */
+/* Longest vocab piece at s[start..) (spelled with the prefix when start >
+ * 0), end in *end; -1 if none, -2 on OOM. */
 static int32_t longest(const wp *m, kiln_buf *tmp, const char *s, size_t len, size_t start,
                        size_t *end)
 {
-    size_t e = len, room = m->v.max_len;
-    if (start > 0)
-        room = room > m->prefix_len ? room - m->prefix_len : 0;
-    if (e - start > room) {
-        e = start + room;
-        while (e > start && ((uint8_t)s[e] & 0xC0) == 0x80)
-            e--;
-    }
-    for (; e > start; e--) {
-        int32_t id;
-        if (e < len && ((uint8_t)s[e] & 0xC0) == 0x80)
-            continue;
-        if (start == 0) {
-            id = vocab_find(&m->v, s, e);
-        } else {
-            buf_clear(tmp);
-            if (buf_append(tmp, m->prefix, m->prefix_len) || buf_append(tmp, s + start, e - start))
-                return -2;
-            id = vocab_find(&m->v, tmp->data, tmp->len);
-        }
-        if (id >= 0) {
+    size_t e = start;
+    int32_t best = -1;
+    buf_clear(tmp);
+    if (start > 0 && buf_append(tmp, m->prefix, m->prefix_len))
+        return -2;
+    while (e < len) {
+        size_t step = e + 1;
+        while (step < len && ((uint8_t)s[step] & 0xC0) == 0x80)
+            step++;
+        if (buf_append(tmp, s + e, step - e))
+            return -2;
+        e = step;
+        int32_t p = vocab_find(&m->pre, tmp->data, tmp->len);
+        if (p < 0)
+            break;
+        if (p == 1) {
+            best = vocab_find(&m->v, tmp->data, tmp->len);
             *end = e;
-            return id;
         }
     }
-    return -1;
+    return best;
 }
 
 kiln_status wp_encode(const wp *m, kiln_buf *tmp, const char *s, size_t len, kiln_ids *out)

@@ -2,6 +2,7 @@
 """Reference outputs of the Hugging Face `tokenizers` library for test_hftok.
 
 usage: hftok_ref.py TOKENIZER_JSON INPUTS [--no-special] [--skip-special]
+                   [--no-truncation]
        hftok_ref.py TOKENIZER_JSON INPUTS --bench SECONDS
 
 INPUTS holds one input per line; in a line the escapes \\n, \\r and \\\\
@@ -14,7 +15,8 @@ Output (stdout): one JSON object per input line,
     {"ids": [...], "text": "<decode(ids)>"}
 encode() uses add_special_tokens=True unless --no-special; decode() uses
 skip_special_tokens=False unless --skip-special.  Padding stored in the file
-is turned off (kiln applies truncation only; padding is a batching concern).
+is turned off (kiln applies truncation only; padding is a batching concern);
+--no-truncation turns truncation off too.
 
 --bench: encode_batch of all lines repeatedly on one thread for about
 SECONDS; prints {"bytes": N, "seconds": S, "mb_per_s": X}.
@@ -72,6 +74,8 @@ def main():
         return 2
     tok = Tokenizer.from_file(args[0])
     tok.no_padding()
+    if "--no-truncation" in args:
+        tok.no_truncation()
     texts = read_inputs(args[1])
     if "--bench" in args:
         secs = float(args[args.index("--bench") + 1])
