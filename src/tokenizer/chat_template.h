@@ -9,6 +9,12 @@
  * apply_chat_template for the same template and context.  A construct the
  * interpreter does not support is a compile error naming it and its line,
  * never wrong output.
+ *
+ * Rendering is bounded for hostile templates (each limit is an error,
+ * KILN_ERR_RANGE, never truncated output): 16 MiB of output, 256 MiB of
+ * working memory, 4 million evaluation steps, macro calls 50 deep, range()
+ * of at most 100000 items, and templates nested at most 200 levels deep
+ * (checked at compile time).  See ctpl_impl.h.
  */
 #ifndef KILN_TOKENIZER_CHAT_TEMPLATE_H
 #define KILN_TOKENIZER_CHAT_TEMPLATE_H

@@ -163,6 +163,7 @@ static kiln_status parse_unary(parser *p, bool with_filter, ctpl_node **out);
 static kiln_status mk2(parser *p, int kind, int op, int line, ctpl_node *a, ctpl_node *b, ctpl_node **out)
 {
     ctpl_node *nd = new_node(p, kind, line);
+    *out = nd;
     if (!nd)
         return oom();
     nd->op = (uint8_t)op;
@@ -178,7 +179,7 @@ static kiln_status parse_call_args(parser *p, ctpl_node *nd)
     nvec pos = {0}, kw = {0};
     kiln_status st = expect_op(p, "(");
     while (!st && !tok_is_op(cur(p), ")")) {
-        ctpl_node *arg;
+        ctpl_node *arg = NULL;
         if (pos.n + kw.n > 0 && (st = expect_op(p, ",")))
             break;
         if (tok_is_op(cur(p), ")"))
@@ -266,7 +267,7 @@ static kiln_status parse_string_const(parser *p, ctpl_node *nd)
 static kiln_status parse_primary(parser *p, ctpl_node **out)
 {
     const ctpl_tok *t = cur(p);
-    ctpl_node *nd;
+    ctpl_node *nd = NULL;
     if (tok_is_op(t, "(")) {
         advance(p);
         kiln_status st = parse_tuple(p, true, true, NULL, out);
@@ -341,7 +342,7 @@ static kiln_status parse_postfix(parser *p, ctpl_node **node)
             advance(p);
             const ctpl_tok *a = cur(p);
             if (a->kind == CTPL_T_NAME) {
-                ctpl_node *nd;
+                ctpl_node *nd = NULL;
                 advance(p);
                 if ((st = mk2(p, CTPL_N_GETATTR, 0, t->line, *node, NULL, &nd)))
                     return st;
@@ -368,7 +369,7 @@ static kiln_status parse_postfix(parser *p, ctpl_node **node)
             if ((st = expect_op(p, "]")))
                 return st;
         } else if (tok_is_op(t, "(")) {
-            ctpl_node *nd;
+            ctpl_node *nd = NULL;
             if ((st = mk2(p, CTPL_N_CALL, 0, t->line, *node, NULL, &nd)) || (st = parse_call_args(p, nd)))
                 return st;
             if ((st = finish(nd)))
@@ -440,7 +441,7 @@ static kiln_status parse_test(parser *p, ctpl_node *arg, ctpl_node **out)
         if ((st = parse_call_args(p, nd)))
             return st;
     } else if (test_arg_follows(p)) {
-        ctpl_node *a1;
+        ctpl_node *a1 = NULL;
         if (tok_is_name(cur(p), "is"))
             return kiln_err_set(KILN_ERR_FORMAT, "chat template line %d: cannot chain tests with 'is'",
                                 cur(p)->line);
@@ -469,7 +470,7 @@ static kiln_status parse_filter_expr(parser *p, ctpl_node **node)
         } else if (tok_is_name(t, "is")) {
             st = parse_test(p, *node, node);
         } else if (tok_is_op(t, "(")) {
-            ctpl_node *nd;
+            ctpl_node *nd = NULL;
             if (!(st = mk2(p, CTPL_N_CALL, 0, t->line, *node, NULL, &nd)) && !(st = parse_call_args(p, nd)) &&
                 !(st = finish(nd)))
                 *node = nd;
@@ -487,7 +488,7 @@ static kiln_status parse_unary(parser *p, bool with_filter, ctpl_node **out)
     if (st)
         return st;
     if (tok_is_op(t, "-") || tok_is_op(t, "+")) {
-        ctpl_node *inner;
+        ctpl_node *inner = NULL;
         advance(p);
         if (!(st = parse_unary(p, false, &inner)))
             st = mk2(p, t->s[0] == '-' ? CTPL_N_NEG : CTPL_N_POS, 0, t->line, inner, NULL, out);
@@ -528,7 +529,7 @@ static kiln_status parse_level(parser *p, const binlevel *lv, ctpl_node **out)
     int op;
     while (!st && (op = level_op(lv, cur(p))) >= 0) {
         int line = cur(p)->line;
-        ctpl_node *right;
+        ctpl_node *right = NULL;
         advance(p);
         st = next ? parse_level(p, next, &right) : parse_unary(p, true, &right);
         if (!st)
@@ -558,7 +559,7 @@ static int compare_op(const parser *p, int *width)
 /* a < b < c is (a < b) and (b < c), as in Python. */
 static kiln_status parse_compare(parser *p, ctpl_node **out)
 {
-    ctpl_node *left, *acc = NULL;
+    ctpl_node *left = NULL, *acc = NULL;
     kiln_status st = parse_level(p, &LV_ADD, &left);
     int op, width;
     while (!st && (op = compare_op(p, &width)) >= 0) {
@@ -582,7 +583,7 @@ static kiln_status parse_not(parser *p, ctpl_node **out)
 {
     if (tok_is_name(cur(p), "not")) {
         int line = cur(p)->line;
-        ctpl_node *inner;
+        ctpl_node *inner = NULL;
         kiln_status st = enter(p);
         advance(p);
         if (!st)
@@ -598,7 +599,7 @@ static kiln_status parse_and(parser *p, ctpl_node **out)
     kiln_status st = parse_not(p, out);
     while (!st && tok_is_name(cur(p), "and")) {
         int line = cur(p)->line;
-        ctpl_node *right;
+        ctpl_node *right = NULL;
         advance(p);
         if (!(st = parse_not(p, &right)))
             st = mk2(p, CTPL_N_AND, 0, line, *out, right, out);
@@ -611,7 +612,7 @@ static kiln_status parse_or(parser *p, ctpl_node **out)
     kiln_status st = parse_and(p, out);
     while (!st && tok_is_name(cur(p), "or")) {
         int line = cur(p)->line;
-        ctpl_node *right;
+        ctpl_node *right = NULL;
         advance(p);
         if (!(st = parse_and(p, &right)))
             st = mk2(p, CTPL_N_OR, 0, line, *out, right, out);
@@ -660,7 +661,7 @@ static kiln_status parse_tuple(parser *p, bool condexpr, bool explicit_parens, c
     bool is_tuple = false;
     kiln_status st = KILN_OK;
     for (;;) {
-        ctpl_node *e;
+        ctpl_node *e = NULL;
         if (items.n > 0 && (st = expect_op(p, ",")))
             return st;
         if (tuple_end(p, extra_end))
@@ -712,7 +713,7 @@ static kiln_status parse_target(parser *p, bool allow_attr, ctpl_node **out)
         advance(p);
     for (;;) {
         const ctpl_tok *t = cur(p);
-        ctpl_node *nd;
+        ctpl_node *nd = NULL;
         if (t->kind != CTPL_T_NAME)
             return syntax(p, "a name to assign to");
         if (!(nd = new_node(p, CTPL_N_NAME, t->line)))
