@@ -15,6 +15,10 @@ typedef struct cli_command {
 
 static const cli_command cli_commands[] = {
     {"info", cmd_info, "describe a model (GGUF file or Hugging Face directory)"},
+    {"tokenize", cmd_tokenize, "text to token ids"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
+    {"chat-format", cmd_chat_format, "format a conversation with the model's chat template"},
+    {"bench", cmd_bench, "benchmarks (tokenize)"},
 };
 
 static void cli_usage(FILE *f)

@@ -3,7 +3,8 @@
 
     tok_ref.py hf TOKENIZER_JSON CORPUS       HF `tokenizers`
     tok_ref.py spm MODEL CORPUS               `sentencepiece` (BOS added, as
-                                              Llama 2 callers do)
+                                              Llama 2 callers do; its decode
+                                              leaves control tokens out)
     tok_ref.py golden GOLDEN_JSONL CORPUS     goldens made earlier by a slow
                                               reference (llama.cpp); checked
                                               to belong to this corpus
@@ -45,6 +46,9 @@ def main():
     if kind == "hf":
         from tokenizers import Tokenizer
         tok = Tokenizer.from_file(src)
+        # Padding is a batch-layout setting (MiniLM's file pads to 128); kiln
+        # tokenizes without it, and the engine lays batches out itself.
+        tok.no_padding()
         for t in texts:
             ids = tok.encode(t, add_special_tokens=True).ids
             w.write(json.dumps({"ids": ids, "text": tok.decode(ids, skip_special_tokens=False)},
