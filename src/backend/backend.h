@@ -1,0 +1,221 @@
+/*
+ * backend.h - the op set every model forward is written against.
+ *
+ * A model's forward pass (src/model/*.c) is a fixed sequence of these ops;
+ * each backend (cpu/, cuda/) implements all of them, fusing where it pays.
+ * Model code never touches activation memory directly: it asks the backend
+ * for buffers and passes them to ops, so the same forward runs on the CPU
+ * (fp32 activations, weights in their stored type) and on the GPU (bf16/fp16
+ * activations, cuBLASLt, CUDA graphs).
+ *
+ * Conventions
+ *   - Activations are row-major (n_tokens, width) in the backend's activation
+ *     type (bk_act_dtype: F32 on the CPU).  Sizes are in elements.
+ *   - Weights are bk_tensor: a matrix of ne1 rows of ne0 elements in a
+ *     stored type (CPU: as in the file, quantized or not; CUDA: bf16/fp16),
+ *     used as y = x W^T (PyTorch's nn.Linear layout, GGUF's ne0 = in).
+ *   - One step runs a bk_batch: the new tokens of several sequences packed
+ *     back to back (prefill and decode mixed), each sequence with its own
+ *     positions and a block table into the paged KV cache.
+ *   - Ops are asynchronous on backends that can be (CUDA: the backend's
+ *     stream); results are read back with bk_download / bk_sync.
+ *   - Every op returns kiln_status; a failure names the op.
+ */
+#ifndef KILN_BACKEND_H
+#define KILN_BACKEND_H
+
+#include "format/dtype.h"
+#include "format/model_config.h"
+#include "kiln.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct backend backend;
+
+/* A weight as a backend holds it.  Row r starts at data + r * row_bytes. */
+typedef struct bk_tensor {
+    kiln_dtype dtype;
+    int64_t ne0;          /* elements per row (in_features; width of a vector) */
+    int64_t ne1;          /* rows (out_features); 1 for a vector               */
+    size_t row_bytes;
+    const void *data;     /* backend memory; NULL = absent (optional bias)     */
+} bk_tensor;
+
+/* ---- a step's batch ------------------------------------------------------
+ * Tokens are grouped by sequence: sequence s owns batch rows
+ * [seq_start[s], seq_start[s+1]).  Positions are absolute (0-based) within
+ * the sequence; a sequence's new tokens have consecutive positions ending at
+ * seq_len[s] - 1.  Pointers are backend memory (host memory on the CPU),
+ * filled by the engine through bk_batch_upload. */
+typedef struct bk_batch {
+    int32_t n_tokens;
+    int32_t n_seqs;
+    const int32_t *tokens;        /* (n_tokens) token ids                        */
+    const int32_t *token_types;   /* (n_tokens) BERT segment ids; NULL = all 0    */
+    const int32_t *positions;     /* (n_tokens)                                   */
+    const int32_t *seq_start;     /* (n_seqs + 1) first batch row of each seq     */
+    const int32_t *seq_len;       /* (n_seqs) tokens in context after this step   */
+    const int32_t *block_tables;  /* (n_seqs, max_blocks) KV block ids            */
+    int32_t max_blocks;           /* row stride of block_tables                   */
+    const int32_t *slot_mapping;  /* (n_tokens) KV slot = block * block_size + off */
+    int32_t n_out;                /* rows that need outputs (logits / pooled)     */
+    const int32_t *out_rows;      /* (n_out) batch rows, e.g. last token of a seq */
+    int32_t max_seq_len;          /* max over seq_len (kernel sizing)             */
+} bk_batch;
+
+/* Host-side description the engine builds; bk_batch_upload copies it into
+ * backend memory and fills a bk_batch that points there (valid until the
+ * next upload). */
+typedef struct bk_batch_host {
+    int32_t n_tokens, n_seqs, max_blocks, n_out;
+    const int32_t *tokens, *token_types, *positions, *seq_start, *seq_len;
+    const int32_t *block_tables, *slot_mapping, *out_rows;
+} bk_batch_host;
+
+/* ---- paged KV cache ------------------------------------------------------ */
+typedef struct bk_kv_cache {
+    int32_t n_layers;
+    int32_t n_blocks;       /* blocks in the pool                                */
+    int32_t block_size;     /* tokens per block (8, 16, 32)                      */
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    kiln_dtype dtype;       /* F32 on the CPU; BF16/F16 on CUDA                  */
+    void **k, **v;          /* per layer: (n_blocks, block_size, n_kv_heads, head_dim) */
+} bk_kv_cache;
+
+/* ---- rotary embedding ---------------------------------------------------- */
+typedef enum bk_rope_style {
+    BK_ROPE_NEOX = 0,   /* rotate the two halves of a head (HF checkpoints) */
+    BK_ROPE_NORM,       /* rotate adjacent pairs (GGUF llama, permuted q/k)  */
+} bk_rope_style;
+
+typedef struct bk_rope {
+    bk_rope_style style;
+    int32_t head_dim;
+    int32_t rot_dims;               /* leading dims of a head that rotate        */
+    float theta;
+    mcfg_rope_scaling scaling;
+    float factor, low_freq_factor, high_freq_factor;
+    int64_t original_max_pos;
+    float yarn_beta_fast, yarn_beta_slow, attention_factor;
+} bk_rope;
+
+/* Fill a bk_rope from a model config for global (local = false) or
+ * sliding-window (local = true, gemma3's local base) layers. */
+void bk_rope_from_config(const model_config *c, bool local, bk_rope_style style, bk_rope *out);
+
+/* ---- attention ----------------------------------------------------------- */
+typedef struct bk_attn {
+    int32_t n_heads, n_kv_heads, head_dim;
+    float scale;            /* softmax scale, usually 1/sqrt(head_dim)               */
+    bool causal;
+    int32_t window;         /* keys with pos <= q_pos - window are masked; 0 = none  */
+    float softcap;          /* tanh soft-capping of scores; 0 = none                 */
+    bool use_cache;         /* false: encoders attend within the batch's own tokens  */
+} bk_attn;
+
+typedef enum bk_act {
+    BK_ACT_SILU = 0,
+    BK_ACT_GELU,            /* erf GELU */
+    BK_ACT_GELU_TANH,
+    BK_ACT_RELU,
+} bk_act;
+
+typedef enum bk_pool {
+    BK_POOL_MEAN = 0,
+    BK_POOL_CLS,
+    BK_POOL_LAST,
+    BK_POOL_MAX,
+} bk_pool;
+
+/* ---- the op table -------------------------------------------------------- */
+typedef struct bk_ops {
+    const char *name;                    /* "cpu", "cuda"                          */
+    kiln_dtype act_dtype;                /* activation and KV element type         */
+    void (*destroy)(backend *be);
+
+    /* memory */
+    kiln_status (*alloc)(backend *be, size_t bytes, void **out);
+    void (*free)(backend *be, void *p);
+    kiln_status (*upload)(backend *be, void *dst, const void *src, size_t bytes);
+    kiln_status (*download)(backend *be, void *dst, const void *src, size_t bytes);
+    kiln_status (*sync)(backend *be);
+    /* A weight from file bytes (host memory of `dtype`, ne1 rows of ne0):
+     * the CPU keeps a pointer to the mapped bytes; CUDA copies and converts
+     * to its weight type.  `src` must outlive the tensor on the CPU. */
+    kiln_status (*weight)(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                          const void *src, size_t src_bytes, bk_tensor *out);
+    void (*weight_free)(backend *be, bk_tensor *w);
+    kiln_status (*batch_upload)(backend *be, const bk_batch_host *h, bk_batch *out);
+    kiln_status (*kv_alloc)(backend *be, const bk_kv_cache *shape, bk_kv_cache *out);
+    void (*kv_free)(backend *be, bk_kv_cache *kv);
+
+    /* y(n, d) = table[ids] * scale (+ pos_table[positions]) (+ type_table[types]) */
+    kiln_status (*embed)(backend *be, const bk_tensor *table, const bk_batch *b, float scale,
+                         const bk_tensor *pos_table, const bk_tensor *type_table, void *y);
+    /* y(n, w->ne1) = x(n, w->ne0) W^T (+ bias) */
+    kiln_status (*matmul)(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                          const bk_tensor *bias, void *y);
+    /* y = x / rms(x) * (w + add_one) over rows of d; x and y may alias */
+    kiln_status (*rmsnorm)(backend *be, const void *x, int64_t n, int64_t d,
+                           const bk_tensor *w, float eps, bool add_one, void *y);
+    /* res += x, then y = rmsnorm(res): the residual stream's fused step */
+    kiln_status (*add_rmsnorm)(backend *be, void *res, const void *x, int64_t n, int64_t d,
+                               const bk_tensor *w, float eps, bool add_one, void *y);
+    /* y = layernorm(x (+ res)) * w + b; res may be NULL; x and y may alias */
+    kiln_status (*layernorm)(backend *be, const void *x, const void *res, int64_t n, int64_t d,
+                             const bk_tensor *w, const bk_tensor *b, float eps, void *y);
+    /* y = a + b over n elements (y may alias a or b) */
+    kiln_status (*add)(backend *be, const void *a, const void *b, int64_t n, void *y);
+    /* q (n, n_heads, head_dim) and k (n, n_kv_heads, head_dim) rotated in place */
+    kiln_status (*rope)(backend *be, void *q, void *k, const bk_batch *b, int32_t n_heads,
+                        int32_t n_kv_heads, const bk_rope *r);
+    /* Store k/v of the batch into the cache layer (slot_mapping), then
+     * out(n, n_heads, head_dim) = softmax(q K^T * scale + mask) V per token
+     * over its sequence's context. */
+    kiln_status (*attention)(backend *be, const bk_batch *b, const bk_attn *a, const void *q,
+                             const void *k, const void *v, bk_kv_cache *kv, int32_t layer,
+                             void *out);
+    /* y(n, ff) = act(gate) * up, from gate(n, ff) and up(n, ff) */
+    kiln_status (*glu)(backend *be, const void *gate, const void *up, int64_t n, int64_t ff,
+                       bk_act act, void *y);
+    /* x = act(x) over n elements */
+    kiln_status (*act)(backend *be, void *x, int64_t n, bk_act act);
+    /* y(n_out, d) = x[out_rows] */
+    kiln_status (*gather_rows)(backend *be, const void *x, int64_t d, const bk_batch *b,
+                               void *y);
+    /* y(n_seqs, d) = pool over each sequence's rows, optionally L2-normalised */
+    kiln_status (*pool)(backend *be, const void *x, int64_t d, const bk_batch *b, bk_pool mode,
+                        bool normalize, void *y);
+    /* x = cap * tanh(x / cap) over n elements (final-logit soft-capping) */
+    kiln_status (*softcap)(backend *be, void *x, int64_t n, float cap);
+    /* f32 host copy of n elements of activation memory */
+    kiln_status (*to_host_f32)(backend *be, const void *x, int64_t n, float *dst);
+} bk_ops;
+
+/* Every backend struct starts with this header. */
+struct backend {
+    const bk_ops *ops;
+    int32_t threads;        /* CPU worker threads (0 = all cores)        */
+};
+
+/* Bytes of n activation elements on `be`. */
+static inline size_t bk_act_bytes(const backend *be, int64_t n)
+{
+    return (size_t)n * (be->ops->act_dtype == KILN_DT_F32 ? 4 : 2);
+}
+
+/* The CPU backend with `threads` workers (<= 0: all cores).  *out owned:
+ * out->ops->destroy(out). */
+kiln_status bk_cpu_create(int threads, backend **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_BACKEND_H */

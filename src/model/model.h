@@ -1,0 +1,62 @@
+/*
+ * model.h - a loaded model: weights on a backend and the forward pass of its
+ * architecture.
+ *
+ * model_load opens a model source (GGUF file or Hugging Face directory,
+ * format/model_source.h), finds the architecture in the registry (one C file
+ * per family: llama.c covers llama/mistral/qwen2/qwen3, gemma3.c, bert.c),
+ * maps the file's tensor names (HF "model.layers.3.self_attn.q_proj.weight"
+ * or GGUF "blk.3.attn_q.weight") to the architecture's weight slots, and
+ * hands each weight to the backend in its stored type.  The forward pass is
+ * written once against backend.h and runs a bk_batch: any mix of prefill
+ * and decode tokens of several sequences.
+ *
+ * Ownership: the model owns its weights and activation workspace; the KV
+ * cache belongs to the caller (engine/kv_cache.h) and is passed per step.
+ * The source stays open for the model's life (the CPU backend reads weights
+ * straight from the mapping).
+ */
+#ifndef KILN_MODEL_H
+#define KILN_MODEL_H
+
+#include "backend/backend.h"
+#include "format/model_config.h"
+#include "kiln.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct kiln_model kiln_model;
+
+typedef struct model_load_opts {
+    int32_t max_batch_tokens;   /* largest bk_batch n_tokens a step may carry (workspace) */
+} model_load_opts;
+
+/* Load `path` onto `be`.  Errors: those of msrc_open; KILN_ERR_UNSUPPORTED
+ * for an architecture or tensor type kiln cannot run (named); KILN_ERR_FORMAT
+ * for a missing or misshapen weight (named with its expected shape);
+ * KILN_ERR_OOM.  *out owned: model_free(). */
+kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
+                       kiln_model **out);
+void model_free(kiln_model *m);
+
+const model_config *model_config_of(const kiln_model *m);
+backend *model_backend(const kiln_model *m);
+/* True for encoders (bert): model_embed, no KV cache, no logits. */
+bool model_is_encoder(const kiln_model *m);
+
+/* The KV cache shape this model needs (layers, kv heads, head_dim, dtype of
+ * the backend) with n_blocks blocks of block_size tokens. */
+void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out);
+
+/* Decoder step: run batch b (its K/V go into kv), then write the logits of
+ * the rows b->out_rows to logits (n_out, vocab_size) as host f32.
+ * Errors: KILN_ERR_INVALID_ARG for a batch over max_batch_tokens, backend
+ * failures. */
+kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits);
+
+/* Encoder: pooled (and, per the model's config, L2-normalised) embeddings
+ * of every sequence of b into emb (n_seqs, hidden_size), host f32. */
+kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb);
+
+#endif /* KILN_MODEL_H */
