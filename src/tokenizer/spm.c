@@ -28,6 +28,9 @@
 
 /* ---- hashing ----------------------------------------------------------------- */
 
+/* Hash of a short byte string: 8-byte words folded by multiplication, then
+ * a full avalanche so that the low bits (the table index) and the high bits
+ * (the slot tag) depend on every input byte. */
 static uint64_t spm_hash(const char *s, size_t len)
 {
     uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)len;
@@ -41,19 +44,29 @@ static uint64_t spm_hash(const char *s, size_t len)
     }
     uint64_t v = 0;
     memcpy(&v, s, len);
-    h = (h ^ v) * 0xC4CEB9FE1A85EC53ull;
-    return h ^ (h >> 29);
+    h ^= v;
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 33);
 }
 
+/* Slots hold (hash >> 32) << 32 | (id + 1); 0 is empty.  The stored high
+ * hash bits reject almost every non-matching slot without touching the
+ * piece text. */
 int32_t spm_lookup(const spm_tok *t, const char *s, size_t len)
 {
-    uint64_t i = spm_hash(s, len) & t->slot_mask;
+    uint64_t h = spm_hash(s, len), i = h & t->slot_mask, tag = h >> 32;
     for (;;) {
-        int32_t id = t->slot[i];
-        if (id < 0)
+        uint64_t v = t->slot[i];
+        if (v == 0)
             return -1;
-        if (t->off[id + 1] - t->off[id] == len && memcmp(t->text + t->off[id], s, len) == 0)
-            return id;
+        if (v >> 32 == tag) {
+            int32_t id = (int32_t)(uint32_t)v - 1;
+            if (t->off[id + 1] - t->off[id] == len && memcmp(t->text + t->off[id], s, len) == 0)
+                return id;
+        }
         i = (i + 1) & t->slot_mask;
     }
 }
@@ -172,6 +185,7 @@ void spm_free(spm_tok *t)
     kiln_free(t->slot);
     kiln_free(t->unk_surface);
     kiln_free(t->spec_rank);
+    kiln_free(t->spec_by_rank);
     spm_norm_free(&t->norm);
     spm_norm_free(&t->denorm);
     spm_trie_free(&t->match);
@@ -185,7 +199,7 @@ static kiln_status build_table(spm_tok *t, const char *what)
         cap *= 2;
     if (!(t->slot = kiln_malloc(cap * sizeof *t->slot)))
         return kiln_err_set(KILN_ERR_OOM, "spm: out of memory (piece table)");
-    memset(t->slot, 0xff, cap * sizeof *t->slot);
+    memset(t->slot, 0, cap * sizeof *t->slot);
     t->slot_mask = cap - 1;
     for (int32_t id = 0; id < t->n; id++) {
         const char *p = t->text + t->off[id];
@@ -196,10 +210,10 @@ static kiln_status build_table(spm_tok *t, const char *what)
         if (dup >= 0)
             return kiln_err_set(KILN_ERR_FORMAT, "%s: piece '%.*s' has ids %d and %d", what,
                                 (int)(len > 64 ? 64 : len), p, dup, id);
-        uint64_t i = spm_hash(p, len) & t->slot_mask;
-        while (t->slot[i] >= 0)
+        uint64_t h = spm_hash(p, len), i = h & t->slot_mask;
+        while (t->slot[i] != 0)
             i = (i + 1) & t->slot_mask;
-        t->slot[i] = id;
+        t->slot[i] = (h >> 32) << 32 | (uint32_t)(id + 1);
         if (len > t->max_piece)
             t->max_piece = (uint32_t)len;
     }

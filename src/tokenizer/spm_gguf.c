@@ -231,9 +231,13 @@ static kiln_status build_specials(spm_tok *t)
             keys[k++] = (rank_key){t->off[id + 1] - t->off[id], id};
     }
     qsort(keys, (size_t)k, sizeof *keys, rank_cmp);
+    t->n_spec = k;
+    if (!(t->spec_by_rank = kiln_malloc(((size_t)k + 1) * sizeof *t->spec_by_rank)))
+        st = kiln_err_set(KILN_ERR_OOM, "spm: out of memory (special tokens)");
     for (int32_t r = 0; r < k && !st; r++) {
         int32_t id = keys[r].id;
         t->spec_rank[id] = r;
+        t->spec_by_rank[r] = id;
         st = spm_trie_insert(&t->match, t->text + t->off[id], keys[r].len, id);
     }
     kiln_free(keys);
@@ -323,11 +327,9 @@ static kiln_status occurring_specials(const spm_tok *t, const char *s, size_t le
                                       uint8_t **bits, size_t *n_bits)
 {
     const spm_trie *tr = &t->match;
-    size_t nb = 0;
+    size_t nb = (size_t)t->n_spec;
     *bits = NULL;
     *n_bits = 0;
-    for (int32_t id = 0; id < t->n; id++)
-        nb += t->spec_rank[id] >= 0;
     if (nb == 0 || tr->len == 0)
         return KILN_OK;
     if (!(*bits = kiln_calloc((nb + 7) / 8, 1)))
@@ -396,16 +398,9 @@ static kiln_status partition(const spm_tok *t, const char *s, size_t len, frag_l
         return st;
     if ((st = occurring_specials(t, s, len, &bits, &nb)))
         return st;
-    int32_t *by_rank = NULL;
-    if (bits && !(by_rank = kiln_malloc(nb * sizeof *by_rank)))
-        st = kiln_err_set(KILN_ERR_OOM, "spm: out of memory");
-    for (int32_t id = 0; by_rank && id < t->n; id++)
-        if (t->spec_rank[id] >= 0)
-            by_rank[t->spec_rank[id]] = id;
-    for (size_t r = 0; by_rank && r < nb && !st; r++)
+    for (size_t r = 0; bits && r < nb && !st; r++)
         if (bits[r / 8] & (1u << (r % 8)))
-            st = cut_token(t, s, l, by_rank[r]);
-    kiln_free(by_rank);
+            st = cut_token(t, s, l, t->spec_by_rank[r]);
     kiln_free(bits);
     return st;
 }

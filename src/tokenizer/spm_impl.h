@@ -97,7 +97,7 @@ struct spm_tok {
     float *score;        /* owned: n                                 */
     uint8_t *type;       /* owned: n, SPM_TYPE_*                     */
     uint8_t *attr;       /* owned: n, SPM_ATTR_* bits                */
-    int32_t *slot;       /* owned: hash table of ids, -1 empty       */
+    uint64_t *slot;      /* owned: hash table, see spm_lookup        */
     uint64_t slot_mask;  /* table size - 1 (a power of two)          */
     uint32_t max_piece;  /* longest piece in bytes                   */
     int32_t byte_id[256];/* id of <0xNN>, -1 if absent               */
@@ -117,6 +117,8 @@ struct spm_tok {
      * special token in LLAMA mode (0 = first), -1 for other ids. */
     spm_trie match;
     int32_t *spec_rank;         /* owned, n entries, LLAMA only        */
+    int32_t *spec_by_rank;      /* owned, n_spec entries: rank -> id   */
+    int32_t n_spec;
 };
 
 /* ---- vocabulary (spm.c) ---------------------------------------------------- */

@@ -128,6 +128,11 @@ static void parse_ids(const char *s, size_t len, kiln_ids *out)
     }
 }
 
+static bool bufs_equal(const kiln_buf *a, const kiln_buf *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
 static void print_ids(const char *label, const kiln_ids *v)
 {
     fprintf(stderr, "  %s (%zu):", label, v->len);
@@ -282,7 +287,7 @@ static size_t sp_parity(const char *model, const char *inputs, const char *label
         buf_clear(&dec);
         assert_int_equal(spm_decode(t, wids.data, wids.len, true, &dec), KILN_OK);
         unescape(want.data.data + want.start[2 * i + 1], want.len[2 * i + 1], &wdec);
-        if ((dec.len != wdec.len || memcmp(dec.data, wdec.data, dec.len) != 0) && bad_dec++ < 10)
+        if (!bufs_equal(&dec, &wdec) && bad_dec++ < 10)
             fprintf(stderr, "%s: line %zu: decode differs\n  want: %.*s\n  got:  %.*s\n", label,
                     i + 1, (int)wdec.len, wdec.data, (int)dec.len, dec.data);
     }
@@ -523,7 +528,7 @@ static void compare_decoded(const spm_tok *t, const kiln_ids *ids, bool skip, co
     kiln_buf dec = {0}, wdec = {0};
     assert_int_equal(spm_decode(t, ids->data, ids->len, skip, &dec), KILN_OK);
     unescape(want->data.data + want->start[i], want->len[i], &wdec);
-    if ((dec.len != wdec.len || memcmp(dec.data, wdec.data, dec.len) != 0) && (*bad)++ < 10)
+    if (!bufs_equal(&dec, &wdec) && (*bad)++ < 10)
         fprintf(stderr, "gemma3: line %zu: decode(skip_special=%d) differs\n  want: %.*s\n"
                 "  got:  %.*s\n", i + 1, skip, (int)wdec.len, wdec.data, (int)dec.len, dec.data);
     buf_free(&dec);
