@@ -240,10 +240,22 @@ kiln_status tok_stream_open(const tokenizer *t, bool skip_special, tok_stream **
     return KILN_OK;
 }
 
-/* True when s ends in U+FFFD: a byte sequence still waiting for its end. */
+/* True when the text may still change at its end: it ends in U+FFFD (an
+ * implementation that replaces a partial byte sequence) or in the lead of a
+ * UTF-8 sequence whose continuation bytes have not arrived yet (one that
+ * keeps raw bytes). */
 static bool tok_ends_incomplete(const kiln_buf *s)
 {
-    return s->len >= 3 && !memcmp(s->data + s->len - 3, "\xEF\xBF\xBD", 3);
+    if (s->len >= 3 && !memcmp(s->data + s->len - 3, "\xEF\xBF\xBD", 3))
+        return true;
+    for (size_t back = 1; back <= 4 && back <= s->len; back++) {
+        unsigned char c = (unsigned char)s->data[s->len - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: look further back for its lead */
+        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 1;
+        return c >= 0xC2 && c <= 0xF4 && back < need;
+    }
+    return false;
 }
 
 /* Decode the window [0, read) into a and the whole window into b. */
