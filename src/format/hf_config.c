@@ -118,6 +118,27 @@ static kiln_status hf_str(json_t *o, const char *pfx, const char *key, const cha
     return KILN_OK;
 }
 
+/* A string value from a fixed vocabulary (activations, rope types). */
+typedef struct hf_name {
+    const char *name;
+    int value;
+} hf_name;
+
+/* The value the table gives s; KILN_ERR_UNSUPPORTED naming the field and s
+ * when it has none. */
+static kiln_status hf_lookup(const hf_name *t, size_t n, const char *pfx, const char *key,
+                             const char *s, int *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(s, t[i].name)) {
+            *out = t[i].value;
+            return KILN_OK;
+        }
+    }
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "config.json: '%s%s' = '%.64s' is not supported",
+                        pfx, key, s);
+}
+
 /* Token id: an integer, or a list of them (the first one is kept). */
 static kiln_status hf_token(json_t *o, const char *pfx, const char *key, int64_t *out)
 {
@@ -239,23 +260,17 @@ static kiln_status hf_read_shape(const hf_ctx *cx, model_config *c)
 
 static kiln_status hf_parse_act(const char *pfx, const char *key, const char *s, mcfg_act *out)
 {
-    static const struct {
-        const char *name;
-        mcfg_act act;
-    } acts[] = {
+    static const hf_name acts[] = {
         {"silu", MCFG_ACT_SILU},          {"swish", MCFG_ACT_SILU},
         {"gelu", MCFG_ACT_GELU},          {"gelu_pytorch_tanh", MCFG_ACT_GELU_TANH},
         {"gelu_new", MCFG_ACT_GELU_TANH}, {"gelu_fast", MCFG_ACT_GELU_TANH},
         {"relu", MCFG_ACT_RELU},
     };
-    for (size_t i = 0; i < KILN_ARRAY_LEN(acts); i++) {
-        if (!strcmp(s, acts[i].name)) {
-            *out = acts[i].act;
-            return KILN_OK;
-        }
-    }
-    return kiln_err_set(KILN_ERR_UNSUPPORTED, "config.json: '%s%s' = '%.64s' is not supported",
-                        pfx, key, s);
+    int v = 0;
+    kiln_status st = hf_lookup(acts, KILN_ARRAY_LEN(acts), pfx, key, s, &v);
+    if (!st)
+        *out = (mcfg_act)v;
+    return st;
 }
 
 /* Norm epsilon and activation (gemma names it hidden_activation). */
@@ -282,27 +297,21 @@ static kiln_status hf_read_norm_act(const hf_ctx *cx, model_config *c)
 /* rope_scaling.{rope_type|type} -> enum; pfx is "...rope_scaling.". */
 static kiln_status hf_rope_type(const char *pfx, json_t *rs, mcfg_rope_scaling *out)
 {
-    static const struct {
-        const char *name;
-        mcfg_rope_scaling type;
-    } types[] = {
+    static const hf_name types[] = {
         {"default", MCFG_ROPE_NONE}, {"linear", MCFG_ROPE_LINEAR}, {"dynamic", MCFG_ROPE_DYNAMIC},
         {"yarn", MCFG_ROPE_YARN},    {"llama3", MCFG_ROPE_LLAMA3},
     };
     const char *s = NULL;
+    int v = 0;
     kiln_status st;
     if ((st = hf_str(rs, pfx, "type", &s)) || (st = hf_str(rs, pfx, "rope_type", &s)))
         return st;
     if (!s)
         return kiln_err_set(KILN_ERR_FORMAT, "config.json: '%srope_type' is missing", pfx);
-    for (size_t i = 0; i < KILN_ARRAY_LEN(types); i++) {
-        if (!strcmp(s, types[i].name)) {
-            *out = types[i].type;
-            return KILN_OK;
-        }
-    }
-    return kiln_err_set(KILN_ERR_UNSUPPORTED,
-                        "config.json: '%srope_type' '%.64s' is not supported", pfx, s);
+    if ((st = hf_lookup(types, KILN_ARRAY_LEN(types), pfx, "rope_type", s, &v)))
+        return st;
+    *out = (mcfg_rope_scaling)v;
+    return KILN_OK;
 }
 
 static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)

@@ -31,6 +31,8 @@
 #define MCFG_CAP_HEAD_DIM  INT64_C(4096)
 #define MCFG_CAP_POSITIONS (INT64_C(1) << 30)
 
+/* model_type / general.architecture names; the first entry of an
+ * architecture is the name mcfg_arch_name() gives it. */
 static const struct {
     const char *name;
     mcfg_arch arch;
@@ -63,15 +65,10 @@ void mcfg_init(model_config *c)
 
 const char *mcfg_arch_name(mcfg_arch a)
 {
-    switch (a) {
-    case MCFG_ARCH_LLAMA: return "llama";
-    case MCFG_ARCH_MISTRAL: return "mistral";
-    case MCFG_ARCH_QWEN2: return "qwen2";
-    case MCFG_ARCH_QWEN3: return "qwen3";
-    case MCFG_ARCH_GEMMA3: return "gemma3";
-    case MCFG_ARCH_BERT: return "bert";
-    default: return "unknown";
-    }
+    for (size_t i = 0; i < KILN_ARRAY_LEN(mcfg_arch_names); i++)
+        if (mcfg_arch_names[i].arch == a)
+            return mcfg_arch_names[i].name;
+    return "unknown";
 }
 
 mcfg_arch mcfg_arch_from_name(const char *name)

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +17,7 @@
 #include "base/error.h"
 #include "base/fmap.h"
 #include "base/log.h"
+#include "kiln_test.h"
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -267,23 +267,10 @@ static int child_env_level(void)
     return kiln_log_get_level() == KILN_LOG_DEBUG ? 0 : 1;
 }
 
-static void run_child(int (*fn)(void))
-{
-    int status;
-    pid_t pid = fork();
-
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(fn());
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
 static void test_log_env(void **state)
 {
-    run_child(child_bad_env);
-    run_child(child_env_level);
+    kt_run_child(child_bad_env);
+    kt_run_child(child_env_level);
 }
 
 /* ---- file mapping ------------------------------------------------------------- */
@@ -292,23 +279,14 @@ static char g_dir[256];
 
 static int make_dir(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/kiln_base_XXXXXX", tmp ? tmp : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
+    kt_mkdtemp(g_dir, sizeof g_dir, "base");
+    return 0;
 }
 
 static int remove_dir(void **state)
 {
-    rmdir(g_dir);
+    kt_rmtree(g_dir);
     return 0;
-}
-
-static void write_file(const char *path, const char *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
 }
 
 static void test_fmap(void **state)
@@ -318,7 +296,7 @@ static void test_fmap(void **state)
     int64_t base = kiln_alloc_bytes_in_use();
 
     snprintf(path, sizeof path, "%s/regular.bin", g_dir);
-    write_file(path, "0123456789", 10);
+    kt_write_file(path, "0123456789", 10);
     assert_int_equal(fmap_open(path, &m), KILN_OK);
     assert_int_equal(fmap_size(m), 10);
     assert_memory_equal(fmap_data(m), "0123456789", 10);
@@ -329,7 +307,7 @@ static void test_fmap(void **state)
     unlink(path);
 
     snprintf(path, sizeof path, "%s/empty.bin", g_dir);
-    write_file(path, "", 0);
+    kt_write_file(path, "", 0);
     assert_int_equal(fmap_open(path, &m), KILN_OK);
     assert_int_equal(fmap_size(m), 0);
     assert_null(fmap_data(m));

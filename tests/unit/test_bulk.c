@@ -11,7 +11,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/filter.h>
@@ -21,6 +20,7 @@
 
 #include "base/alloc.h"
 #include "base/bulk.h"
+#include "kiln_test.h"
 
 #define FILE_BYTES ((size_t)20 << 20)
 
@@ -36,22 +36,11 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
 static int setup_file(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
     uint64_t s = 0x9e3779b97f4a7c15ull;
 
-    snprintf(g_dir, sizeof g_dir, "%s/kiln_bulk_XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir))
-        return -1;
+    kt_mkdtemp(g_dir, sizeof g_dir, "bulk");
     snprintf(g_path, sizeof g_path, "%s/data.bin", g_dir);
     g_data = malloc(FILE_BYTES);
     if (!g_data)
@@ -60,14 +49,13 @@ static int setup_file(void **state)
         uint64_t v = rng_next(&s);
         memcpy(g_data + i, &v, 8);
     }
-    write_file(g_path, g_data, FILE_BYTES);
+    kt_write_file(g_path, g_data, FILE_BYTES);
     return 0;
 }
 
 static int teardown_file(void **state)
 {
-    unlink(g_path);
-    rmdir(g_dir);
+    kt_rmtree(g_dir);
     free(g_data);
     return 0;
 }
@@ -240,7 +228,7 @@ static void test_truncated_after_open(void **state)
 
     assert_non_null(buf);
     snprintf(path, sizeof path, "%s/shrinks.bin", g_dir);
-    write_file(path, g_data, 4 << 20);
+    kt_write_file(path, g_data, 4 << 20);
     assert_int_equal(bulk_open_flags(path, 2, *(unsigned *)*state, &r), KILN_OK);
     assert_int_equal(truncate(path, (1 << 20) + 5), 0);
     assert_int_equal(bulk_read(r, 0, buf, 3 << 20), KILN_ERR_IO);
@@ -264,7 +252,7 @@ static void test_empty_file(void **state)
     bulk_reader *r;
 
     snprintf(path, sizeof path, "%s/empty.bin", g_dir);
-    write_file(path, "", 0);
+    kt_write_file(path, "", 0);
     assert_int_equal(bulk_open_flags(path, 0, *(unsigned *)*state, &r), KILN_OK);
     assert_int_equal(bulk_size(r), 0);
     assert_int_equal(bulk_read(r, 0, &b, 0), KILN_OK);
@@ -357,15 +345,7 @@ static int child_without_io_uring(void)
 
 static void test_fallback_without_io_uring(void **state)
 {
-    int status;
-    pid_t pid = fork();
-
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_without_io_uring());
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    kt_run_child(child_without_io_uring);
 }
 
 #define BOTH(fn)                                                              \

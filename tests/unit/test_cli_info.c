@@ -11,109 +11,55 @@
 #include <cmocka.h>
 
 #include <jansson.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-static const char *env_or_fail(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        fail_msg("%s is not set (run through ctest)", name);
-    return v;
-}
+#include "kiln_test.h"
 
-/* Run a shell command; stdout into *out (malloc'd), stderr into *err; returns
- * the exit status. */
-static int run_capture(const char *cmd, char **out, char **err)
+/* Parse what a command that exited `rc` printed; `what` names it in
+ * failures.  Consumes out and err. */
+static json_t *parse_json(const char *what, int rc, char *out, char *err)
 {
-    char errpath[] = "/tmp/kiln-test-err-XXXXXX";
-    int fd = mkstemp(errpath);
-    assert_true(fd >= 0);
-    close(fd);
-    char full[8192];
-    snprintf(full, sizeof full, "%s 2>%s", cmd, errpath);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (cap - n < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int status = pclose(p);
-    FILE *e = fopen(errpath, "rb");
-    char *ebuf = calloc(1, 1 << 16);
-    if (e) {
-        size_t en = fread(ebuf, 1, (1 << 16) - 1, e);
-        ebuf[en] = '\0';
-        fclose(e);
-    }
-    unlink(errpath);
-    *out = buf;
-    if (err)
-        *err = ebuf;
-    else
-        free(ebuf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static json_t *run_json(const char *cmd)
-{
-    char *out, *err;
-    int rc = run_capture(cmd, &out, &err);
-    if (rc != 0)
-        fail_msg("'%s' exited %d: %s", cmd, rc, err);
     json_error_t je;
+    if (rc != 0)
+        fail_msg("%s exited %d: %s", what, rc, err);
     json_t *j = json_loads(out, 0, &je);
     if (!j)
-        fail_msg("'%s' printed no JSON (%s): %s", cmd, je.text, out);
+        fail_msg("%s printed no JSON (%s): %s", what, je.text, out);
     free(out);
     free(err);
     return j;
 }
 
-static void model_path(const char *rel, char *buf, size_t cap)
+static json_int_t jint(const json_t *o, const char *key)
 {
-    snprintf(buf, cap, "%s/%s", env_or_fail("KILN_MODELS_DIR"), rel);
+    return json_integer_value(json_object_get(o, key));
 }
 
-static bool have(const char *path)
+static const char *jstr(const json_t *o, const char *key)
 {
-    struct stat sb;
-    return stat(path, &sb) == 0;
+    return json_string_value(json_object_get(o, key));
 }
 
-#define EXPECT_INT(kiln, ref, key)                                                     \
-    assert_int_equal(json_integer_value(json_object_get(kiln, key)),                   \
-                     json_integer_value(json_object_get(ref, key)))
+#define EXPECT_INT(kiln, ref, key) assert_int_equal(jint(kiln, key), jint(ref, key))
 
 /* Compare kiln's report with the reference facts for one model. */
 static json_t *check_against_reference(const char *path)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' info --json '%s'", env_or_fail("KILN_BIN"), path);
-    json_t *k = run_json(cmd);
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/info_ref.py' '%s'", env_or_fail("KILN_PYTHON"),
-             env_or_fail("KILN_SOURCE_DIR"), path);
-    json_t *r = run_json(cmd);
+    char *out, *err;
+    int rc = kt_kiln(&out, &err, "info", "--json", path, NULL);
+    json_t *k = parse_json("kiln info --json", rc, out, err);
+    rc = kt_run_ref(NULL, "info_ref.py", path, &out, &err);
+    json_t *r = parse_json("tests/ref/info_ref.py", rc, out, err);
 
-    assert_string_equal(json_string_value(json_object_get(k, "architecture")),
-                        json_string_value(json_object_get(r, "architecture")));
+    assert_string_equal(jstr(k, "architecture"), jstr(r, "architecture"));
     const char *keys[] = {"n_layers", "hidden_size", "intermediate_size", "n_heads",
                           "n_kv_heads", "head_dim", "context_length", "vocab_size",
                           "parameters", "n_tensors", "weight_bytes"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        print_message("  %-18s kiln %lld ref %lld\n", keys[i],
-                      (long long)json_integer_value(json_object_get(k, keys[i])),
-                      (long long)json_integer_value(json_object_get(r, keys[i])));
+        print_message("  %-18s kiln %lld ref %lld\n", keys[i], (long long)jint(k, keys[i]),
+                      (long long)jint(r, keys[i]));
         EXPECT_INT(k, r, keys[i]);
     }
     assert_int_equal(json_is_true(json_object_get(k, "chat_template")),
@@ -137,95 +83,82 @@ static json_t *check_against_reference(const char *path)
 static void test_info_gemma(void **state)
 {
     char path[4096];
-    model_path("gemma-3-270m-q4_k_m.gguf", path, sizeof path);
-    if (!have(path))
-        skip();
+    kt_model_or_skip(path, sizeof path, "gemma-3-270m-q4_k_m.gguf");
     json_t *k = check_against_reference(path);
     /* What the issue of record demands, stated outright as well. */
-    assert_string_equal(json_string_value(json_object_get(k, "architecture")), "gemma3");
-    assert_int_equal(json_integer_value(json_object_get(k, "n_layers")), 18);
-    assert_int_equal(json_integer_value(json_object_get(k, "n_heads")), 4);
-    assert_int_equal(json_integer_value(json_object_get(k, "n_kv_heads")), 1);
-    assert_int_equal(json_integer_value(json_object_get(k, "head_dim")), 256);
-    assert_int_equal(json_integer_value(json_object_get(k, "vocab_size")), 262144);
-    assert_string_equal(json_string_value(json_object_get(k, "tokenizer")), "SentencePiece BPE");
+    assert_string_equal(jstr(k, "architecture"), "gemma3");
+    assert_int_equal(jint(k, "n_layers"), 18);
+    assert_int_equal(jint(k, "n_heads"), 4);
+    assert_int_equal(jint(k, "n_kv_heads"), 1);
+    assert_int_equal(jint(k, "head_dim"), 256);
+    assert_int_equal(jint(k, "vocab_size"), 262144);
+    assert_string_equal(jstr(k, "tokenizer"), "SentencePiece BPE");
     json_t *types = json_object_get(k, "tensor_types");
     assert_non_null(json_object_get(types, "Q4_K"));
     assert_non_null(json_object_get(types, "Q6_K"));
     /* 5 of every 6 layers use the 512-token window. */
-    assert_int_equal(json_integer_value(json_object_get(k, "sliding_window")), 512);
-    assert_int_equal(json_integer_value(json_object_get(k, "sliding_layers")), 15);
+    assert_int_equal(jint(k, "sliding_window"), 512);
+    assert_int_equal(jint(k, "sliding_layers"), 15);
     json_decref(k);
 }
 
 static void test_info_minilm(void **state)
 {
     char path[4096];
-    model_path("all-MiniLM-L6-v2", path, sizeof path);
-    if (!have(path))
-        skip();
+    kt_model_or_skip(path, sizeof path, "all-MiniLM-L6-v2");
     json_t *k = check_against_reference(path);
-    assert_string_equal(json_string_value(json_object_get(k, "architecture")), "bert");
-    assert_int_equal(json_integer_value(json_object_get(k, "n_layers")), 6);
-    assert_int_equal(json_integer_value(json_object_get(k, "hidden_size")), 384);
-    assert_string_equal(json_string_value(json_object_get(k, "tokenizer")), "WordPiece");
-    assert_string_equal(json_string_value(json_object_get(k, "pooling")), "mean");
+    assert_string_equal(jstr(k, "architecture"), "bert");
+    assert_int_equal(jint(k, "n_layers"), 6);
+    assert_int_equal(jint(k, "hidden_size"), 384);
+    assert_string_equal(jstr(k, "tokenizer"), "WordPiece");
+    assert_string_equal(jstr(k, "pooling"), "mean");
     assert_true(json_is_true(json_object_get(k, "normalize")));
-    assert_int_equal(json_integer_value(json_object_get(k, "kv_bytes_per_token")), 0);
+    assert_int_equal(jint(k, "kv_bytes_per_token"), 0);
     json_decref(k);
 }
 
 static void test_info_text_report(void **state)
 {
-    char path[4096], cmd[8192];
-    model_path("gemma-3-270m-q4_k_m.gguf", path, sizeof path);
-    if (!have(path))
-        skip();
-    snprintf(cmd, sizeof cmd, "'%s' info '%s'", env_or_fail("KILN_BIN"), path);
-    char *out;
-    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    char path[4096], *out;
+    kt_model_or_skip(path, sizeof path, "gemma-3-270m-q4_k_m.gguf");
+    assert_int_equal(kt_kiln(&out, NULL, "info", path, NULL), 0);
     assert_non_null(strstr(out, "gemma3"));
     assert_non_null(strstr(out, "Q4_K"));
     assert_non_null(strstr(out, "memory to load"));
     free(out);
 }
 
-static void expect_failure(const char *args, int code, const char *needle)
+/* `kiln info [a1 [a2]]` exits `code`, prints nothing on stdout and `needle`
+ * on stderr. */
+static void expect_failure(int code, const char *needle, const char *a1, const char *a2)
 {
-    char cmd[8192], *out, *err;
-    snprintf(cmd, sizeof cmd, "'%s' info %s", env_or_fail("KILN_BIN"), args);
-    int rc = run_capture(cmd, &out, &err);
-    print_message("  kiln info %s -> %d: %s", args, rc, err);
+    char *out, *err;
+    int rc = kt_kiln(&out, &err, "info", a1, a2, NULL);
+    print_message("  kiln info %s %s -> %d: %s", a1 ? a1 : "", a1 && a2 ? a2 : "", rc, err);
     assert_int_equal(rc, code);
     assert_string_equal(out, "");
     if (!strstr(err, needle))
-        fail_msg("stderr of 'kiln info %s' lacks '%s': %s", args, needle, err);
+        fail_msg("stderr of 'kiln info %s' lacks '%s': %s", a1 ? a1 : "", needle, err);
     free(out);
     free(err);
 }
 
 static void test_info_bad_input(void **state)
 {
-    char dir[] = "/tmp/kiln-info-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char arg[4400], file[4200];
+    char dir[256], file[512];
+    kt_mkdtemp(dir, sizeof dir, "info");
 
-    expect_failure("", 2, "usage");
-    expect_failure("--bogus x", 2, "unknown option");
-    expect_failure("/nonexistent/model.gguf", 1, "No such file");
-    snprintf(arg, sizeof arg, "'%s'", dir);
-    expect_failure(arg, 1, "config.json");
+    expect_failure(2, "usage", NULL, NULL);
+    expect_failure(2, "unknown option", "--bogus", "x");
+    expect_failure(1, "No such file", "/nonexistent/model.gguf", NULL);
+    expect_failure(1, "config.json", dir, NULL);
     snprintf(file, sizeof file, "%s/empty.gguf", dir);
-    FILE *f = fopen(file, "wb");
-    fclose(f);
-    snprintf(arg, sizeof arg, "'%s'", file);
-    expect_failure(arg, 1, "kiln:");
-    f = fopen(file, "wb");
-    fputs("this is not a model file at all", f);
-    fclose(f);
-    expect_failure(arg, 1, "kiln:");
-    unlink(file);
-    rmdir(dir);
+    kt_write_file(file, "", 0);
+    expect_failure(1, "kiln:", file, NULL);
+    static const char junk[] = "this is not a model file at all";
+    kt_write_file(file, junk, sizeof junk - 1);
+    expect_failure(1, "kiln:", file, NULL);
+    kt_rmtree(dir);
 }
 
 int main(void)

@@ -16,13 +16,12 @@
 #include "base/alloc.h"
 #include "format/gguf.h"
 #include "format/quant.h"
+#include "kiln_test.h"
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static char fx_dir[256];
 
@@ -33,33 +32,17 @@ static const char *fx(const char *name)
     return path;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup_fixtures(void **state)
 {
-    const char *py = getenv("KILN_PYTHON"), *src = getenv("KILN_SOURCE_DIR");
-    char cmd[1024];
     (void)state;
-    if (!py || !src) {
-        fprintf(stderr, "KILN_PYTHON and KILN_SOURCE_DIR must be set (run through ctest)\n");
-        return -1;
-    }
-    snprintf(fx_dir, sizeof fx_dir, "/tmp/kiln_gguf_fx_XXXXXX");
-    if (!mkdtemp(fx_dir))
-        return -1;
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/gguf_write_fixtures.py' '%s'", py, src, fx_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    kt_ref_dir(fx_dir, sizeof fx_dir, "gguf_write_fixtures.py");
+    return 0;
 }
 
 static int teardown_fixtures(void **state)
 {
     (void)state;
-    if (fx_dir[0])
-        nftw(fx_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    kt_rmtree(fx_dir);
     return 0;
 }
 
@@ -346,27 +329,11 @@ static void test_alignments(void **state)
     }
 }
 
-/* Read a whole file into a kiln_malloc buffer. */
-static uint8_t *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = kiln_malloc((size_t)n);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
 /* Version 2 has the same layout as 3 (which only added big-endian files). */
 static void test_version2_memory(void **state)
 {
     size_t n;
-    uint8_t *buf = slurp(fx("all_types.gguf"), &n);
+    uint8_t *buf = (uint8_t *)kt_read_file(fx("all_types.gguf"), &n);
     gguf_file *g = NULL;
     (void)state;
     buf[4] = 2;
@@ -376,14 +343,14 @@ static void test_version2_memory(void **state)
     assert_int_equal(gguf_tensor_count(g), 4);
     gguf_close(g);
     gguf_close(NULL);
-    kiln_free(buf);
+    free(buf);
 }
 
 /* Every allocation of the parser can fail: OOM comes back and nothing leaks. */
 static void test_out_of_memory(void **state)
 {
     size_t n;
-    uint8_t *buf = slurp(fx("all_types.gguf"), &n);
+    uint8_t *buf = (uint8_t *)kt_read_file(fx("all_types.gguf"), &n);
     int64_t base = kiln_alloc_bytes_in_use();
     kiln_status st = KILN_ERR_OOM;
     int64_t k;
@@ -401,7 +368,7 @@ static void test_out_of_memory(void **state)
     }
     assert_int_equal(st, KILN_OK);
     assert_true(k > 10);
-    kiln_free(buf);
+    free(buf);
 }
 
 /* ---- model config ----------------------------------------------------------- */
@@ -530,14 +497,11 @@ static void test_config_errors(void **state)
 
 static void test_gemma_270m(void **state)
 {
-    const char *dir = getenv("KILN_MODELS_DIR");
     char path[1024];
     gguf_file *g = NULL;
     model_config c;
     (void)state;
-    snprintf(path, sizeof path, "%s/gemma-3-270m-q4_k_m.gguf", dir ? dir : "");
-    if (!dir || access(path, R_OK) != 0)
-        skip();
+    kt_model_or_skip(path, sizeof path, "gemma-3-270m-q4_k_m.gguf");
     if (gguf_open(path, &g))
         fail_msg("%s", kiln_last_error());
     assert_int_equal(gguf_version(g), 3);

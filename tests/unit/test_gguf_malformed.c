@@ -20,17 +20,11 @@
 #include "base/error.h"
 #include "format/gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-extern char **environ;
+#include "kiln_test.h"
 
 /* ---- a byte buffer and GGUF pieces ---------------------------------------- */
 
@@ -178,26 +172,23 @@ static char corpus_dir[512];
 
 static int setup_dir(void **state)
 {
-    const char *bin = getenv("KILN_BINARY_DIR");
-    char tmp[512];
     (void)state;
-    snprintf(tmp, sizeof tmp, "%s/malformed", bin ? bin : ".");
-    mkdir(tmp, 0755);
-    snprintf(corpus_dir, sizeof corpus_dir, "%s/malformed/gguf", bin ? bin : ".");
-    if (mkdir(corpus_dir, 0755) != 0 && errno != EEXIST)
-        return -1;
+    snprintf(corpus_dir, sizeof corpus_dir, "%s/malformed/gguf", kt_env("KILN_BINARY_DIR"));
+    kt_mkdirs(corpus_dir);
     return 0;
+}
+
+static const char *case_path(const char *name)
+{
+    static char path[768];
+    snprintf(path, sizeof path, "%s/%s.gguf", corpus_dir, name);
+    return path;
 }
 
 static const char *write_case(const char *name, const void *p, size_t n)
 {
-    static char path[768];
-    snprintf(path, sizeof path, "%s/%s.gguf", corpus_dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n)
-        assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
+    const char *path = case_path(name);
+    kt_write_file(path, p, n);
     return path;
 }
 
@@ -522,75 +513,56 @@ static void test_named_cases(void **state)
 /* The messages name the key or tensor concerned. */
 static void test_messages_name_items(void **state)
 {
-    gbuf b = {0};
-    gguf_file *g = NULL;
+    static const struct {
+        case_fn make;
+        kiln_status st; /* 0: any error */
+        const char *needle;
+    } cases[] = {
+        {c_bool_invalid, 0, "'flag'"},
+        {c_offset_past_eof, 0, "tensor 't'"},
+        {c_block_partial, KILN_ERR_FORMAT, "Q4_K"},
+    };
     (void)state;
-    c_bool_invalid(&b);
-    assert_int_not_equal(gguf_open_memory(b.p, b.n, &g), KILN_OK);
-    assert_non_null(strstr(kiln_last_error(), "'flag'"));
-    kiln_free(b.p);
-    b = (gbuf){0};
-    c_offset_past_eof(&b);
-    assert_int_not_equal(gguf_open_memory(b.p, b.n, &g), KILN_OK);
-    assert_non_null(strstr(kiln_last_error(), "tensor 't'"));
-    kiln_free(b.p);
-    b = (gbuf){0};
-    c_block_partial(&b);
-    assert_int_equal(gguf_open_memory(b.p, b.n, &g), KILN_ERR_FORMAT);
-    assert_non_null(strstr(kiln_last_error(), "Q4_K"));
-    kiln_free(b.p);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        gbuf b = {0};
+        gguf_file *g = NULL;
+        cases[k].make(&b);
+        kiln_status st = gguf_open_memory(b.p, b.n, &g);
+        if (cases[k].st)
+            assert_int_equal(st, cases[k].st);
+        else
+            assert_int_not_equal(st, KILN_OK);
+        assert_non_null(strstr(kiln_last_error(), cases[k].needle));
+        kiln_free(b.p);
+    }
 }
 
 /* ---- the CLI ----------------------------------------------------------------------- */
 
-/* Run `$KILN_BIN info path`; exit status into *rc, stderr bytes into *err_len. */
-static void run_info(const char *bin, const char *path, int *rc, long *err_len)
+/* `kiln info path` exits non-zero (not killed) with a message on stderr;
+ * `what` names the case in failures. */
+static void expect_cli_reject(const char *path, const char *what)
 {
-    char err_path[640];
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    int status = 0;
-    snprintf(err_path, sizeof err_path, "%s/.stderr", corpus_dir);
-    char *argv[] = {(char *)bin, "info", (char *)path, NULL};
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    struct stat sb;
-    *err_len = stat(err_path, &sb) == 0 ? (long)sb.st_size : 0;
-    unlink(err_path);
+    char *err;
+    int rc = kt_kiln(NULL, &err, "info", path, NULL);
+    size_t err_len = strlen(err);
+    free(err);
+    if (rc == 0 || rc >= 128 || err_len == 0)
+        fail_msg("kiln info %s: exit %d, %zu bytes on stderr", what, rc, err_len);
 }
 
 static void test_cli_rejects(void **state)
 {
-    const char *bin = getenv("KILN_BIN");
-    char path[768];
-    int rc;
-    long err_len;
-    (void)state;
-    if (!bin || access(bin, X_OK) != 0)
-        skip();
+    char what[64];
     test_named_cases(state); /* make sure the files exist */
-    for (size_t k = 0; k < sizeof named_cases / sizeof named_cases[0]; k++) {
-        snprintf(path, sizeof path, "%s/%s.gguf", corpus_dir, named_cases[k].name);
-        run_info(bin, path, &rc, &err_len);
-        if (rc == 0 || rc >= 128 || err_len == 0)
-            fail_msg("kiln info %s: exit %d, %ld bytes on stderr", named_cases[k].name, rc,
-                     err_len);
-    }
+    for (size_t k = 0; k < sizeof named_cases / sizeof named_cases[0]; k++)
+        expect_cli_reject(case_path(named_cases[k].name), named_cases[k].name);
     gbuf b = {0};
     base_layout lay;
     make_base(&b, &lay);
     for (size_t len = 0; len < lay.data_off; len += lay.data_off / 20 + 1) {
-        write_case("cli_trunc", b.p, len);
-        snprintf(path, sizeof path, "%s/cli_trunc.gguf", corpus_dir);
-        run_info(bin, path, &rc, &err_len);
-        if (rc == 0 || rc >= 128 || err_len == 0)
-            fail_msg("kiln info (truncated at %zu): exit %d, %ld bytes on stderr", len, rc,
-                     err_len);
+        snprintf(what, sizeof what, "(truncated at %zu)", len);
+        expect_cli_reject(write_case("cli_trunc", b.p, len), what);
     }
     kiln_free(b.p);
 }

@@ -13,37 +13,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
+#include "kiln_test.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static const char *src_dir(void)
-{
-    const char *v = getenv("KILN_SOURCE_DIR");
-    if (!v || !v[0]) {
-        print_message("KILN_SOURCE_DIR not set: skipped\n");
-        skip();
-    }
-    return v;
-}
 
 /* Parse tests/data/configs/<name>; fails the test on error. */
 static model_config load(const char *name)
 {
     char path[4096];
-    static char buf[1 << 16];
     model_config c;
-    FILE *f;
     size_t n;
 
-    snprintf(path, sizeof path, "%s/tests/data/configs/%s", src_dir(), name);
-    f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    if (hf_config_parse(buf, n, &c))
+    snprintf(path, sizeof path, "%s/tests/data/configs/%s", kt_env("KILN_SOURCE_DIR"), name);
+    char *json = kt_read_file(path, &n);
+    if (hf_config_parse(json, n, &c))
         fail_msg("%s: %s", name, kiln_last_error());
+    free(json);
     return c;
 }
 
@@ -305,7 +291,8 @@ static void test_load_dir_bge(void **state)
 {
     char dir[4096];
     model_config c;
-    snprintf(dir, sizeof dir, "%s/tests/data/configs/bge-base-en-v1.5-dir", src_dir());
+    snprintf(dir, sizeof dir, "%s/tests/data/configs/bge-base-en-v1.5-dir",
+             kt_env("KILN_SOURCE_DIR"));
     if (hf_config_load_dir(dir, &c))
         fail_msg("%s", kiln_last_error());
     check_bert_common(&c);
@@ -315,15 +302,9 @@ static void test_load_dir_bge(void **state)
 
 static void test_load_dir_minilm(void **state)
 {
-    const char *models = getenv("KILN_MODELS_DIR");
     char dir[4096];
-    struct stat sb;
     model_config c;
-    snprintf(dir, sizeof dir, "%s/all-MiniLM-L6-v2", models ? models : "");
-    if (!models || stat(dir, &sb) != 0) {
-        print_message("%s absent: skipped\n", dir);
-        skip();
-    }
+    kt_model_or_skip(dir, sizeof dir, "all-MiniLM-L6-v2");
     if (hf_config_load_dir(dir, &c))
         fail_msg("%s", kiln_last_error());
     check_shape(&c, 30522, 384, 1536, 6, 12, 12, 32, 512);

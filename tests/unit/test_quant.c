@@ -15,13 +15,12 @@
 
 #include "base/alloc.h"
 #include "format/quant.h"
+#include "kiln_test.h"
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static char ref_dir[256];
 
@@ -32,59 +31,25 @@ static uint32_t bits_of(float f)
     return u;
 }
 
-/* Read a whole file into a kiln_malloc buffer with a NUL after the last
- * byte; NULL if it cannot be read. */
-static void *slurp(const char *name, size_t *size)
+/* <name> from the reference directory; owned, free(). */
+static void *read_ref(const char *name, size_t *size)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", ref_dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? kiln_malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        kiln_free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
+    return kt_read_file(path, size);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* Run the reference script into a fresh temporary directory. */
 static int setup_ref(void **state)
 {
-    const char *py = getenv("KILN_PYTHON"), *src = getenv("KILN_SOURCE_DIR");
-    char cmd[1024];
     (void)state;
-    if (!py || !src) {
-        fprintf(stderr, "KILN_PYTHON and KILN_SOURCE_DIR must be set (run through ctest)\n");
-        return -1;
-    }
-    snprintf(ref_dir, sizeof ref_dir, "/tmp/kiln_quant_ref_XXXXXX");
-    if (!mkdtemp(ref_dir))
-        return -1;
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/gguf_quant_ref.py' '%s'", py, src, ref_dir);
-    fflush(stdout);
-    return system(cmd) == 0 ? 0 : -1;
+    kt_ref_dir(ref_dir, sizeof ref_dir, "gguf_quant_ref.py");
+    return 0;
 }
 
 static int teardown_ref(void **state)
 {
     (void)state;
-    if (ref_dir[0])
-        nftw(ref_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    kt_rmtree(ref_dir);
     return 0;
 }
 
@@ -96,11 +61,9 @@ static void check_type(const char *name, int id, int64_t n)
     const dtype_info *di = dtype_get(id);
     assert_non_null(di);
     snprintf(fn, sizeof fn, "%s.bin", name);
-    uint8_t *raw = slurp(fn, &nraw);
+    uint8_t *raw = read_ref(fn, &nraw);
     snprintf(fn, sizeof fn, "%s.f32", name);
-    float *ref = slurp(fn, &nref);
-    assert_non_null(raw);
-    assert_non_null(ref);
+    float *ref = read_ref(fn, &nref);
     assert_int_equal(nref, (size_t)n * sizeof(float));
     float *out = kiln_malloc((size_t)n * sizeof(float));
     assert_non_null(out);
@@ -114,17 +77,15 @@ static void check_type(const char *name, int id, int64_t n)
         }
     }
     kiln_free(out);
-    kiln_free(raw);
-    kiln_free(ref);
+    free(raw);
+    free(ref);
 }
 
 static void test_bit_exact_all_types(void **state)
 {
-    size_t n;
-    char *man = slurp("manifest.txt", &n);
+    char *man = read_ref("manifest.txt", NULL);
     int types = 0;
     (void)state;
-    assert_non_null(man);
     char *save = NULL;
     for (char *line = strtok_r(man, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[32];
@@ -135,16 +96,14 @@ static void test_bit_exact_all_types(void **state)
         types++;
     }
     assert_int_equal(types, 18);
-    kiln_free(man);
+    free(man);
 }
 
 /* The dtype table against gguf.constants.GGML_QUANT_SIZES. */
 static void test_sizes_match_gguf(void **state)
 {
-    size_t n;
-    char *sizes = slurp("sizes.txt", &n);
+    char *sizes = read_ref("sizes.txt", NULL);
     (void)state;
-    assert_non_null(sizes);
     char *save = NULL;
     for (char *line = strtok_r(sizes, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[32];
@@ -166,7 +125,7 @@ static void test_sizes_match_gguf(void **state)
         }
         assert_int_equal(di->block_bytes, bb);
     }
-    kiln_free(sizes);
+    free(sizes);
 }
 
 /* Every finite f16 converts to f32 and back unchanged; inf too. */

@@ -19,41 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kiln_test.h"
+
 /* ---- helpers ------------------------------------------------------------ */
-
-static const char *env_or_skip(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !v[0]) {
-        print_message("%s not set: skipped\n", name);
-        skip();
-    }
-    return v;
-}
-
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* A file image: 8-byte length, header padded with spaces to 8, data. */
-static uint8_t *build_file(const char *header, const void *data, size_t dlen, size_t *len)
-{
-    size_t h = strlen(header), hp = (h + 7) / 8 * 8;
-    uint8_t *buf = calloc(1, 8 + hp + dlen + 1);
-    assert_non_null(buf);
-    for (int i = 0; i < 8; i++)
-        buf[i] = (uint8_t)((uint64_t)hp >> (8 * i));
-    memcpy(buf + 8, header, h);
-    memset(buf + 8 + h, ' ', hp - h);
-    if (dlen)
-        memcpy(buf + 8 + hp, data, dlen);
-    *len = 8 + hp + dlen;
-    return buf;
-}
 
 static double half_to_double(uint16_t h)
 {
@@ -139,17 +107,16 @@ static void check_ref_tensor(const st_model *m, const char *name, kiln_dtype dt,
 static const char *make_ref(const char *python, const char *tag)
 {
     static char dir[4096];
-    char cmd[8192];
-    const char *src = env_or_skip("KILN_SOURCE_DIR");
-    const char *bin = env_or_skip("KILN_BINARY_DIR");
-    snprintf(dir, sizeof dir, "%s/st_ref/%s", bin, tag);
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy' 2>/dev/null", python);
-    if (system(cmd) != 0) {
+    const char *const has_numpy[] = {python, "-c", "import numpy", NULL};
+    char *err;
+    snprintf(dir, sizeof dir, "%s/st_ref/%s", kt_env("KILN_BINARY_DIR"), tag);
+    int rc = kt_run(has_numpy, NULL, &err);
+    free(err);
+    if (rc != 0) {
         print_message("%s has no numpy: skipped\n", python);
         skip();
     }
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/st_write.py' '%s'", python, src, dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kt_run_ref(python, "st_write.py", dir, NULL, NULL), 0);
     return dir;
 }
 
@@ -213,7 +180,7 @@ static void check_ref_sharded(const char *dir)
 /* Reference files written by the safetensors package ($KILN_PYTHON). */
 static void test_reference_package(void **state)
 {
-    const char *dir = make_ref(env_or_skip("KILN_PYTHON"), "package");
+    const char *dir = make_ref(kt_env("KILN_PYTHON"), "package");
     check_ref_single(dir);
     check_ref_sharded(dir);
 }
@@ -263,9 +230,9 @@ static void test_every_dtype_written_here(void **state)
     memcpy(data + 19, &i16, 2);
     memcpy(data + 21, &i64, 8);
     memcpy(data + 29, &f64, 8);
-    uint8_t *file = build_file(hdr, data, sizeof data, &len);
-    snprintf(path, sizeof path, "%s/st_every_dtype.safetensors", env_or_skip("KILN_BINARY_DIR"));
-    write_bytes(path, file, len);
+    uint8_t *file = kt_st_image(hdr, data, sizeof data, &len);
+    snprintf(path, sizeof path, "%s/st_every_dtype.safetensors", kt_env("KILN_BINARY_DIR"));
+    kt_write_file(path, file, len);
     assert_int_equal(st_open_file(path, &m), KILN_OK);
     assert_int_equal(st_open_memory(file, len, &mm), KILN_OK);
     for (st_model *x = m; x; x = x == m ? mm : NULL) {
@@ -294,12 +261,12 @@ static void test_every_dtype_written_here(void **state)
  * index, and no file at all. */
 static void test_open_dir_rules(void **state)
 {
-    const char *bin = env_or_skip("KILN_BINARY_DIR");
+    const char *bin = kt_env("KILN_BINARY_DIR");
     char dir[4096], path[4200];
     size_t len;
     st_model *m = NULL;
-    uint8_t *file = build_file("{\"x\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}",
-                               "ab", 2, &len);
+    uint8_t *file = kt_st_image("{\"x\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}",
+                                "ab", 2, &len);
 
     snprintf(dir, sizeof dir, "%s/st_dirs", bin);
     mkdir(dir, 0755);
@@ -315,18 +282,18 @@ static void test_open_dir_rules(void **state)
         unlink(path);
     }
     snprintf(path, sizeof path, "%s/one/weights.safetensors", dir);
-    write_bytes(path, file, len);
+    kt_write_file(path, file, len);
     snprintf(path, sizeof path, "%s/one", dir);
     assert_int_equal(st_open_dir(path, &m), KILN_OK);
     assert_int_equal(st_tensor_count(m), 1);
     st_close(m);
     snprintf(path, sizeof path, "%s/one/second.safetensors", dir);
-    write_bytes(path, file, len);
+    kt_write_file(path, file, len);
     snprintf(path, sizeof path, "%s/one", dir);
     assert_int_equal(st_open_dir(path, &m), KILN_ERR_FORMAT);
     assert_non_null(strstr(kiln_last_error(), "several"));
     snprintf(path, sizeof path, "%s/one/model.safetensors", dir);
-    write_bytes(path, file, len);
+    kt_write_file(path, file, len);
     snprintf(path, sizeof path, "%s/one", dir);
     assert_int_equal(st_open_dir(path, &m), KILN_OK);
     assert_true(strstr(st_shard_path(m, 0), "/model.safetensors") != NULL);
@@ -342,7 +309,7 @@ static void test_oom_paths(void **state)
         "\"t1\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
         "\"t2\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
     size_t len;
-    uint8_t *file = build_file(hdr, "01234567", 8, &len);
+    uint8_t *file = kt_st_image(hdr, "01234567", 8, &len);
     int64_t before = kiln_alloc_bytes_in_use();
     kiln_status st = KILN_ERR_OOM;
     int64_t n;
@@ -367,15 +334,10 @@ static void test_oom_paths(void **state)
 static void test_minilm(void **state)
 {
     char dir[4096];
-    struct stat sb;
     st_model *m = NULL;
     const st_tensor *t;
 
-    snprintf(dir, sizeof dir, "%s/all-MiniLM-L6-v2", env_or_skip("KILN_MODELS_DIR"));
-    if (stat(dir, &sb) != 0) {
-        print_message("%s absent: skipped\n", dir);
-        skip();
-    }
+    kt_model_or_skip(dir, sizeof dir, "all-MiniLM-L6-v2");
     if (st_open_dir(dir, &m))
         fail_msg("%s", kiln_last_error());
     assert_int_equal(st_tensor_count(m), 104);
