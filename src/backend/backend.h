@@ -1,7 +1,7 @@
 /*
  * backend.h - the op set every model forward is written against.
  *
- * A model's forward pass (src/model/*.c) is a fixed sequence of these ops;
+ * A model's forward pass (src/model/) is a fixed sequence of these ops;
  * each backend (cpu/, cuda/) implements all of them, fusing where it pays.
  * Model code never touches activation memory directly: it asks the backend
  * for buffers and passes them to ops, so the same forward runs on the CPU
