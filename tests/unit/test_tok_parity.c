@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kiln_test.h"
 #include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct parity_case {
@@ -45,31 +45,12 @@ static const parity_case cases[] = {
 static void resolve(const char *rel, char *buf, size_t cap)
 {
     if (rel[0] == '@')
-        snprintf(buf, cap, "%s/%s", getenv("KILN_SOURCE_DIR"), rel + 1);
+        snprintf(buf, cap, "%s/%s", kt_env("KILN_SOURCE_DIR"), rel + 1);
     else
-        snprintf(buf, cap, "%s/%s", getenv("KILN_MODELS_DIR"), rel);
+        snprintf(buf, cap, "%s/%s", kt_env("KILN_MODELS_DIR"), rel);
 }
 
-static bool exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *d = malloc((size_t)sz + 1);
-    assert_int_equal(fread(d, 1, (size_t)sz, f), (size_t)sz);
-    d[sz] = '\0';
-    fclose(f);
-    *n = (size_t)sz;
-    return d;
-}
+static char *slurp(const char *path, size_t *n) { return kt_read_file(path, n); }
 
 /* Split into lines (the buffer is modified); returns the count. */
 static size_t split_lines(char *d, size_t n, char ***out)
@@ -184,22 +165,22 @@ static int check_stream(const tokenizer *t, json_t *ids, bool skip_special)
 
 static void run_case(const parity_case *c)
 {
-    char src[4096], ref_src[4096], corpus[4096], dir[] = "/tmp/kiln-parity-XXXXXX", cmd[16384];
+    char src[4096], ref_src[4096], corpus[4096], dir[4096], cmd[16384];
     resolve(c->src, src, sizeof src);
     resolve(c->ref_src, ref_src, sizeof ref_src);
-    snprintf(corpus, sizeof corpus, "%s/tests/data/tokenizer_corpus.txt", getenv("KILN_SOURCE_DIR"));
-    if (!exists(src)) { /* models come from scripts/fetch-models.sh */
+    snprintf(corpus, sizeof corpus, "%s/tests/data/tokenizer_corpus.txt", kt_env("KILN_SOURCE_DIR"));
+    if (!kt_exists(src)) { /* models come from scripts/fetch-models.sh */
         print_message("%s: %s is absent (run scripts/fetch-models.sh): skipped\n", c->name, src);
         skip();
     }
-    if (!exists(ref_src))
+    if (!kt_exists(ref_src))
         fail_msg("%s: reference %s is missing", c->name, ref_src);
-    assert_non_null(mkdtemp(dir));
+    kt_mkdtemp(dir, sizeof dir, "parity");
     snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/tok_ref.py' %s '%s' '%s' > %s/ref.jsonl",
-             getenv("KILN_PYTHON"), getenv("KILN_SOURCE_DIR"), c->ref_kind, ref_src, corpus, dir);
+             kt_env("KILN_PYTHON"), kt_env("KILN_SOURCE_DIR"), c->ref_kind, ref_src, corpus, dir);
     run_sh(cmd);
     snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' --lines < '%s' > %s/kiln.txt",
-             getenv("KILN_BIN"), src, corpus, dir);
+             kt_env("KILN_BIN"), src, corpus, dir);
     run_sh(cmd);
 
     size_t nc, nr, nk;
@@ -230,7 +211,7 @@ static void run_case(const parity_case *c)
     }
     fclose(idf);
     snprintf(cmd, sizeof cmd, "'%s' detokenize -m '%s' --lines %s < %s/ids.txt > %s/dec.txt",
-             getenv("KILN_BIN"), src, c->skip_special ? "--skip-special" : "", dir, dir);
+             kt_env("KILN_BIN"), src, c->skip_special ? "--skip-special" : "", dir, dir);
     run_sh(cmd);
     size_t nd;
     char **dl;
@@ -258,8 +239,7 @@ static void run_case(const parity_case *c)
     tok_free(t);
     print_message("%s: %zu lines: %zu ids equal, %zu decodes equal, %zu streams equal\n", c->name,
                   lines, lines - (size_t)id_bad, lines - (size_t)dec_bad, lines - (size_t)stream_bad);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    run_sh(cmd);
+    kt_rmtree(dir);
     free(refs);
     free(cl), free(rl), free(kl), free(dl);
     free(cd), free(rd), free(kd), free(dd);
