@@ -9,7 +9,8 @@
  *      symbol and empties the right one (len 0) and unlinks it, so live
  *      symbols in array order are the word's tokens.
  *   3. A heap entry is stale when its left symbol is empty, has no right
- *      neighbour, or the pair there no longer merges to the entry's id.
+ *      neighbour, or the pair there no longer merges to the entry's id
+ *      (checked without a lookup when the pair is the one pushed).
  */
 #include "tokenizer/bpe.h"
 
@@ -50,6 +51,7 @@ typedef struct bpe_cand {
     uint32_t rank;
     uint32_t pos;
     int32_t id;
+    int32_t lid, rid; /* the pair when pushed */
 } bpe_cand;
 
 struct bpe_scratch {
@@ -69,9 +71,8 @@ static uint64_t pair_key(int32_t l, int32_t r)
 
 static size_t key_slot(uint64_t k, size_t mask)
 {
-    k ^= k >> 31;
     k *= 0x9E3779B97F4A7C15ull;
-    return (size_t)(k >> 17) & mask;
+    return (size_t)(k >> 29) & mask;
 }
 
 static const bpe_merge *merge_find(const bpe *b, int32_t l, int32_t r)
@@ -124,11 +125,13 @@ static kiln_status merge_put(bpe *b, int32_t l, int32_t r, uint32_t rank, int32_
 
 /* ---- building ------------------------------------------------------------------ */
 
+/* A copy of an optional string; NULL for NULL or "" (an empty prefix or
+ * suffix spells nothing, so it is the same as none). */
 static char *dup_opt(const char *s, size_t *len, bool *oom)
 {
     char *d;
     *len = s ? strlen(s) : 0;
-    if (!s)
+    if (!s || !*s)
         return NULL;
     if (!(d = kiln_strdup(s)))
         *oom = true;
@@ -276,7 +279,8 @@ static bool cand_less(const bpe_cand *a, const bpe_cand *b)
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static kiln_status heap_push(bpe_scratch *sc, uint32_t rank, uint32_t pos, int32_t id)
+static kiln_status heap_push(bpe_scratch *sc, uint32_t rank, uint32_t pos, int32_t id,
+                             int32_t lid, int32_t rid)
 {
     size_t i;
     if (sc->hn == sc->hcap) {
@@ -287,7 +291,7 @@ static kiln_status heap_push(bpe_scratch *sc, uint32_t rank, uint32_t pos, int32
         sc->heap = v;
         sc->hcap = cap;
     }
-    bpe_cand c = {rank, pos, id};
+    bpe_cand c = {rank, pos, id, lid, rid};
     for (i = sc->hn++; i > 0; i = (i - 1) / 2) {
         if (!cand_less(&c, &sc->heap[(i - 1) / 2]))
             break;
@@ -324,7 +328,8 @@ static kiln_status push_pair(const bpe *b, bpe_scratch *sc, int32_t left)
     if (left < 0 || right < 0)
         return KILN_OK;
     m = merge_find(b, sc->sym[left].id, sc->sym[right].id);
-    return m ? heap_push(sc, m->rank, (uint32_t)left, m->id) : KILN_OK;
+    return m ? heap_push(sc, m->rank, (uint32_t)left, m->id, sc->sym[left].id, sc->sym[right].id)
+             : KILN_OK;
 }
 
 static kiln_status merge_all(const bpe *b, bpe_scratch *sc)
@@ -341,9 +346,12 @@ static kiln_status merge_all(const bpe *b, bpe_scratch *sc)
         if (l->len == 0 || l->next < 0)
             continue;
         bpe_sym *r = &sc->sym[l->next];
-        const bpe_merge *m = merge_find(b, l->id, r->id);
-        if (!m || m->id != top.id)
-            continue;
+        if (l->id != top.lid || r->id != top.rid) {
+            /* the pair changed: still valid if it merges to the same id */
+            const bpe_merge *m = merge_find(b, l->id, r->id);
+            if (!m || m->id != top.id)
+                continue;
+        }
         l->id = top.id;
         l->len += r->len;
         r->len = 0;

@@ -6,6 +6,8 @@
  *   regex a Split(Isolated) stage, then the byte-level mapping);
  *   ignore_merges for the Llama 3 family; CONTROL tokens are special added
  *   tokens, USER_DEFINED ones plain added tokens (both matched in raw text);
+ *   Qwen2's family gets the NFC normalizer its tokenizer.json has (llama.cpp
+ *   skips it; kiln follows the model's own tokenizer);
  *   BOS/EOS added as tokenizer.ggml.add_bos_token / add_eos_token say.
  * GGUF "bert": WordPiece.  llama.cpp's converter stores word-initial pieces
  *   as "\u2581piece" and continuation pieces bare; they are turned back into
@@ -40,24 +42,26 @@
 typedef struct pre_set {
     const char *names; /* '|'-separated tokenizer.ggml.pre values */
     bool ignore_merges;
+    bool nfc;          /* the family's tokenizer.json normalizes to NFC */
     const char *re[6];
 } pre_set;
 
 static const pre_set PRE_SETS[] = {
-    {"llama3|llama-v3|llama-bpe|falcon3|pixtral", true, {RE_LLAMA3}},
-    {"dbrx|smaug-bpe|chatglm-bpe", false, {RE_LLAMA3}},
-    {"qwen2|deepseek-r1-qwen|stablelm2|hunyuan", false, {RE_QWEN2}},
-    {"deepseek-v3|hunyuan-dense", false,
+    {"llama3|llama-v3|llama-bpe|falcon3|pixtral", true, false, {RE_LLAMA3}},
+    {"dbrx|smaug-bpe|chatglm-bpe", false, false, {RE_LLAMA3}},
+    {"qwen2|deepseek-r1-qwen", false, true, {RE_QWEN2}},
+    {"stablelm2|hunyuan", false, false, {RE_QWEN2}},
+    {"deepseek-v3|hunyuan-dense", false, false,
      {"\\p{N}{1,3}", "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-"
                      "\xE3\x83\xBF]+", RE_DS3}},
-    {"deepseek-coder", false,
+    {"deepseek-coder", false, false,
      {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK_DS, "\\p{N}"}},
-    {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
-    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", false,
+    {"falcon", false, false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
+    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", false, false,
      {"\\p{N}", RE_GPT2}},
     {"gpt-2|phi-2|jina-es|jina-de|jina-v1-en|jina-v2-es|jina-v2-de|jina-v2-code|roberta-bpe|"
-     "mpt|olmo|jais|trillion|gigachat", false, {RE_GPT2}},
-    {"default", false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
+     "mpt|olmo|jais|trillion|gigachat", false, false, {RE_GPT2}},
+    {"default", false, false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
 };
 
 static bool name_in(const char *names, const char *s, size_t len)
@@ -195,6 +199,8 @@ static kiln_status from_gpt2(hftok *t, const gguf_file *g, int64_t n, const int3
                             "supported", (int)pre_len, pre);
     while (k < KILN_ARRAY_LEN(ps->re) && ps->re[k])
         k++;
+    if (ps->nfc && (rc = norm_new_nfc(&t->norm)))
+        return rc;
     if ((rc = gpt2_model(t, g, n, ps->ignore_merges)) ||
         (rc = pretok_new_regexes(ps->re, k, true, &t->pre)) ||
         (rc = dec_new_byte_level(&t->dec)) || (rc = add_typed(t, g, types, n)))

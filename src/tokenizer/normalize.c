@@ -146,17 +146,20 @@ static kiln_status drop_marks(const char *s, size_t len, bool all, kiln_buf *out
 static kiln_status lower(const char *s, size_t len, kiln_buf *out)
 {
     size_t i = 0;
-    kiln_status rc = buf_reserve(out, len);
+    kiln_status rc = KILN_OK;
     while (i < len && !rc) {
         uint8_t b = (uint8_t)s[i];
-        if (b < 0x80) {
-            out->data[out->len++] = (char)((b >= 'A' && b <= 'Z') ? b + 32 : b);
-            i++;
+        if (b >= 0x80) {
+            rc = uni_append_lower(out, uni_next(s, len, &i));
             continue;
         }
-        rc = uni_append_lower(out, uni_next(s, len, &i));
+        /* lowercasing may have grown the text: re-check the room */
+        if (out->len + 1 >= out->cap && (rc = buf_reserve(out, len - i)))
+            break;
+        out->data[out->len++] = (char)((b >= 'A' && b <= 'Z') ? b + 32 : b);
+        i++;
     }
-    if (!rc)
+    if (!rc && (rc = buf_reserve(out, 0)) == KILN_OK)
         out->data[out->len] = '\0';
     return rc;
 }
@@ -440,6 +443,21 @@ kiln_status norm_new_bert(bool clean_text, bool chinese, int strip_accents, bool
     if (push_step(n, &st)) {
         norm_free(n);
         return KILN_ERR_OOM;
+    }
+    *out = n;
+    return KILN_OK;
+}
+
+kiln_status norm_new_nfc(norm **out)
+{
+    norm_step st;
+    norm *n = kiln_calloc(1, sizeof(*n));
+    *out = NULL;
+    memset(&st, 0, sizeof(st));
+    st.kind = NORM_NFC;
+    if (!n || push_step(n, &st)) {
+        kiln_free(n);
+        return kiln_err_set(KILN_ERR_OOM, "normalizer: out of memory");
     }
     *out = n;
     return KILN_OK;

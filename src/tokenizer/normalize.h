@@ -29,6 +29,9 @@ kiln_status norm_from_json(const json_t *j, norm **out);
 kiln_status norm_new_bert(bool clean_text, bool chinese, int strip_accents, bool lowercase,
                           norm **out);
 
+/* A normalizer built in code: NFC. */
+kiln_status norm_new_nfc(norm **out);
+
 /* Normalize s[0..len) (valid UTF-8) into *out (cleared first); s must not
  * point into out or scratch.  scratch holds two buffers the call may use
  * (their contents are lost); md is PCRE2 match data (hfre_md_create) for

