@@ -59,4 +59,8 @@ kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, flo
  * of every sequence of b into emb (n_seqs, hidden_size), host f32. */
 kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb);
 
+/* Encoder: the last hidden state of every token of b (before pooling) into
+ * hidden (n_tokens, hidden_size), host f32.  Errors as model_embed. */
+kiln_status model_encode_tokens(kiln_model *m, const bk_batch *b, float *hidden);
+
 #endif /* KILN_MODEL_H */

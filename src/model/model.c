@@ -1,0 +1,426 @@
+/*
+ * model.c - loading a model onto a backend: the architecture registry,
+ * tensor-name mapping with shape checks, the activation workspace, and the
+ * entry points that dispatch to an architecture's forward pass.
+ *
+ * Load order (model_load):
+ *   1. msrc_open: config + tensor table of a GGUF file or HF directory.
+ *   2. model_arch_find: the config's architecture -> its ops (llama.c,
+ *      gemma3.c, bert.c).  Conventions that depend on format and family are
+ *      settled here: rope style (GGUF llama/mistral files carry q/k permuted
+ *      by llama.cpp's converter for interleaved pairs -> BK_ROPE_NORM; HF
+ *      checkpoints and GGUF qwen2/qwen3/gemma3 -> BK_ROPE_NEOX, as llama.cpp's
+ *      llama_model_rope_type says), gemma3's (1 + w) norms (HF only: the GGUF
+ *      converter already stored 1 + w) and embedding scale.
+ *   3. ops->load maps every weight through model_load_weight: name lookup
+ *      in the source's naming scheme, shape and type checks, backend upload.
+ *   4. The workspace: one backend allocation carved into activation buffers
+ *      for opts->max_batch_tokens rows.
+ * Any failure unwinds through model_free, which tolerates a partial model.
+ */
+#include "model/model_impl.h"
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "format/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Longest tensor name the loader builds. */
+#define MODEL_NAME_MAX 256
+/* Alignment of each buffer carved from the workspace. */
+#define MODEL_WS_ALIGN 256
+
+struct model_loader {
+    char name[MODEL_NAME_MAX];    /* the last name looked up (for messages) */
+};
+
+/* ---- the registry -------------------------------------------------------- */
+
+static const model_arch_ops *const model_registry[] = {
+    &llama_arch_ops, &mistral_arch_ops, &qwen2_arch_ops,
+    &qwen3_arch_ops, &gemma3_arch_ops,  &bert_arch_ops,
+};
+
+static const model_arch_ops *model_arch_find(mcfg_arch a)
+{
+    for (size_t i = 0; i < KILN_ARRAY_LEN(model_registry); i++)
+        if (model_registry[i]->arch == a)
+            return model_registry[i];
+    return NULL;
+}
+
+/* ---- weight mapping -------------------------------------------------------- */
+
+/* Find the tensor for (hf, gguf, layer) in the source; *name gets the name
+ * that matched, or the first candidate when none did. */
+static const msrc_tensor *model_lookup(const kiln_model *m, model_loader *ld, const char *hf,
+                                       const char *gguf, int layer)
+{
+    char base[MODEL_NAME_MAX];
+    const msrc_tensor *t;
+
+    if (m->gguf) {
+        snprintf(ld->name, sizeof ld->name, gguf, layer);
+        return msrc_find_tensor(m->src, ld->name);
+    }
+    snprintf(base, sizeof base, hf, layer);
+    for (const char *const *p = m->arch->hf_prefixes; *p; p++) {
+        snprintf(ld->name, sizeof ld->name, "%s%s", *p, base);
+        if ((t = msrc_find_tensor(m->src, ld->name)))
+            return t;
+    }
+    if ((t = msrc_find_tensor(m->src, base))) {
+        snprintf(ld->name, sizeof ld->name, "%s", base);
+        return t;
+    }
+    /* Name the conventional spelling in messages. */
+    snprintf(ld->name, sizeof ld->name, "%s%s", m->arch->hf_prefixes[0], base);
+    return NULL;
+}
+
+bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                      int layer)
+{
+    return model_lookup(m, ld, hf, gguf, layer) != NULL;
+}
+
+/* "[a, b]" of a shape into buf. */
+static const char *model_shape_str(char *buf, size_t cap, int32_t n_dims, const int64_t *shape)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    len += (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; i < n_dims && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "",
+                                (long long)shape[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+/* Remember a loaded weight for model_free. */
+static kiln_status model_own(kiln_model *m, bk_tensor *t)
+{
+    if (m->n_owned == m->cap_owned) {
+        int64_t cap = m->cap_owned ? m->cap_owned * 2 : 64;
+        bk_tensor **p = kiln_realloc(m->owned, (size_t)cap * sizeof *p);
+        if (!p)
+            return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = t;
+    return KILN_OK;
+}
+
+kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
+                              const char *gguf, int layer, int64_t rows, int64_t cols,
+                              bool required, bk_tensor *out)
+{
+    int64_t want[2] = {rows == MODEL_VEC ? cols : rows, cols};
+    int32_t want_dims = rows == MODEL_VEC ? 1 : 2;
+    char ws[64], hs[96];
+    const msrc_tensor *t = model_lookup(m, ld, hf, gguf, layer);
+    const dtype_info *di;
+    kiln_status st;
+
+    memset(out, 0, sizeof *out);
+    if (!t) {
+        if (!required)
+            return KILN_OK;
+        return kiln_err_set(KILN_ERR_FORMAT, "model: tensor '%s' is missing (expected shape %s)",
+                            ld->name, model_shape_str(ws, sizeof ws, want_dims, want));
+    }
+    if (t->n_dims != want_dims || t->shape[0] != want[0] ||
+        (want_dims == 2 && t->shape[1] != want[1]))
+        return kiln_err_set(KILN_ERR_FORMAT, "model: tensor '%s' has shape %s, expected %s",
+                            ld->name, model_shape_str(hs, sizeof hs, t->n_dims, t->shape),
+                            model_shape_str(ws, sizeof ws, want_dims, want));
+    di = dtype_get(t->dtype);
+    if (!di || !di->dequant)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED,
+                            "model: tensor '%s' has type %s, which kiln cannot run", ld->name,
+                            dtype_name(t->dtype));
+    st = m->be->ops->weight(m->be, t->dtype, want[1], rows == MODEL_VEC ? 1 : rows, t->data,
+                            (size_t)t->nbytes, out);
+    if (st)
+        return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name, dtype_name(t->dtype));
+    if ((st = model_own(m, out))) {
+        m->be->ops->weight_free(m->be, out);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status model_load_output(kiln_model *m, model_loader *ld)
+{
+    const model_config *c = &m->cfg;
+    kiln_status st;
+
+    if ((st = model_load_weight(m, ld, "norm.weight", "output_norm.weight", -1, MODEL_VEC,
+                                c->hidden_size, true, &m->out_norm)))
+        return st;
+    if (!c->tie_word_embeddings && model_has_weight(m, ld, "lm_head.weight", "output.weight", -1))
+        return model_load_weight(m, ld, "lm_head.weight", "output.weight", -1, c->vocab_size,
+                                 c->hidden_size, true, &m->lm_head);
+    if (!c->tie_word_embeddings)
+        kiln_log(KILN_LOG_DEBUG, "model: no '%s'; the token embedding is the output head",
+                 ld->name);
+    m->lm_head = m->tok_embd; /* tied: not owned a second time */
+    return KILN_OK;
+}
+
+/* ---- workspace ------------------------------------------------------------- */
+
+/* Bytes of each buffer, aligned, in model_ws field order after `base`. */
+static kiln_status model_ws_alloc(kiln_model *m)
+{
+    const model_config *c = &m->cfg;
+    int64_t n = m->max_tokens, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int64_t elems[] = {
+        n * c->hidden_size, n * c->hidden_size, n * qd, n * kvd, n * kvd, n * qd,
+        n * c->hidden_size, n * c->intermediate_size, n * c->intermediate_size,
+        n * c->intermediate_size, (int64_t)MODEL_LOGIT_CHUNK * c->vocab_size,
+    };
+    void **slots[] = {&m->ws.h,    &m->ws.x,  &m->ws.q,    &m->ws.k,   &m->ws.v,     &m->ws.att,
+                      &m->ws.o,    &m->ws.gate, &m->ws.up, &m->ws.act, &m->ws.logits};
+    size_t off[KILN_ARRAY_LEN(elems)], total = 0;
+    kiln_status st;
+
+    KILN_ASSERT(KILN_ARRAY_LEN(elems) == KILN_ARRAY_LEN(slots));
+    for (size_t i = 0; i < KILN_ARRAY_LEN(elems); i++) {
+        size_t bytes = bk_act_bytes(m->be, elems[i]);
+        bytes = (bytes + MODEL_WS_ALIGN - 1) / MODEL_WS_ALIGN * MODEL_WS_ALIGN;
+        off[i] = total;
+        total += bytes;
+    }
+    if ((st = m->be->ops->alloc(m->be, total, &m->ws.base)))
+        return kiln_err_wrap(st, "model: workspace of %zu bytes for %d tokens", total,
+                             (int)m->max_tokens);
+    for (size_t i = 0; i < KILN_ARRAY_LEN(slots); i++)
+        *slots[i] = (char *)m->ws.base + off[i];
+    return KILN_OK;
+}
+
+/* ---- load / free ----------------------------------------------------------- */
+
+/* Token-embedding scale: gemma3 multiplies by sqrt(hidden), which
+ * transformers rounds to the embedding's stored type first
+ * (torch.tensor(hidden ** 0.5).to(weight.dtype)). */
+static float model_embed_scale(const kiln_model *m)
+{
+    model_loader ld;
+    const msrc_tensor *t;
+    float s;
+
+    if (!m->cfg.embed_scale_sqrt_hidden)
+        return 1.0f;
+    s = sqrtf((float)m->cfg.hidden_size);
+    t = model_lookup(m, &ld, "embed_tokens.weight", "token_embd.weight", -1);
+    if (m->gguf)
+        return s;
+    if (t && t->dtype == KILN_DT_BF16)
+        return quant_bf16_to_f32(quant_f32_to_bf16(s));
+    if (t && t->dtype == KILN_DT_F16)
+        return quant_f16_to_f32(quant_f32_to_f16(s));
+    return s;
+}
+
+/* Conventions that depend on the format and family (see the file comment). */
+static void model_conventions(kiln_model *m)
+{
+    mcfg_arch a = m->cfg.arch;
+    m->rope_style = m->gguf && (a == MCFG_ARCH_LLAMA || a == MCFG_ARCH_MISTRAL) ? BK_ROPE_NORM
+                                                                              : BK_ROPE_NEOX;
+    m->norm_add_one = a == MCFG_ARCH_GEMMA3 && !m->gguf;
+    m->embed_scale = model_embed_scale(m);
+}
+
+kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
+                       kiln_model **out)
+{
+    model_loader ld = {{0}};
+    kiln_model *m;
+    kiln_status st;
+
+    *out = NULL;
+    if (!path || !be || !opts || opts->max_batch_tokens <= 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "model_load: path, backend and max_batch_tokens > 0 are required");
+    if (!(m = kiln_calloc(1, sizeof *m)))
+        return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+    m->be = be;
+    m->max_tokens = opts->max_batch_tokens;
+    if ((st = msrc_open(path, &m->src)))
+        goto fail;
+    m->cfg = *msrc_config(m->src);
+    m->gguf = msrc_get_kind(m->src) == MSRC_GGUF;
+    if (!(m->arch = model_arch_find(m->cfg.arch))) {
+        st = kiln_err_set(KILN_ERR_UNSUPPORTED, "model: architecture '%s' is not supported",
+                          m->cfg.arch_name);
+        goto fail;
+    }
+    model_conventions(m);
+    if (!(m->layers = kiln_calloc((size_t)m->cfg.n_layers, sizeof *m->layers))) {
+        st = kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+        goto fail;
+    }
+    if ((st = m->arch->load(m, &ld)) || (st = model_ws_alloc(m)))
+        goto fail;
+    kiln_log(KILN_LOG_INFO, "model: %s (%s) loaded: %lld layers, hidden %lld, %lld weights",
+             msrc_name(m->src), m->cfg.arch_name, (long long)m->cfg.n_layers,
+             (long long)m->cfg.hidden_size, (long long)m->n_owned);
+    *out = m;
+    return KILN_OK;
+fail:
+    kiln_err_wrap(st, "%s", path);
+    model_free(m);
+    return st;
+}
+
+void model_free(kiln_model *m)
+{
+    if (!m)
+        return;
+    for (int64_t i = 0; i < m->n_owned; i++)
+        m->be->ops->weight_free(m->be, m->owned[i]);
+    kiln_free(m->owned);
+    if (m->ws.base)
+        m->be->ops->free(m->be, m->ws.base);
+    kiln_free(m->layers);
+    msrc_close(m->src);
+    kiln_free(m);
+}
+
+/* ---- accessors ------------------------------------------------------------- */
+
+const model_config *model_config_of(const kiln_model *m) { return &m->cfg; }
+
+backend *model_backend(const kiln_model *m) { return m->be; }
+
+bool model_is_encoder(const kiln_model *m) { return m->arch->encoder; }
+
+void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n_layers = (int32_t)m->cfg.n_layers;
+    out->n_blocks = n_blocks;
+    out->block_size = block_size;
+    out->n_kv_heads = (int32_t)m->cfg.n_kv_heads;
+    out->head_dim = (int32_t)m->cfg.head_dim;
+    out->dtype = m->be->ops->act_dtype;
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+/* KILN_ERR_INVALID_ARG unless b fits the workspace. */
+static kiln_status model_check_batch(const kiln_model *m, const bk_batch *b)
+{
+    if (!b || b->n_tokens <= 0 || b->n_tokens > m->max_tokens || b->n_seqs <= 0 ||
+        b->n_seqs > b->n_tokens || b->n_out < 0 || b->n_out > m->max_tokens)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "model: batch of %d tokens, %d sequences, %d outputs does not fit "
+                            "(at most %d tokens)", b ? b->n_tokens : 0, b ? b->n_seqs : 0,
+                            b ? b->n_out : 0, (int)m->max_tokens);
+    return KILN_OK;
+}
+
+kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logits)
+{
+    const bk_ops *op = m->be->ops;
+    const model_config *c = &m->cfg;
+    int64_t d = c->hidden_size, vocab = c->vocab_size;
+    kiln_status st;
+
+    if (b->n_out == 0)
+        return KILN_OK;
+    /* gather the output rows, then norm them (row-wise, so gathering first
+     * saves the other rows' work) */
+    if ((st = op->gather_rows(m->be, h, d, b, m->ws.x)) ||
+        (st = op->rmsnorm(m->be, m->ws.x, b->n_out, d, &m->out_norm, c->norm_eps,
+                          m->norm_add_one, m->ws.x)))
+        return st;
+    /* lm_head in chunks of rows, each copied out as host f32 */
+    for (int32_t r = 0; r < b->n_out; r += MODEL_LOGIT_CHUNK) {
+        int32_t rows = b->n_out - r < MODEL_LOGIT_CHUNK ? b->n_out - r : MODEL_LOGIT_CHUNK;
+        if ((st = op->matmul(m->be, model_row(m, m->ws.x, r, d), rows, &m->lm_head, NULL,
+                             m->ws.logits)))
+            return st;
+        if (c->final_logit_softcap > 0.0f &&
+            (st = op->softcap(m->be, m->ws.logits, rows * vocab, c->final_logit_softcap)))
+            return st;
+        if ((st = op->to_host_f32(m->be, m->ws.logits, rows * vocab, logits + (int64_t)r * vocab)))
+            return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits)
+{
+    kiln_status st;
+    if (m->arch->encoder)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: %s is an encoder; use model_embed",
+                            m->cfg.arch_name);
+    if ((st = model_check_batch(m, b)))
+        return st;
+    if (!kv || kv->n_layers != m->cfg.n_layers || kv->n_kv_heads != m->cfg.n_kv_heads ||
+        kv->head_dim != m->cfg.head_dim)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "model: KV cache does not have this model's shape");
+    if (b->n_out > 0 && !logits)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: no logits buffer for %d outputs",
+                            b->n_out);
+    return m->arch->forward(m, b, kv, logits);
+}
+
+/* Pooling of the config; sentence-transformers' default (mean) when the
+ * model names none. */
+static bk_pool model_pool_mode(const model_config *c)
+{
+    switch (c->pooling) {
+    case MCFG_POOL_CLS: return BK_POOL_CLS;
+    case MCFG_POOL_LAST: return BK_POOL_LAST;
+    case MCFG_POOL_MAX: return BK_POOL_MAX;
+    case MCFG_POOL_MEAN:
+    case MCFG_POOL_NONE:
+    default: return BK_POOL_MEAN;
+    }
+}
+
+/* Shared checks of the encoder entry points. */
+static kiln_status model_check_encoder(const kiln_model *m, const bk_batch *b, const float *dst)
+{
+    if (!m->arch->encoder)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: %s is a decoder; use model_forward",
+                            m->cfg.arch_name);
+    if (!dst)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: no output buffer");
+    return model_check_batch(m, b);
+}
+
+kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb)
+{
+    const model_config *c = &m->cfg;
+    kiln_status st;
+
+    if ((st = model_check_encoder(m, b, emb)) || (st = m->arch->encode(m, b)))
+        return st;
+    if ((st = m->be->ops->pool(m->be, m->ws.h, c->hidden_size, b, model_pool_mode(c),
+                               c->normalize, m->ws.x)))
+        return st;
+    return m->be->ops->to_host_f32(m->be, m->ws.x, (int64_t)b->n_seqs * c->hidden_size, emb);
+}
+
+kiln_status model_encode_tokens(kiln_model *m, const bk_batch *b, float *hidden)
+{
+    kiln_status st;
+    if ((st = model_check_encoder(m, b, hidden)) || (st = m->arch->encode(m, b)))
+        return st;
+    return m->be->ops->to_host_f32(m->be, m->ws.h, (int64_t)b->n_tokens * m->cfg.hidden_size,
+                                   hidden);
+}

@@ -1,0 +1,188 @@
+/*
+ * model_impl.h - the inside of a kiln_model, shared by the loader (model.c)
+ * and the architecture files (llama.c, gemma3.c, bert.c) and their tests.
+ *
+ * Invariants of a loaded model:
+ *   1. Every weight slot an architecture requires holds a tensor whose shape
+ *      was checked against the config; optional slots (biases a checkpoint
+ *      may or may not carry) have data == NULL when absent.
+ *   2. lm_head either is a weight of its own or a copy of tok_embd's
+ *      descriptor (tied); only tensors listed in `owned` are freed.
+ *   3. The workspace is one backend allocation made at load time and carved
+ *      into the activation buffers below, each sized for max_tokens rows;
+ *      a forward pass allocates nothing.
+ */
+#ifndef KILN_MODEL_IMPL_H
+#define KILN_MODEL_IMPL_H
+
+#include "format/model_source.h"
+#include "model/model.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Rows of logits computed per lm_head matmul (the logits buffer holds this
+ * many rows of vocab_size). */
+#define MODEL_LOGIT_CHUNK 32
+
+/* One transformer block.  Unused slots stay zero (data == NULL).
+ * q = n_heads * head_dim, kv = n_kv_heads * head_dim, ff = intermediate. */
+typedef struct model_layer {
+    /* attention */
+    bk_tensor attn_norm;      /* (hidden) pre-attention RMSNorm                      */
+    bk_tensor wq;             /* (q, hidden)                                         */
+    bk_tensor wk;             /* (kv, hidden)                                        */
+    bk_tensor wv;             /* (kv, hidden)                                        */
+    bk_tensor wo;             /* (hidden, q)                                         */
+    bk_tensor bq;             /* (q) optional bias                                   */
+    bk_tensor bk;             /* (kv) optional bias                                  */
+    bk_tensor bv;             /* (kv) optional bias                                  */
+    bk_tensor bo;             /* (hidden) optional bias                              */
+    bk_tensor q_norm;         /* (head_dim) per-head RMSNorm of q (qwen3, gemma3)    */
+    bk_tensor k_norm;         /* (head_dim) per-head RMSNorm of k                    */
+    bk_tensor post_attn_norm; /* (hidden) gemma3: RMSNorm of the attention output    */
+    /* feed-forward */
+    bk_tensor ffn_norm;       /* (hidden) pre-FFN RMSNorm                            */
+    bk_tensor post_ffn_norm;  /* (hidden) gemma3: RMSNorm of the FFN output          */
+    bk_tensor w_gate;         /* (ff, hidden)                                        */
+    bk_tensor w_up;           /* (ff, hidden)  bert: intermediate.dense              */
+    bk_tensor w_down;         /* (hidden, ff)  bert: output.dense                    */
+    bk_tensor b_gate;         /* (ff) optional bias                                  */
+    bk_tensor b_up;           /* (ff) optional bias                                  */
+    bk_tensor b_down;         /* (hidden) optional bias                              */
+    /* bert post-LN */
+    bk_tensor attn_ln_w;      /* (hidden) attention.output.LayerNorm weight          */
+    bk_tensor attn_ln_b;      /* (hidden)                                            */
+    bk_tensor out_ln_w;       /* (hidden) output.LayerNorm weight                    */
+    bk_tensor out_ln_b;       /* (hidden)                                            */
+} model_layer;
+
+/* Activation buffers in backend memory, carved from one allocation.
+ * n = max_tokens rows. */
+typedef struct model_ws {
+    void *base;               /* the allocation                                      */
+    void *h;                  /* (n, hidden) residual stream                         */
+    void *x;                  /* (n, hidden) normalised input of a sub-block         */
+    void *q;                  /* (n, n_heads, head_dim)                              */
+    void *k;                  /* (n, n_kv_heads, head_dim)                           */
+    void *v;                  /* (n, n_kv_heads, head_dim)                           */
+    void *att;                /* (n, n_heads, head_dim) attention output             */
+    void *o;                  /* (n, hidden) sub-block output                        */
+    void *gate;               /* (n, ff)                                             */
+    void *up;                 /* (n, ff)                                             */
+    void *act;                /* (n, ff) act(gate) * up                              */
+    void *logits;             /* (MODEL_LOGIT_CHUNK, vocab)                          */
+} model_ws;
+
+typedef struct model_loader model_loader;
+
+/* An architecture: how its weights are named and how it runs. */
+typedef struct model_arch_ops {
+    mcfg_arch arch;
+    bool encoder;
+    /* Prefixes tried before a Hugging Face name ("model.", "bert."); the
+     * bare name is tried last.  NULL-terminated. */
+    const char *const *hf_prefixes;
+    /* Map every weight of the architecture (model_load_weight). */
+    kiln_status (*load)(kiln_model *m, model_loader *ld);
+    /* Decoders: model_forward. */
+    kiln_status (*forward)(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits);
+    /* Encoders: run b, leave the last hidden state in ws.h. */
+    kiln_status (*encode)(kiln_model *m, const bk_batch *b);
+} model_arch_ops;
+
+struct kiln_model {
+    model_source *src;            /* open for the model's life (weights are mapped) */
+    backend *be;                  /* borrowed                                       */
+    model_config cfg;
+    const model_arch_ops *arch;
+    bool gguf;                    /* weights came from a GGUF file                  */
+    bk_rope_style rope_style;     /* NORM for GGUF llama/mistral, NEOX otherwise     */
+    bool norm_add_one;            /* gemma3 from HF: RMSNorm scales by (1 + w)      */
+    float embed_scale;            /* token embeddings are multiplied by this        */
+
+    /* global weights */
+    bk_tensor tok_embd;           /* (vocab, hidden)                                */
+    bk_tensor pos_embd;           /* (max_pos, hidden) bert                         */
+    bk_tensor type_embd;          /* (type_vocab, hidden) bert                      */
+    bk_tensor embd_ln_w;          /* (hidden) bert embeddings.LayerNorm             */
+    bk_tensor embd_ln_b;          /* (hidden)                                       */
+    bk_tensor out_norm;           /* (hidden) final RMSNorm                         */
+    bk_tensor lm_head;            /* (vocab, hidden); tok_embd's descriptor if tied */
+    model_layer *layers;          /* (n_layers)                                     */
+
+    /* weights to release with weight_free */
+    bk_tensor **owned;
+    int64_t n_owned, cap_owned;
+
+    int32_t max_tokens;           /* rows the workspace holds                       */
+    model_ws ws;
+};
+
+/* ---- weight mapping (model.c) --------------------------------------------- */
+
+/* Rows of a weight given as a vector (norm weights, biases). */
+#define MODEL_VEC 0
+
+/* Map one weight into *out.  `hf` and `gguf` are printf formats with at
+ * most one %d (the layer, ignored when layer < 0); the name of the source's
+ * format is looked up (HF: each of the architecture's prefixes, then bare).
+ * Expected shape: (rows, cols), or (cols) when rows == MODEL_VEC.
+ * Errors: KILN_ERR_FORMAT (absent while required: names the tensor and the
+ * expected shape; or misshapen: expected and actual shape),
+ * KILN_ERR_UNSUPPORTED (a stored type kiln cannot run), backend failures.
+ * An absent optional weight leaves *out zeroed and returns KILN_OK. */
+kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
+                              const char *gguf, int layer, int64_t rows, int64_t cols,
+                              bool required, bk_tensor *out);
+
+/* True when the source holds the weight (same lookup as above). */
+bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                      int layer);
+
+/* The final norm and the output head of a decoder: out_norm (hf "norm",
+ * gguf "output_norm"), and lm_head ("lm_head" / "output"), which shares the
+ * token embedding when the config ties them or the source has none.
+ * Load tok_embd first.  Errors as model_load_weight. */
+kiln_status model_load_output(kiln_model *m, model_loader *ld);
+
+/* ---- helpers for forwards -------------------------------------------------- */
+
+/* The backend activation of a config activation. */
+static inline bk_act model_act(mcfg_act a)
+{
+    switch (a) {
+    case MCFG_ACT_GELU: return BK_ACT_GELU;
+    case MCFG_ACT_GELU_TANH: return BK_ACT_GELU_TANH;
+    case MCFG_ACT_RELU: return BK_ACT_RELU;
+    case MCFG_ACT_SILU:
+    default: return BK_ACT_SILU;
+    }
+}
+
+/* An optional weight as an op argument: NULL when absent. */
+static inline const bk_tensor *model_opt(const bk_tensor *t)
+{
+    return t->data ? t : NULL;
+}
+
+/* Pointer `rows` rows of `width` activation elements past p. */
+static inline void *model_row(const kiln_model *m, void *p, int64_t rows, int64_t width)
+{
+    return (char *)p + bk_act_bytes(m->be, rows * width);
+}
+
+/* The final norm, lm_head and soft-capping of the rows b->out_rows of the
+ * hidden state `h` (n_tokens, hidden), written to host `logits`
+ * (n_out, vocab).  The norm is RMSNorm (add_one per the model). */
+kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logits);
+
+/* The architectures (llama.c, gemma3.c, bert.c). */
+extern const model_arch_ops llama_arch_ops;
+extern const model_arch_ops mistral_arch_ops;
+extern const model_arch_ops qwen2_arch_ops;
+extern const model_arch_ops qwen3_arch_ops;
+extern const model_arch_ops gemma3_arch_ops;
+extern const model_arch_ops bert_arch_ops;
+
+#endif /* KILN_MODEL_IMPL_H */
