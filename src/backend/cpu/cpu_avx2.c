@@ -11,6 +11,8 @@
  */
 #include "backend/cpu/cpu_impl.h"
 
+#include "format/quant.h"
+
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -78,10 +80,321 @@ CPU_AVX2 void cpu_gemm_nt_avx2(int64_t n, int64_t m, int64_t k, const float *x, 
             y[i * ldy + j] = cpu_dot_f32_avx2(x + i * ldx, t + j * ldt, k);
 }
 
-/* ---- weight-row kernels --------------------------------------------------- */
+
+/* ---- weight groups ---------------------------------------------------------
+ * Each *_group function turns group g (32 consecutive elements) of a block
+ * into four vectors of 8 f32 weights, with the arithmetic of quant.c's
+ * reference (products may fuse into one FMA rounding). */
+
+#define AI __attribute__((always_inline))
+/* Fully unroll a short constant loop, so its vectors stay in registers. */
+#define UNROLL _Pragma("GCC unroll 16")
+
+CPU_AVX2 static inline AI float h2f(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* 32 bytes of quants (0..255) into four vectors of 8 epi32. */
+CPU_AVX2 static inline AI void widen_u8x32(__m256i q, __m256i out[4])
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    out[0] = _mm256_cvtepu8_epi32(lo);
+    out[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8));
+    out[2] = _mm256_cvtepu8_epi32(hi);
+    out[3] = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
+}
+
+/* 16 bytes of a 32-element block: low nibbles are elements 0..15, high
+ * nibbles 16..31; returned as 32 bytes in element order. */
+CPU_AVX2 static inline AI __m256i nibbles_16(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* Bit j of qh (j = 0..31) << 4, per element, as 32 bytes. */
+CPU_AVX2 static inline AI __m256i q5_high(uint32_t qh)
+{
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                            0x0303030303030303ll);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* F32 / F16 / BF16 groups: 32 consecutive values. */
+CPU_AVX2 static inline AI void f32_group(const uint8_t *b, int g, __m256 w[4])
+{
+    const float *p = (const float *)b + 32 * g;
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_loadu_ps(p + 8 * c);
+}
+
+CPU_AVX2 static inline AI void f16_group(const uint8_t *b, int g, __m256 w[4])
+{
+    const __m128i *p = (const __m128i *)(b + 64 * g);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_cvtph_ps(_mm_loadu_si128(p + c));
+}
+
+CPU_AVX2 static inline AI void bf16_group(const uint8_t *b, int g, __m256 w[4])
+{
+    const __m128i *p = (const __m128i *)(b + 64 * g);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p + c)), 16));
+}
+
+/* Q8_0 {f16 d; i8 qs[32]}: q * d. */
+CPU_AVX2 static inline AI void q8_0_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b));
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * c));
+        w[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+}
+
+/* Q4_0 {f16 d; u8 qs[16]}: d * (q - 8). */
+CPU_AVX2 static inline AI void q4_0_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b));
+    __m256i q[4];
+    widen_u8x32(nibbles_16(b + 2), q);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[c], _mm256_set1_epi32(8))));
+}
+
+/* Q4_1 {f16 d, m; u8 qs[16]}: d * q + m. */
+CPU_AVX2 static inline AI void q4_1_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b)), m = _mm256_set1_ps(h2f(b + 2));
+    __m256i q[4];
+    widen_u8x32(nibbles_16(b + 4), q);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[c]), m);
+}
+
+/* Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: d * (q5 - 16). */
+CPU_AVX2 static inline AI void q5_0_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b));
+    uint32_t qh;
+    memcpy(&qh, b + 2, 4);
+    __m256i q[4];
+    widen_u8x32(_mm256_or_si256(nibbles_16(b + 6), q5_high(qh)), q);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[c], _mm256_set1_epi32(16))));
+}
+
+/* Q5_1 {f16 d, m; u8 qh[4]; u8 qs[16]}: d * q5 + m. */
+CPU_AVX2 static inline AI void q5_1_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b)), m = _mm256_set1_ps(h2f(b + 2));
+    uint32_t qh;
+    memcpy(&qh, b + 4, 4);
+    __m256i q[4];
+    widen_u8x32(_mm256_or_si256(nibbles_16(b + 8), q5_high(qh)), q);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[c]), m);
+}
+
+/* Scale and min of sub-block j of Q4_K/Q5_K's packed scales[12]. */
+static inline AI void k_scale_min(const uint8_t *sc, int j, int *scale, int *min)
+{
+    if (j < 4) {
+        *scale = sc[j] & 0x3f;
+        *min = sc[j + 4] & 0x3f;
+    } else {
+        *scale = (sc[j + 4] & 0x0f) | ((sc[j - 4] >> 2) & 0x30);
+        *min = (sc[j + 4] >> 4) | ((sc[j] >> 2) & 0x30);
+    }
+}
+
+/* Sub-block g of a Q4_K/Q5_K super-block: (d * sc) * q - (dmin * m). */
+CPU_AVX2 static inline AI void k_affine(const uint8_t *b, int g, __m256i qb, __m256 w[4])
+{
+    int sc, mn;
+    k_scale_min(b + 4, g, &sc, &mn);
+    __m256 dl = _mm256_set1_ps(h2f(b) * (float)sc), ml = _mm256_set1_ps(h2f(b + 2) * (float)mn);
+    __m256i q[4];
+    widen_u8x32(qb, q);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(q[c]), ml);
+}
+
+/* Q4_K {f16 d, dmin; u8 scales[12]; u8 qs[128]}: sub-block g takes the low
+ * (even g) or high (odd g) nibbles of qs[32 (g/2) ..]. */
+CPU_AVX2 static inline AI void q4_k_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (g / 2)));
+    if (g & 1)
+        q = _mm256_srli_epi16(q, 4);
+    k_affine(b, g, _mm256_and_si256(q, _mm256_set1_epi8(0x0f)), w);
+}
+
+/* Q5_K {f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}: as Q4_K plus
+ * bit g of qh[l] as the fifth bit. */
+CPU_AVX2 static inline AI void q5_k_group(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256i q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * (g / 2)));
+    if (g & 1)
+        q = _mm256_srli_epi16(q, 4);
+    q = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+    __m256i bit = _mm256_set1_epi8((char)(1u << g));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
+    hb = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
+    q = _mm256_or_si256(q, _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+    k_affine(b, g, q, w);
+}
+
+/* Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: sub-block g = 4h + kk
+ * of half h; (d * scales[e / 16]) * (q - 32). */
+CPU_AVX2 static inline AI void q6_k_group(const uint8_t *b, int g, __m256 w[4])
+{
+    int h = g / 4, kk = g % 4;
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (kk & 1)));
+    if (kk >= 2)
+        lo = _mm256_srli_epi16(lo, 4);
+    lo = _mm256_and_si256(lo, _mm256_set1_epi8(0x0f));
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    hi = _mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * kk));
+    hi = _mm256_and_si256(hi, _mm256_set1_epi8(0x03));
+    __m256i q[4];
+    widen_u8x32(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), q);
+    const int8_t *sc = (const int8_t *)(b + 192) + 8 * h + 2 * kk;
+    float d = h2f(b + 208);
+    __m256 d0 = _mm256_set1_ps(d * (float)sc[0]), d1 = _mm256_set1_ps(d * (float)sc[1]);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_mul_ps(c < 2 ? d0 : d1,
+                             _mm256_cvtepi32_ps(_mm256_sub_epi32(q[c], _mm256_set1_epi32(32))));
+}
+
+/* ---- dot products and dequantization over a row ------------------------------
+ * KERN(name, dtype, group_fn, groups per block, block bytes) defines
+ * name_dot (cpu_dot_fn) and name_deq (cpu_deq_fn).  Accumulators: four per
+ * x row when one row (latency), two per row otherwise (registers). */
+
+CPU_AVX2 static inline AI void acc_group(__m256 acc[CPU_NX][4], const __m256 w[4],
+                                         const float *x, int64_t ldx, const int nx)
+{
+    UNROLL
+    for (int t = 0; t < nx; t++)
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            int a = nx == 1 ? c : c & 1;
+            acc[t][a] = _mm256_fmadd_ps(w[c], _mm256_loadu_ps(x + t * ldx + 8 * c), acc[t][a]);
+        }
+}
+
+CPU_AVX2 static inline AI float acc_sum(__m256 a[4])
+{
+    return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+}
+
+/* Tail of a scalar-typed row: elements [k0, k) (fewer than 32). */
+static float tail_elem(kiln_dtype dt, const uint8_t *w, int64_t i)
+{
+    uint16_t h;
+    float f;
+    switch (dt) {
+    case KILN_DT_F32: memcpy(&f, w + 4 * i, 4); return f;
+    case KILN_DT_F16: memcpy(&h, w + 2 * i, 2); return quant_f16_to_f32(h);
+    default: memcpy(&h, w + 2 * i, 2); return quant_bf16_to_f32(h);
+    }
+}
+
+#define KERN(NAME, DT, GROUP, GPB, BB)                                                        \
+    CPU_AVX2 static inline AI void NAME##_dotn(const uint8_t *w, const float *x, int64_t ldx, \
+                                               const int nx, int64_t k, float *y)             \
+    {                                                                                         \
+        __m256 acc[CPU_NX][4];                                                                \
+        UNROLL for (int t = 0; t < CPU_NX; t++)                                               \
+            UNROLL for (int a = 0; a < 4; a++)                                                \
+                acc[t][a] = _mm256_setzero_ps();                                              \
+        int64_t nb = k / (32 * (GPB));                                                        \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                 \
+            const uint8_t *blk = w + (size_t)ib * (BB);                                       \
+            UNROLL for (int g = 0; g < (GPB); g++) {                                          \
+                __m256 wv[4];                                                                 \
+                GROUP(blk, g, wv);                                                            \
+                acc_group(acc, wv, x + 32 * ((GPB) * ib + g), ldx, nx);                       \
+            }                                                                                 \
+        }                                                                                     \
+        int64_t ng = nb * (GPB);                                                              \
+        UNROLL for (int t = 0; t < nx; t++) {                                                 \
+            y[t] = acc_sum(acc[t]);                                                           \
+            for (int64_t i = 32 * ng; i < k; i++)                                             \
+                y[t] += tail_elem(DT, w, i) * x[t * ldx + i];                                 \
+        }                                                                                     \
+    }                                                                                         \
+    CPU_AVX2 static void NAME##_dot(const uint8_t *w, const float *x, int64_t ldx, int nx,    \
+                                    int64_t k, float *y)                                      \
+    {                                                                                         \
+        switch (nx) {                                                                         \
+        case 1: NAME##_dotn(w, x, ldx, 1, k, y); break;                                       \
+        case 2: NAME##_dotn(w, x, ldx, 2, k, y); break;                                       \
+        case 3: NAME##_dotn(w, x, ldx, 3, k, y); break;                                       \
+        default: NAME##_dotn(w, x, ldx, 4, k, y); break;                                      \
+        }                                                                                     \
+    }                                                                                         \
+    CPU_AVX2 static void NAME##_deq(const uint8_t *w, float *y, int64_t k)                    \
+    {                                                                                         \
+        int64_t nb = k / (32 * (GPB)), ng = nb * (GPB);                                       \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                 \
+            UNROLL for (int g = 0; g < (GPB); g++) {                                          \
+                __m256 wv[4];                                                                 \
+                GROUP(w + (size_t)ib * (BB), g, wv);                                          \
+                UNROLL for (int c = 0; c < 4; c++)                                            \
+                    _mm256_storeu_ps(y + 32 * ((GPB) * ib + g) + 8 * c, wv[c]);               \
+            }                                                                                 \
+        }                                                                                     \
+        for (int64_t i = 32 * ng; i < k; i++)                                                 \
+            y[i] = tail_elem(DT, w, i);                                                       \
+    }
+
+/* Scalar types: "blocks" of 32 elements, any k (the tail is scalar). */
+KERN(a_f32, KILN_DT_F32, f32_group, 1, 128)
+KERN(a_f16, KILN_DT_F16, f16_group, 1, 64)
+KERN(a_bf16, KILN_DT_BF16, bf16_group, 1, 64)
+KERN(a_q8_0, KILN_DT_Q8_0, q8_0_group, 1, 34)
+KERN(a_q4_0, KILN_DT_Q4_0, q4_0_group, 1, 18)
+KERN(a_q4_1, KILN_DT_Q4_1, q4_1_group, 1, 20)
+KERN(a_q5_0, KILN_DT_Q5_0, q5_0_group, 1, 22)
+KERN(a_q5_1, KILN_DT_Q5_1, q5_1_group, 1, 24)
+KERN(a_q4_k, KILN_DT_Q4_K, q4_k_group, 8, 144)
+KERN(a_q5_k, KILN_DT_Q5_K, q5_k_group, 8, 176)
+KERN(a_q6_k, KILN_DT_Q6_K, q6_k_group, 8, 210)
+
+static const cpu_kern avx2_table[] = {
+    {KILN_DT_F32, a_f32_dot, a_f32_deq},    {KILN_DT_F16, a_f16_dot, a_f16_deq},
+    {KILN_DT_BF16, a_bf16_dot, a_bf16_deq}, {KILN_DT_Q8_0, a_q8_0_dot, a_q8_0_deq},
+    {KILN_DT_Q4_0, a_q4_0_dot, a_q4_0_deq}, {KILN_DT_Q4_1, a_q4_1_dot, a_q4_1_deq},
+    {KILN_DT_Q5_0, a_q5_0_dot, a_q5_0_deq}, {KILN_DT_Q5_1, a_q5_1_dot, a_q5_1_deq},
+    {KILN_DT_Q4_K, a_q4_k_dot, a_q4_k_deq}, {KILN_DT_Q5_K, a_q5_k_dot, a_q5_k_deq},
+    {KILN_DT_Q6_K, a_q6_k_dot, a_q6_k_deq},
+};
 
 const cpu_kern *cpu_kern_avx2(kiln_dtype dt)
 {
+    for (size_t i = 0; i < sizeof avx2_table / sizeof avx2_table[0]; i++)
+        if (avx2_table[i].dt == dt)
+            return &avx2_table[i];
     return NULL;
 }
 
