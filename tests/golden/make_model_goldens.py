@@ -216,9 +216,28 @@ def llama_cpp_permute(w, n_head):
             .swapaxes(1, 2).reshape(w.shape))
 
 
+def llama3_rope_factors(rp, head_dim):
+    """Per-frequency divisors of llama3 rope scaling, the rope_freqs.weight
+    tensor llama.cpp's converter writes."""
+    factor, lo, hi = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"]
+    old = rp["original_max_position_embeddings"]
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * math.pi * rp["rope_theta"] ** (i / head_dim)
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def write_llama_gguf(model, path):
     import gguf
     c = model.config
+    rp = c.rope_parameters
     sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
     w = gguf.GGUFWriter(path, "llama")
     w.add_context_length(c.max_position_embeddings)
@@ -228,8 +247,11 @@ def write_llama_gguf(model, path):
     w.add_head_count(c.num_attention_heads)
     w.add_head_count_kv(c.num_key_value_heads)
     w.add_layer_norm_rms_eps(c.rms_norm_eps)
-    w.add_rope_freq_base(c.rope_parameters["rope_theta"])
+    w.add_rope_freq_base(rp["rope_theta"])
     w.add_vocab_size(c.vocab_size)
+    if rp.get("rope_type") == "llama3":
+        w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(rp, c.head_dim))
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     for i in range(c.num_hidden_layers):
         p = f"model.layers.{i}."

@@ -1,0 +1,426 @@
+/*
+ * test_model_golden.c - every architecture's forward pass on the CPU backend
+ * against Hugging Face transformers (fp32), using the tiny random-weight
+ * models and goldens of tests/golden/models/ (made by
+ * tests/golden/make_model_goldens.py).
+ *
+ * For each decoder variant:
+ *   - each prompt alone: logits of the last position (all positions for
+ *     short prompts), max |kiln - hf| / max |hf| <= 1e-4;
+ *   - all prompts as one batch: the same logits;
+ *   - greedy decoding of 32 tokens through the paged KV cache (block size
+ *     16, blocks handed out in a scrambled order), sequences starting at
+ *     different steps so that prefills and decodes share batches; every
+ *     token must equal transformers' generate().
+ * For bert: last hidden states and pooled, normalised embeddings, alone and
+ * batched (cosine >= 0.99999).
+ */
+#include "model/model.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#define MAX_PROMPTS 8
+#define MAX_TOKENS 128
+#define GEN 32
+#define BLOCK 16
+#define N_BLOCKS 64
+#define MAX_BLOCKS 8
+#define LOGIT_TOL 1e-4
+#define COS_TOL 0.99999
+
+typedef struct prompt {
+    int n;
+    int32_t ids[64];
+    int32_t types[64];
+    json_t *j;                 /* the prompt's golden object (borrowed) */
+} prompt;
+
+typedef struct golden {
+    json_t *root;
+    int n_prompts;
+    prompt p[MAX_PROMPTS];
+    int64_t vocab, hidden;
+} golden;
+
+static backend *g_be;
+
+/* ---- fixtures ------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+    if (bk_cpu_create(4, &g_be))
+        fail_msg("bk_cpu_create: %s", kiln_last_error());
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    g_be->ops->destroy(g_be);
+    return 0;
+}
+
+static void model_dir(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "%s/tests/golden/models/%s", kt_env("KILN_SOURCE_DIR"), name);
+}
+
+static void golden_load(const char *name, golden *g)
+{
+    char path[4096];
+    json_error_t err;
+    json_t *ps;
+
+    memset(g, 0, sizeof *g);
+    snprintf(path, sizeof path, "%s/tests/golden/models/%s/golden.json",
+             kt_env("KILN_SOURCE_DIR"), name);
+    if (!(g->root = json_load_file(path, 0, &err)))
+        fail_msg("%s: %s", path, err.text);
+    g->vocab = json_integer_value(json_object_get(g->root, "vocab_size"));
+    g->hidden = json_integer_value(json_object_get(g->root, "hidden_size"));
+    ps = json_object_get(g->root, "prompts");
+    g->n_prompts = (int)json_array_size(ps);
+    assert_true(g->n_prompts > 0 && g->n_prompts <= MAX_PROMPTS);
+    for (int i = 0; i < g->n_prompts; i++) {
+        prompt *p = &g->p[i];
+        json_t *ids = json_object_get(json_array_get(ps, (size_t)i), "ids");
+        json_t *types = json_object_get(json_array_get(ps, (size_t)i), "token_types");
+        p->j = json_array_get(ps, (size_t)i);
+        p->n = (int)json_array_size(ids);
+        assert_true(p->n > 0 && p->n <= 64);
+        for (int t = 0; t < p->n; t++) {
+            p->ids[t] = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
+            p->types[t] = types ? (int32_t)json_integer_value(json_array_get(types, (size_t)t)) : 0;
+        }
+    }
+}
+
+/* Floats of a golden array (flattened), n of them expected. */
+static float *golden_floats(json_t *a, size_t n)
+{
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    if (json_array_size(a) != n)
+        fail_msg("golden array has %zu values, expected %zu", json_array_size(a), n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)json_number_value(json_array_get(a, i));
+    return v;
+}
+
+/* Load tests/golden/models/<rel>. */
+static kiln_model *load(const char *rel)
+{
+    char dir[4096];
+    model_load_opts o = {.max_batch_tokens = MAX_TOKENS};
+    kiln_model *m = NULL;
+    model_dir(dir, sizeof dir, rel);
+    if (model_load(dir, g_be, &o, &m))
+        fail_msg("model_load %s: %s", rel, kiln_last_error());
+    return m;
+}
+
+/* ---- comparisons ------------------------------------------------------------------ */
+
+/* max |got - want| / max |want| over n values; prints the first value
+ * past the tolerance. */
+static double rel_err(const char *what, const float *got, const float *want, size_t n)
+{
+    double scale = 0.0, worst = 0.0;
+    size_t first = n;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)want[i]) / (scale > 0 ? scale : 1.0);
+        if (e > LOGIT_TOL && first == n)
+            first = i;
+        worst = fmax(worst, e);
+    }
+    if (first < n)
+        print_message("%s: first mismatch at %zu: kiln %.7g, hf %.7g (max rel err %.3g)\n", what,
+                      first, (double)got[first], (double)want[first], worst);
+    return worst;
+}
+
+static double cosine(const float *a, const float *b, size_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / sqrt(aa * bb + 1e-300);
+}
+
+static int32_t argmax(const float *v, int64_t n)
+{
+    int32_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = (int32_t)i;
+    return best;
+}
+
+/* ---- batches ------------------------------------------------------------------------ */
+
+/* A step under construction: sequences with their new tokens. */
+typedef struct step {
+    int32_t tokens[MAX_TOKENS], types[MAX_TOKENS], positions[MAX_TOKENS], slots[MAX_TOKENS];
+    int32_t seq_start[MAX_PROMPTS + 1], seq_len[MAX_PROMPTS];
+    int32_t tables[MAX_PROMPTS * MAX_BLOCKS];
+    int32_t out_rows[MAX_TOKENS];
+    int32_t n_tokens, n_seqs, n_out;
+} step;
+
+/* Block table of sequence slot s: blocks handed out in a scrambled order,
+ * interleaved between sequences (block j of sequence s is perm[s + 4 j]). */
+static void seq_table(int s, int32_t *table)
+{
+    for (int j = 0; j < MAX_BLOCKS; j++)
+        table[j] = (int32_t)(((s + MAX_PROMPTS * j) * 37 + 11) % N_BLOCKS);
+}
+
+/* Append sequence `cache_seq` with n new tokens starting at position pos;
+ * all_out: every row is an output row, else the last one. */
+static void step_add(step *st, int cache_seq, const int32_t *ids, const int32_t *types, int n,
+                     int32_t pos, bool all_out)
+{
+    int s = st->n_seqs++;
+    int32_t *table = st->tables + s * MAX_BLOCKS;
+    assert_true(st->n_tokens + n <= MAX_TOKENS);
+    seq_table(cache_seq, table);
+    st->seq_start[s] = st->n_tokens;
+    for (int t = 0; t < n; t++) {
+        int32_t r = st->n_tokens++, p = pos + t;
+        st->tokens[r] = ids[t];
+        st->types[r] = types ? types[t] : 0;
+        st->positions[r] = p;
+        st->slots[r] = table[p / BLOCK] * BLOCK + p % BLOCK;
+        if (all_out || t == n - 1)
+            st->out_rows[st->n_out++] = r;
+    }
+    st->seq_start[s + 1] = st->n_tokens;
+    st->seq_len[s] = pos + n;
+}
+
+static bk_batch step_upload(const step *st, bool with_types)
+{
+    bk_batch_host h = {
+        .n_tokens = st->n_tokens, .n_seqs = st->n_seqs, .max_blocks = MAX_BLOCKS,
+        .n_out = st->n_out, .tokens = st->tokens, .token_types = with_types ? st->types : NULL,
+        .positions = st->positions, .seq_start = st->seq_start, .seq_len = st->seq_len,
+        .block_tables = st->tables, .slot_mapping = st->slots, .out_rows = st->out_rows,
+    };
+    bk_batch b;
+    if (g_be->ops->batch_upload(g_be, &h, &b))
+        fail_msg("batch_upload: %s", kiln_last_error());
+    return b;
+}
+
+/* ---- decoders ------------------------------------------------------------------------- */
+
+/* Check the logits of prompt p, whose output rows start at row `r0` of
+ * logits (rows: every position when the golden has logits_all, else the
+ * last one).  Returns the number of rows it used. */
+static int check_prompt_logits(const char *name, const char *how, const golden *g, int i,
+                               const float *logits, int r0)
+{
+    const prompt *p = &g->p[i];
+    json_t *all = json_object_get(p->j, "logits_all");
+    char what[128];
+    int rows = all ? p->n : 1;
+    size_t n = (size_t)rows * (size_t)g->vocab;
+    float *want = golden_floats(all ? all : json_object_get(p->j, "logits_last"), n);
+    snprintf(what, sizeof what, "%s %s prompt %d (%d tokens)", name, how, i, p->n);
+    double e = rel_err(what, logits + (size_t)r0 * (size_t)g->vocab, want, n);
+    if (e > LOGIT_TOL)
+        fail_msg("%s: max relative logit error %.3g > %g", what, e, LOGIT_TOL);
+    print_message("%s: max rel err %.2e\n", what, e);
+    free(want);
+    return rows;
+}
+
+/* Golden `name` against the model at tests/golden/models/<rel>. */
+static void run_decoder(const char *name, const char *rel)
+{
+    golden g;
+    kiln_model *m;
+    bk_kv_cache shape, kv;
+    float *logits;
+    step st;
+    bk_batch b;
+
+    golden_load(name, &g);
+    m = load(rel);
+    assert_false(model_is_encoder(m));
+    assert_int_equal(model_config_of(m)->vocab_size, g.vocab);
+    model_kv_shape(m, N_BLOCKS, BLOCK, &shape);
+    if (g_be->ops->kv_alloc(g_be, &shape, &kv))
+        fail_msg("kv_alloc: %s", kiln_last_error());
+    logits = malloc((size_t)MAX_TOKENS * (size_t)g.vocab * sizeof *logits);
+    assert_non_null(logits);
+
+    /* 1. each prompt alone */
+    for (int i = 0; i < g.n_prompts; i++) {
+        bool all = json_object_get(g.p[i].j, "logits_all") != NULL;
+        memset(&st, 0, sizeof st);
+        step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, all);
+        b = step_upload(&st, false);
+        if (model_forward(m, &b, &kv, logits))
+            fail_msg("%s: model_forward: %s", name, kiln_last_error());
+        check_prompt_logits(name, "alone", &g, i, logits, 0);
+    }
+
+    /* 2. all prompts as one batch */
+    memset(&st, 0, sizeof st);
+    for (int i = 0; i < g.n_prompts; i++)
+        step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0,
+                 json_object_get(g.p[i].j, "logits_all") != NULL);
+    b = step_upload(&st, false);
+    if (model_forward(m, &b, &kv, logits))
+        fail_msg("%s: model_forward (batch): %s", name, kiln_last_error());
+    for (int i = 0, r = 0; i < g.n_prompts; i++)
+        r += check_prompt_logits(name, "batched", &g, i, logits, r);
+
+    /* 3. greedy decoding; sequence i joins at step start[i], so steps mix
+     *    prefills with decodes */
+    int start[MAX_PROMPTS], done[MAX_PROMPTS] = {0}, left = g.n_prompts;
+    int32_t gen[MAX_PROMPTS][GEN];
+    for (int i = 0; i < g.n_prompts; i++)
+        start[i] = (i * 3) / 2;
+    for (int stepi = 0; left > 0; stepi++) {
+        int who[MAX_PROMPTS], n_who = 0;
+        memset(&st, 0, sizeof st);
+        for (int i = 0; i < g.n_prompts; i++) {
+            if (stepi < start[i] || done[i] == GEN)
+                continue;
+            if (stepi == start[i])
+                step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, false);
+            else
+                step_add(&st, i, &gen[i][done[i] - 1], NULL, 1, g.p[i].n + done[i] - 1, false);
+            who[n_who++] = i;
+        }
+        if (n_who == 0)
+            continue;
+        b = step_upload(&st, false);
+        if (model_forward(m, &b, &kv, logits))
+            fail_msg("%s: model_forward (step %d): %s", name, stepi, kiln_last_error());
+        for (int k = 0; k < n_who; k++) {
+            int i = who[k];
+            json_t *want = json_object_get(g.p[i].j, "greedy");
+            int32_t tok = argmax(logits + (size_t)k * (size_t)g.vocab, g.vocab);
+            int32_t ref = (int32_t)json_integer_value(json_array_get(want, (size_t)done[i]));
+            if (tok != ref)
+                fail_msg("%s: prompt %d: greedy token %d (position %d) is %d, transformers "
+                         "gave %d", name, i, done[i], g.p[i].n + done[i], tok, ref);
+            gen[i][done[i]++] = tok;
+            if (done[i] == GEN)
+                left--;
+        }
+    }
+    print_message("%s: %d x %d greedy tokens identical\n", name, g.n_prompts, GEN);
+
+    free(logits);
+    g_be->ops->kv_free(g_be, &kv);
+    model_free(m);
+    json_decref(g.root);
+}
+
+static void test_llama(void **state) { run_decoder("llama", "llama"); }
+static void test_llama3_rope(void **state) { run_decoder("llama3_rope", "llama3_rope"); }
+static void test_mistral(void **state) { run_decoder("mistral", "mistral"); }
+static void test_qwen2(void **state) { run_decoder("qwen2", "qwen2"); }
+static void test_qwen3(void **state) { run_decoder("qwen3", "qwen3"); }
+static void test_gemma3(void **state) { run_decoder("gemma3", "gemma3"); }
+
+/* The llama weights as llama.cpp's converter lays them out in GGUF (q/k
+ * permuted for interleaved rope pairs): the same goldens hold. */
+static void test_llama_gguf(void **state) { run_decoder("llama", "gguf/llama.gguf"); }
+static void test_llama3_rope_gguf(void **state) { run_decoder("llama3_rope", "gguf/llama3_rope.gguf"); }
+
+/* ---- bert ------------------------------------------------------------------------------ */
+
+static void check_bert(const golden *g, int i, const float *hidden, const float *emb,
+                       const char *how)
+{
+    const prompt *p = &g->p[i];
+    size_t nh = (size_t)p->n * (size_t)g->hidden;
+    float *want_h = golden_floats(json_object_get(p->j, "hidden"), nh);
+    float *want_e = golden_floats(json_object_get(p->j, "embedding"), (size_t)g->hidden);
+    char what[128];
+    snprintf(what, sizeof what, "bert %s prompt %d (%d tokens) hidden", how, i, p->n);
+    double e = rel_err(what, hidden, want_h, nh);
+    double cs = cosine(emb, want_e, (size_t)g->hidden);
+    print_message("%s: max rel err %.2e, embedding cosine %.9f\n", what, e, cs);
+    if (e > LOGIT_TOL)
+        fail_msg("%s: max relative error %.3g > %g", what, e, LOGIT_TOL);
+    if (cs < COS_TOL)
+        fail_msg("bert %s prompt %d: embedding cosine %.9f < %g", how, i, cs, COS_TOL);
+    free(want_h);
+    free(want_e);
+}
+
+static void test_bert(void **state)
+{
+    golden g;
+    kiln_model *m;
+    step st;
+    bk_batch b;
+    float *hidden, *emb;
+
+    golden_load("bert", &g);
+    m = load("bert");
+    assert_true(model_is_encoder(m));
+    assert_true(model_config_of(m)->normalize);
+    hidden = malloc((size_t)MAX_TOKENS * (size_t)g.hidden * sizeof *hidden);
+    emb = malloc((size_t)MAX_PROMPTS * (size_t)g.hidden * sizeof *emb);
+    assert_true(hidden && emb);
+
+    /* each prompt alone */
+    for (int i = 0; i < g.n_prompts; i++) {
+        memset(&st, 0, sizeof st);
+        step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
+        b = step_upload(&st, true);
+        if (model_encode_tokens(m, &b, hidden) || model_embed(m, &b, emb))
+            fail_msg("bert: %s", kiln_last_error());
+        check_bert(&g, i, hidden, emb, "alone");
+    }
+
+    /* all prompts in one batch: attention stays within each sequence */
+    memset(&st, 0, sizeof st);
+    for (int i = 0; i < g.n_prompts; i++)
+        step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
+    b = step_upload(&st, true);
+    if (model_encode_tokens(m, &b, hidden) || model_embed(m, &b, emb))
+        fail_msg("bert (batch): %s", kiln_last_error());
+    for (int i = 0; i < g.n_prompts; i++)
+        check_bert(&g, i, hidden + (size_t)st.seq_start[i] * (size_t)g.hidden,
+                   emb + (size_t)i * (size_t)g.hidden, "batched");
+
+    free(hidden);
+    free(emb);
+    model_free(m);
+    json_decref(g.root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama3_rope),
+        cmocka_unit_test(test_mistral),     cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_qwen3),       cmocka_unit_test(test_gemma3),
+        cmocka_unit_test(test_llama_gguf),  cmocka_unit_test(test_llama3_rope_gguf),
+        cmocka_unit_test(test_bert),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
