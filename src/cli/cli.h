@@ -17,6 +17,9 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_format(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* Print "kiln: <last error>" to stderr and return 1. */
 int cli_fail(void);

@@ -19,6 +19,9 @@ static const cli_command cli_commands[] = {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"chat-format", cmd_chat_format, "format a conversation with the model's chat template"},
     {"bench", cmd_bench, "benchmarks (tokenize)"},
+    {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "talk with a model in the terminal"},
+    {"embed", cmd_embed, "embeddings of text, one document per line"},
 };
 
 static void cli_usage(FILE *f)

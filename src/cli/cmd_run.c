@@ -1,0 +1,384 @@
+/*
+ * cmd_run.c - `kiln run`: generate text from a prompt, streamed to stdout;
+ * and the pieces `kiln chat` shares with it (cli_gen.h).
+ *
+ *   kiln run -m MODEL -p PROMPT [-n N] [--chat] [--system TEXT] [options]
+ *
+ * The text goes to stdout as it is decoded; prompt and generation speed
+ * go to stderr.  -p - reads the prompt from stdin.
+ */
+#include "cli/cli.h"
+#include "cli/cli_gen.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef KILN_SOURCE_DIR
+#define KILN_SOURCE_DIR "."
+#endif
+
+/* ---- shared options ------------------------------------------------------ */
+
+void cli_gen_init(cli_gen *g)
+{
+    memset(g, 0, sizeof *g);
+    sampler_params_default(&g->sp);
+    g->sp.max_tokens = 256;
+    g->sp.stop = g->stops;
+    g->max_batch_tokens = 512;
+}
+
+void cli_gen_usage(FILE *f)
+{
+    fprintf(f,
+            "  -m, --model MODEL        GGUF file or Hugging Face model directory\n"
+            "  -n, --max-tokens N       tokens to generate at most (default 256; 0: until\n"
+            "                           the end of the context)\n"
+            "  --temp T                 temperature (default 0: greedy)\n"
+            "  --top-k K                keep the K most likely tokens (0: off)\n"
+            "  --top-p P                keep the most likely tokens up to mass P (1: off)\n"
+            "  --min-p P                drop tokens below P x the top probability (0: off)\n"
+            "  --repeat-penalty R       divide (multiply) positive (negative) logits of\n"
+            "                           tokens already in the sequence by R (1: off)\n"
+            "  --presence-penalty P     subtract P from the logits of generated tokens\n"
+            "  --frequency-penalty F    subtract F x count from them\n"
+            "  --seed S                 seed of the sampler (default: from the clock)\n"
+            "  --stop STR               end the text before STR (repeatable, up to %d)\n"
+            "  --ignore-eos             do not stop at end-of-sequence tokens\n"
+            "  --ctx N                  context length (default: model's, at most 4096)\n"
+            "  --batch N                tokens per forward step (default 512)\n"
+            "  --threads N              CPU threads (default: all cores)\n"
+            "  --chat-template FILE     Jinja chat template instead of the model's\n",
+            SAMPLER_MAX_STOPS);
+}
+
+static int cli_gen_bad(const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "kiln: %s '%s': expected %s\n", opt, val, want);
+    return -1;
+}
+
+static bool cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool cli_parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (!*s || *end || errno || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
+{
+    static const struct {
+        const char *name;
+        int kind;     /* 0 float, 1 int */
+        size_t off;
+    } num[] = {
+        {"--temp", 0, offsetof(sampler_params, temperature)},
+        {"--top-p", 0, offsetof(sampler_params, top_p)},
+        {"--min-p", 0, offsetof(sampler_params, min_p)},
+        {"--repeat-penalty", 0, offsetof(sampler_params, repetition_penalty)},
+        {"--presence-penalty", 0, offsetof(sampler_params, presence_penalty)},
+        {"--frequency-penalty", 0, offsetof(sampler_params, frequency_penalty)},
+        {"--top-k", 1, offsetof(sampler_params, top_k)},
+    };
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+
+    if (!strcmp(a, "--ignore-eos")) {
+        g->sp.ignore_eos = true;
+        return 1;
+    }
+    bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-n") ||
+                 !strcmp(a, "--max-tokens") || !strcmp(a, "--seed") || !strcmp(a, "--stop") ||
+                 !strcmp(a, "--ctx") || !strcmp(a, "--batch") || !strcmp(a, "--threads") ||
+                 !strcmp(a, "--chat-template");
+    for (size_t k = 0; k < KILN_ARRAY_LEN(num); k++)
+        known |= !strcmp(a, num[k].name);
+    if (!known)
+        return 0;
+    if (!v) {
+        fprintf(stderr, "kiln: %s needs a value\n", a);
+        return -1;
+    }
+    (*i)++;
+    for (size_t k = 0; k < KILN_ARRAY_LEN(num); k++) {
+        if (strcmp(a, num[k].name))
+            continue;
+        char *field = (char *)&g->sp + num[k].off;
+        if (num[k].kind == 0 && !cli_parse_float(v, (float *)(void *)field))
+            return cli_gen_bad(a, v, "a number");
+        if (num[k].kind == 1) {
+            if (!cli_parse_int(v, 0, INT32_MAX, &n))
+                return cli_gen_bad(a, v, "a whole number >= 0");
+            *(int32_t *)(void *)field = (int32_t)n;
+        }
+        return 1;
+    }
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        g->model_path = v;
+    } else if (!strcmp(a, "--chat-template")) {
+        g->template_file = v;
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
+        if (!cli_parse_int(v, 0, INT32_MAX, &n))
+            return cli_gen_bad(a, v, "a whole number >= 0");
+        g->sp.max_tokens = (int32_t)n;
+    } else if (!strcmp(a, "--seed")) {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (!*v || *end || errno || v[0] == '-')
+            return cli_gen_bad(a, v, "a whole number >= 0");
+        g->sp.seed = s;
+        g->seed_set = true;
+    } else if (!strcmp(a, "--stop")) {
+        if (g->sp.n_stop >= SAMPLER_MAX_STOPS)
+            return cli_gen_bad(a, v, "at most 16 stop strings");
+        if (!*v || strlen(v) > SAMPLER_MAX_STOP_LEN)
+            return cli_gen_bad(a, v, "1 to 256 bytes");
+        g->stops[g->sp.n_stop++] = v;
+    } else if (!strcmp(a, "--ctx")) {
+        if (!cli_parse_int(v, 2, INT32_MAX, &n))
+            return cli_gen_bad(a, v, "a whole number >= 2");
+        g->n_ctx = (int32_t)n;
+    } else if (!strcmp(a, "--batch")) {
+        if (!cli_parse_int(v, 1, 1 << 20, &n))
+            return cli_gen_bad(a, v, "a whole number from 1 to 1048576");
+        g->max_batch_tokens = (int32_t)n;
+    } else {
+        if (!cli_parse_int(v, 0, 4096, &n))
+            return cli_gen_bad(a, v, "a whole number from 0 to 4096");
+        g->threads = (int)n;
+    }
+    return 1;
+}
+
+/* ---- loading -------------------------------------------------------------- */
+
+static bool cli_is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* chat_templates/<arch>.jinja in kiln's data directories, into path. */
+static bool cli_builtin_template(const char *arch, char *path, size_t cap)
+{
+    char exe[PATH_MAX];
+    const char *env = getenv("KILN_DATA_DIR");
+    if (env && *env) {
+        snprintf(path, cap, "%s/chat_templates/%s.jinja", env, arch);
+        if (cli_is_file(path))
+            return true;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(path, cap, "%s/../share/kiln/chat_templates/%s.jinja", exe, arch);
+        if (cli_is_file(path))
+            return true;
+    }
+    snprintf(path, cap, "%s/share/kiln/chat_templates/%s.jinja", KILN_SOURCE_DIR, arch);
+    return cli_is_file(path);
+}
+
+static kiln_status cli_load_template(cli_gen *g)
+{
+    char path[2 * PATH_MAX];
+    kiln_status st = chat_tmpl_load(g->model_path, g->template_file, &g->chat);
+    if (st != KILN_ERR_NOT_FOUND || g->template_file)
+        return st;
+    const char *arch = model_config_of(g->m)->arch_name;
+    if (!cli_builtin_template(arch, path, sizeof path))
+        return kiln_err_set(KILN_ERR_NOT_FOUND, "%s has no chat template and kiln has none for "
+                            "architecture '%s'; pass one with --chat-template FILE",
+                            g->model_path, arch);
+    KILN_LOG_I("chat template of %s: %s", arch, path);
+    return chat_tmpl_load(g->model_path, path, &g->chat);
+}
+
+kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
+{
+    model_load_opts mo = {.max_batch_tokens = g->max_batch_tokens};
+    gen_opts go = {.max_seqs = 1, .n_ctx = g->n_ctx, .max_batch_tokens = g->max_batch_tokens};
+    kiln_status st;
+    uint64_t t0 = clock_now_ns();
+
+    if (!g->seed_set)
+        g->sp.seed = clock_now_ns() ^ ((uint64_t)getpid() << 32);
+    if ((st = sampler_params_check(&g->sp)))
+        return st;
+    if ((st = bk_cpu_create(g->threads, &g->be)) ||
+        (st = model_load(g->model_path, g->be, &mo, &g->m)) ||
+        (st = tok_open(g->model_path, &g->t)))
+        return st;
+    if (model_is_encoder(g->m))
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "%s is an embedding model (%s); use kiln embed",
+                            g->model_path, model_config_of(g->m)->arch_name);
+    if ((st = gen_create(g->m, g->t, &go, &g->run)))
+        return st;
+    if (chat && (st = cli_load_template(g)))
+        return st;
+    KILN_LOG_I("%s: %s loaded in %.2f s (context %d tokens)", cmd, g->model_path,
+               (double)(clock_now_ns() - t0) * 1e-9, gen_options(g->run)->n_ctx);
+    return KILN_OK;
+}
+
+void cli_gen_free(cli_gen *g)
+{
+    chat_tmpl_free(g->chat);
+    gen_free(g->run);
+    tok_free(g->t);
+    model_free(g->m);
+    if (g->be)
+        g->be->ops->destroy(g->be);
+    g->chat = NULL;
+    g->run = NULL;
+    g->t = NULL;
+    g->m = NULL;
+    g->be = NULL;
+}
+
+kiln_status cli_gen_chat_ids(cli_gen *g, json_t *messages, kiln_ids *ids)
+{
+    kiln_buf text = {0};
+    kiln_status st = chat_render(g->chat, messages, true, &text);
+    if (!st)
+        st = tok_encode(g->t, text.data ? text.data : "", text.len, false, ids);
+    buf_free(&text);
+    return st;
+}
+
+void cli_gen_report(const gen_summary *s)
+{
+    fprintf(stderr, "\nkiln: prompt %d tokens, %.3f s (%.1f tok/s); generated %d tokens, "
+                    "%.3f s (%.1f tok/s); stop: %s\n",
+            s->n_prompt, s->prompt_s, s->prompt_tps, s->n_gen, s->gen_s, s->gen_tps,
+            gen_stop_reason_name(s->reason));
+}
+
+/* ---- kiln run ------------------------------------------------------------- */
+
+static int run_usage(FILE *f)
+{
+    fprintf(f, "usage: kiln run -m MODEL -p PROMPT [-n N] [--chat] [--system TEXT] [options]\n\n"
+               "Generate text from PROMPT (- reads stdin) and stream it to stdout; prompt\n"
+               "and generation speed go to stderr.\n"
+               "  -p, --prompt TEXT        the prompt\n"
+               "  --chat                   wrap the prompt in the model's chat template as\n"
+               "                           a user message\n"
+               "  --system TEXT            system message (with --chat)\n");
+    cli_gen_usage(f);
+    return f == stdout ? 0 : 2;
+}
+
+static kiln_status run_on_text(void *user, int32_t req, const char *text, size_t len)
+{
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout))
+        return kiln_err_set(KILN_ERR_IO, "stdout: %s", strerror(errno));
+    return KILN_OK;
+}
+
+static void run_on_done(void *user, int32_t req, const gen_summary *s)
+{
+    *(gen_summary *)user = *s;
+}
+
+/* The prompt's ids: raw text with BOS, or a one-turn conversation. */
+static kiln_status run_prompt_ids(cli_gen *g, const char *prompt, const char *system,
+                                  bool chat, kiln_ids *ids)
+{
+    if (!chat)
+        return tok_encode(g->t, prompt, strlen(prompt), true, ids);
+    json_t *msgs = json_array();
+    if (system)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
+    kiln_status st = json_array_size(msgs) == (system ? 2u : 1u)
+                         ? cli_gen_chat_ids(g, msgs, ids)
+                         : kiln_err_set(KILN_ERR_INVALID_ARG, "prompt is not valid UTF-8");
+    json_decref(msgs);
+    return st;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    cli_gen g;
+    const char *prompt = NULL, *system = NULL;
+    bool chat = false;
+    kiln_buf in = {0};
+    kiln_ids ids = {0};
+    gen_summary sum = {0};
+    int rc;
+
+    cli_gen_init(&g);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((rc = cli_gen_parse(&g, argc, argv, &i)) < 0)
+            return 2;
+        if (rc)
+            continue;
+        if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc)
+            prompt = argv[++i];
+        else if (!strcmp(a, "--system") && i + 1 < argc)
+            system = argv[++i];
+        else if (!strcmp(a, "--chat"))
+            chat = true;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return run_usage(stdout);
+        else {
+            fprintf(stderr, "kiln run: unexpected argument '%s'\n", a);
+            return run_usage(stderr);
+        }
+    }
+    if (!g.model_path || !prompt) {
+        fprintf(stderr, "kiln run: -m MODEL and -p PROMPT are required\n");
+        return run_usage(stderr);
+    }
+    kiln_status st = KILN_OK;
+    if (!strcmp(prompt, "-")) {
+        if (!(st = cli_read_all(stdin, &in)))
+            st = buf_append(&in, "", 0);
+        prompt = in.data;
+    }
+    if (!st && !(st = cli_gen_load(&g, "run", chat)) &&
+        !(st = run_prompt_ids(&g, prompt, system, chat, &ids))) {
+        gen_request rq = {.prompt = ids.data, .n_prompt = (int32_t)ids.len, .params = g.sp,
+                          .on_text = run_on_text, .on_done = run_on_done, .user = &sum};
+        if (!(st = gen_run(g.run, &rq, 1))) {
+            fflush(stdout);
+            cli_gen_report(&sum);
+        }
+    }
+    rc = st ? cli_fail() : 0;
+    ids_free(&ids);
+    buf_free(&in);
+    cli_gen_free(&g);
+    return rc;
+}

@@ -1,0 +1,663 @@
+/*
+ * generate.c - the batch runners of generate.h.
+ *
+ * Life of a sequence slot during gen_run():
+ *
+ *            gen_admit(): pool has room for
+ *            prompt + max_gen tokens
+ *   FREE ------------------------------------> PREFILL (n_fed < n_prompt)
+ *    ^                                            |  gen_step() feeds prompt
+ *    |                                            |  chunks; the step that
+ *    |                                            v  feeds the last one samples
+ *    |      gen_finish(): EOS, stop string,    DECODE (n_fed == n_tokens - 1
+ *    +----- max tokens or context; KV blocks      |   after each sample)
+ *           released, on_done called              |  gen_step() feeds the last
+ *                                                 +- sampled token, samples
+ *                                                    the next (gen_take)
+ *
+ * Invariants:
+ *   1. tokens[0 .. n_tokens) of a live slot are its prompt then its
+ *      samples; tokens[0 .. n_fed) have their K/V in the cache, and
+ *      kv_seq_len(slot) == n_fed.
+ *   2. A live slot was admitted only when committed + its need_blocks
+ *      (blocks for n_prompt + max_gen tokens) <= n_blocks, and committed
+ *      is the sum of need_blocks over live slots; so kv_seq_append never
+ *      runs out of blocks and no sequence is ever preempted.
+ *   3. A step carries every DECODE slot's one token (max_seqs <=
+ *      max_batch_tokens) and fills what is left of max_batch_tokens with
+ *      PREFILL chunks in slot order.
+ *   4. pending holds decoded text not yet handed out: only a tail that may
+ *      still grow into a stop string, so the text handed out never
+ *      contains a stop string.
+ *   5. Nothing is allocated by gen_step(); admission opens a tok_stream.
+ */
+#include "engine/generate.h"
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "engine/kv_cache.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct gen_seq {
+    const gen_request *rq;   /* NULL: slot free                                */
+    int32_t req;             /* index of rq in gen_run's array                 */
+    int32_t *tokens;         /* (n_ctx) prompt, then sampled tokens            */
+    int32_t n_tokens;
+    int32_t n_fed;           /* tokens with K/V in the cache                   */
+    int32_t n_gen, max_gen;
+    int32_t need_blocks;
+    sampler *smp;
+    tok_stream *ts;
+    kiln_buf pending;        /* decoded text not yet handed out                */
+    uint64_t t_admit, t_first;
+} gen_seq;
+
+struct gen_runner {
+    kiln_model *m;
+    const tokenizer *t;
+    backend *be;
+    gen_opts o;
+    int64_t vocab;
+    int32_t max_blocks;      /* block table entries per sequence               */
+    kv_cache *kv;
+    bk_kv_cache kvmem;
+    bool have_kvmem;
+    int32_t committed;       /* blocks promised to live slots                  */
+    gen_seq *seqs;           /* (max_seqs)                                     */
+    /* one step's batch */
+    int32_t *b_tokens;       /* (max_batch_tokens)                             */
+    int32_t *b_pos;          /* (max_batch_tokens)                             */
+    int32_t *b_slots;        /* (max_batch_tokens) KV slot of each token       */
+    int32_t *b_seq_start;    /* (max_seqs + 1)                                 */
+    int32_t *b_seq_len;      /* (max_seqs)                                     */
+    int32_t *b_tables;       /* (max_seqs, max_blocks)                         */
+    int32_t *b_out_rows;     /* (max_seqs)                                     */
+    int32_t *b_out_slot;     /* (max_seqs) slot of each output row             */
+    float *logits;           /* (max_seqs, vocab)                              */
+};
+
+const char *gen_stop_reason_name(gen_stop_reason r)
+{
+    switch (r) {
+    case GEN_STOP_EOS: return "eos";
+    case GEN_STOP_STRING: return "stop";
+    case GEN_STOP_MAX_TOKENS: return "length";
+    case GEN_STOP_CONTEXT: return "context";
+    default: return "none";
+    }
+}
+
+/* ---- end-of-sequence ids ------------------------------------------------- */
+
+static int32_t gen_add_id(int32_t *ids, int32_t n, int64_t id)
+{
+    if (id < 0 || id > INT32_MAX || n >= GEN_MAX_EOS)
+        return n;
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return n;
+    ids[n] = (int32_t)id;
+    return n + 1;
+}
+
+int32_t gen_default_eos(const kiln_model *m, const tokenizer *t, int32_t *ids)
+{
+    static const char *const eot[] = {"<end_of_turn>", "<|eot_id|>",    "<|im_end|>",
+                                      "<|end|>",       "<|endoftext|>", "<|end_of_text|>"};
+    int32_t n = gen_add_id(ids, 0, model_config_of(m)->eos_token_id);
+    if (!t)
+        return n;
+    n = gen_add_id(ids, n, tok_eos_id(t));
+    for (size_t i = 0; i < KILN_ARRAY_LEN(eot); i++) {
+        int32_t id = tok_piece_id(t, eot[i], strlen(eot[i]));
+        if (id >= 0 && tok_is_special(t, id))
+            n = gen_add_id(ids, n, id);
+    }
+    return n;
+}
+
+static bool gen_is_eos(const gen_runner *r, int32_t tok)
+{
+    for (int32_t i = 0; i < r->o.n_eos; i++)
+        if (r->o.eos[i] == tok)
+            return true;
+    return false;
+}
+
+/* ---- runner lifetime ------------------------------------------------------- */
+
+static kiln_status gen_fill_opts(const kiln_model *m, const tokenizer *t, const gen_opts *in,
+                                 gen_opts *o)
+{
+    const model_config *c = model_config_of(m);
+    int64_t max_pos = c->max_position_embeddings > 0 ? c->max_position_embeddings : INT32_MAX;
+    *o = *in;
+    if (!o->max_seqs)
+        o->max_seqs = 8;
+    if (!o->max_batch_tokens)
+        o->max_batch_tokens = 512;
+    if (!o->block_size)
+        o->block_size = KV_BLOCK_SIZE_DEFAULT;
+    if (!o->n_ctx)
+        o->n_ctx = (int32_t)(max_pos < 4096 ? max_pos : 4096);
+    if (o->max_seqs < 0 || o->max_batch_tokens < 0 || o->n_ctx < 2 || o->n_blocks < 0 ||
+        o->n_eos < 0 || o->n_eos > GEN_MAX_EOS)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: bad settings (max_seqs %d, "
+                            "max_batch_tokens %d, context %d, blocks %d)", o->max_seqs,
+                            o->max_batch_tokens, o->n_ctx, o->n_blocks);
+    if (o->max_seqs > o->max_batch_tokens)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: %d sequences cannot decode in "
+                            "batches of %d tokens", o->max_seqs, o->max_batch_tokens);
+    if (o->n_ctx > max_pos)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: context of %d tokens is over the "
+                            "model's %" PRId64 " positions", o->n_ctx, max_pos);
+    if (!o->n_eos)
+        o->n_eos = gen_default_eos(m, t, o->eos);
+    return KILN_OK;
+}
+
+static kiln_status gen_alloc_arrays(gen_runner *r)
+{
+    const gen_opts *o = &r->o;
+    size_t ns = (size_t)o->max_seqs, nt = (size_t)o->max_batch_tokens;
+    r->seqs = kiln_calloc(ns, sizeof *r->seqs);
+    r->b_tokens = kiln_calloc(nt, sizeof(int32_t));
+    r->b_pos = kiln_calloc(nt, sizeof(int32_t));
+    r->b_slots = kiln_calloc(nt, sizeof(int32_t));
+    r->b_seq_start = kiln_calloc(ns + 1, sizeof(int32_t));
+    r->b_seq_len = kiln_calloc(ns, sizeof(int32_t));
+    r->b_tables = kiln_calloc(ns * (size_t)r->max_blocks, sizeof(int32_t));
+    r->b_out_rows = kiln_calloc(ns, sizeof(int32_t));
+    r->b_out_slot = kiln_calloc(ns, sizeof(int32_t));
+    r->logits = kiln_calloc(ns * (size_t)r->vocab, sizeof(float));
+    if (!r->seqs || !r->b_tokens || !r->b_pos || !r->b_slots || !r->b_seq_start ||
+        !r->b_seq_len || !r->b_tables || !r->b_out_rows || !r->b_out_slot || !r->logits)
+        return kiln_err_set(KILN_ERR_OOM, "generate: out of memory for the batch arrays");
+    for (size_t i = 0; i < ns; i++) {
+        gen_seq *q = &r->seqs[i];
+        kiln_status st;
+        if (!(q->tokens = kiln_calloc((size_t)o->n_ctx, sizeof(int32_t))))
+            return kiln_err_set(KILN_ERR_OOM, "generate: out of memory for %d tokens", o->n_ctx);
+        if ((st = sampler_create(r->vocab, &q->smp)) ||
+            (st = buf_reserve(&q->pending, 4 * SAMPLER_MAX_STOP_LEN)))
+            return st;
+    }
+    return KILN_OK;
+}
+
+static kiln_status gen_alloc_kv(gen_runner *r)
+{
+    const gen_opts *o = &r->o;
+    bk_kv_cache shape;
+    kiln_status st = kv_create(o->n_blocks, o->block_size, o->max_seqs, r->max_blocks, &r->kv);
+    if (st)
+        return st;
+    model_kv_shape(r->m, o->n_blocks, o->block_size, &shape);
+    if ((st = r->be->ops->kv_alloc(r->be, &shape, &r->kvmem))) {
+        double mib = 2.0 * shape.n_layers * shape.n_blocks * shape.block_size *
+                     shape.n_kv_heads * shape.head_dim * (shape.dtype == KILN_DT_F32 ? 4 : 2) /
+                     (1024.0 * 1024.0);
+        return kiln_err_wrap(st, "KV cache of %d blocks x %d tokens (%.0f MiB; lower --ctx or "
+                             "the number of sequences)", o->n_blocks, o->block_size, mib);
+    }
+    r->have_kvmem = true;
+    return KILN_OK;
+}
+
+kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen_runner **out)
+{
+    gen_opts def;
+    gen_runner *r;
+    kiln_status st;
+
+    *out = NULL;
+    if (model_is_encoder(m))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: %s is an encoder model; it makes "
+                            "embeddings, not text", model_config_of(m)->arch_name);
+    if (!o) {
+        memset(&def, 0, sizeof def);
+        o = &def;
+    }
+    if (!(r = kiln_calloc(1, sizeof *r)))
+        return kiln_err_set(KILN_ERR_OOM, "generate: out of memory");
+    r->m = m;
+    r->t = t;
+    r->be = model_backend(m);
+    r->vocab = model_config_of(m)->vocab_size;
+    if ((st = gen_fill_opts(m, t, o, &r->o)))
+        goto fail;
+    r->max_blocks = (r->o.n_ctx + r->o.block_size - 1) / r->o.block_size;
+    if (!r->o.n_blocks) {
+        int64_t nb = (int64_t)r->o.max_seqs * r->max_blocks;
+        r->o.n_blocks = nb > INT32_MAX ? INT32_MAX : (int32_t)nb;
+    }
+    if ((st = gen_alloc_arrays(r)) || (st = gen_alloc_kv(r)))
+        goto fail;
+    *out = r;
+    return KILN_OK;
+fail:
+    gen_free(r);
+    return st;
+}
+
+void gen_free(gen_runner *r)
+{
+    if (!r)
+        return;
+    for (int32_t i = 0; r->seqs && i < r->o.max_seqs; i++) {
+        kiln_free(r->seqs[i].tokens);
+        sampler_free(r->seqs[i].smp);
+        tok_stream_free(r->seqs[i].ts);
+        buf_free(&r->seqs[i].pending);
+    }
+    if (r->have_kvmem)
+        r->be->ops->kv_free(r->be, &r->kvmem);
+    kv_free(r->kv);
+    kiln_free(r->seqs);
+    kiln_free(r->b_tokens);
+    kiln_free(r->b_pos);
+    kiln_free(r->b_slots);
+    kiln_free(r->b_seq_start);
+    kiln_free(r->b_seq_len);
+    kiln_free(r->b_tables);
+    kiln_free(r->b_out_rows);
+    kiln_free(r->b_out_slot);
+    kiln_free(r->logits);
+    kiln_free(r);
+}
+
+const gen_opts *gen_options(const gen_runner *r) { return &r->o; }
+
+/* ---- one sequence ------------------------------------------------------------ */
+
+static int32_t gen_max_gen(const gen_runner *r, const gen_request *rq)
+{
+    return rq->params.max_tokens ? rq->params.max_tokens : r->o.n_ctx - rq->n_prompt;
+}
+
+static kiln_status gen_check(const gen_runner *r, const gen_request *rq, int32_t i)
+{
+    kiln_status st;
+    if (rq->n_prompt < 1 || !rq->prompt)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "request %d: empty prompt", i);
+    for (int32_t k = 0; k < rq->n_prompt; k++)
+        if (rq->prompt[k] < 0 || rq->prompt[k] >= r->vocab)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "request %d: token %d at %d is outside "
+                                "the vocabulary of %" PRId64, i, rq->prompt[k], k, r->vocab);
+    if ((st = sampler_params_check(&rq->params)))
+        return kiln_err_wrap(st, "request %d", i);
+    if (rq->params.n_stop && !r->t)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "request %d: stop strings need a tokenizer", i);
+    int64_t total = (int64_t)rq->n_prompt + rq->params.max_tokens;
+    if (rq->params.max_tokens && total > r->o.n_ctx)
+        return kiln_err_set(KILN_ERR_RANGE, "request %d: prompt of %d tokens + %d new tokens is "
+                            "over the context of %d tokens", i, rq->n_prompt,
+                            rq->params.max_tokens, r->o.n_ctx);
+    if (!rq->params.max_tokens && rq->n_prompt >= r->o.n_ctx)
+        return kiln_err_set(KILN_ERR_RANGE, "request %d: prompt of %d tokens leaves no room in "
+                            "the context of %d tokens", i, rq->n_prompt, r->o.n_ctx);
+    int32_t need = kv_blocks_for(r->kv, (int64_t)rq->n_prompt + gen_max_gen(r, rq));
+    if (need > r->o.n_blocks)
+        return kiln_err_set(KILN_ERR_RANGE, "request %d: needs %d KV blocks of %d tokens, the "
+                            "pool has %d", i, need, r->o.block_size, r->o.n_blocks);
+    return KILN_OK;
+}
+
+/* Take request rq into a free slot if the pool can promise its blocks;
+ * *taken says whether it was. */
+static kiln_status gen_admit(gen_runner *r, const gen_request *rq, int32_t idx, bool *taken)
+{
+    int32_t slot = -1, need = kv_blocks_for(r->kv, (int64_t)rq->n_prompt + gen_max_gen(r, rq));
+    *taken = false;
+    for (int32_t i = 0; i < r->o.max_seqs && slot < 0; i++)
+        if (!r->seqs[i].rq)
+            slot = i;
+    if (slot < 0 || r->committed + need > r->o.n_blocks)
+        return KILN_OK;
+    gen_seq *q = &r->seqs[slot];
+    kiln_status st = r->t ? tok_stream_open(r->t, true, &q->ts) : KILN_OK;
+    if (st)
+        return st;
+    memcpy(q->tokens, rq->prompt, (size_t)rq->n_prompt * sizeof *q->tokens);
+    q->rq = rq;
+    q->req = idx;
+    q->n_tokens = rq->n_prompt;
+    q->n_fed = 0;
+    q->n_gen = 0;
+    q->max_gen = gen_max_gen(r, rq);
+    q->need_blocks = need;
+    buf_clear(&q->pending);
+    sampler_reset(q->smp, &rq->params, rq->prompt, rq->n_prompt);
+    q->t_admit = clock_now_ns();
+    q->t_first = 0;
+    r->committed += need;
+    *taken = true;
+    return KILN_OK;
+}
+
+/* Free slot `slot` without telling anyone (finish or abort). */
+static void gen_release(gen_runner *r, int32_t slot)
+{
+    gen_seq *q = &r->seqs[slot];
+    kv_seq_release(r->kv, slot);
+    r->committed -= q->need_blocks;
+    tok_stream_free(q->ts);
+    q->ts = NULL;
+    q->rq = NULL;
+}
+
+/* Hand out what of pending is final (all of it when `last`, up to a stop
+ * string match in any case); *stopped when a stop string matched. */
+static kiln_status gen_emit(gen_seq *q, bool last, bool *stopped)
+{
+    size_t safe;
+    const char *text = q->pending.len ? q->pending.data : "";
+    int64_t at = sampler_stop_find(&q->rq->params, text, q->pending.len, &safe);
+    kiln_status st = KILN_OK;
+    *stopped = at >= 0;
+    if (last && at < 0)
+        safe = q->pending.len;
+    if (safe && q->rq->on_text)
+        st = q->rq->on_text(q->rq->user, q->req, q->pending.data, safe);
+    memmove(q->pending.data, q->pending.data + safe, q->pending.len - safe);
+    q->pending.len -= safe;
+    if (q->pending.data)
+        q->pending.data[q->pending.len] = '\0';
+    return st;
+}
+
+static kiln_status gen_finish(gen_runner *r, int32_t slot, gen_stop_reason reason)
+{
+    gen_seq *q = &r->seqs[slot];
+    kiln_status st = KILN_OK;
+    bool stopped = false;
+    if (reason != GEN_STOP_STRING && q->ts) {
+        if (!(st = tok_stream_flush(q->ts, &q->pending)))
+            st = gen_emit(q, true, &stopped);
+        if (stopped)
+            reason = GEN_STOP_STRING;
+    }
+    if (st)
+        return st;
+    uint64_t now = clock_now_ns();
+    gen_summary s = {
+        .n_prompt = q->rq->n_prompt,
+        .n_gen = q->n_gen,
+        .tokens = q->tokens + q->rq->n_prompt,
+        .prompt_s = (double)(q->t_first - q->t_admit) * 1e-9,
+        .gen_s = (double)(now - q->t_first) * 1e-9,
+        .reason = reason,
+    };
+    s.prompt_tps = s.prompt_s > 0 ? s.n_prompt / s.prompt_s : 0;
+    s.gen_tps = s.gen_s > 0 && s.n_gen > 1 ? (s.n_gen - 1) / s.gen_s : 0;
+    const gen_request *rq = q->rq;
+    int32_t req = q->req;
+    gen_release(r, slot);
+    if (rq->on_done)
+        rq->on_done(rq->user, req, &s);
+    return KILN_OK;
+}
+
+/* Sample the next token of `slot` from its logits row and act on it. */
+static kiln_status gen_take(gen_runner *r, int32_t slot, float *row)
+{
+    gen_seq *q = &r->seqs[slot];
+    int32_t tok = sampler_sample(q->smp, row);
+    kiln_status st;
+    bool stopped;
+
+    sampler_accept(q->smp, tok);
+    if (q->n_gen == 0)
+        q->t_first = clock_now_ns();
+    q->tokens[q->n_tokens++] = tok;
+    q->n_gen++;
+    if (gen_is_eos(r, tok) && !q->rq->params.ignore_eos)
+        return gen_finish(r, slot, GEN_STOP_EOS);
+    if (q->ts) {
+        if ((st = tok_stream_push(q->ts, tok, &q->pending)) ||
+            (st = gen_emit(q, false, &stopped)))
+            return st;
+        if (stopped)
+            return gen_finish(r, slot, GEN_STOP_STRING);
+    }
+    if (q->n_gen >= q->max_gen)
+        return gen_finish(r, slot, q->rq->params.max_tokens ? GEN_STOP_MAX_TOKENS
+                                                              : GEN_STOP_CONTEXT);
+    return KILN_OK;
+}
+
+/* ---- one step ------------------------------------------------------------- */
+
+/* Put up to `room` unfed tokens of `slot` into the batch as sequence ns. */
+static kiln_status gen_put_seq(gen_runner *r, int32_t slot, int32_t room, int32_t *rows,
+                               int32_t *ns, int32_t *n_out)
+{
+    gen_seq *q = &r->seqs[slot];
+    int32_t take = q->n_tokens - q->n_fed;
+    if (take > room)
+        take = room;
+    kiln_status st = kv_seq_append(r->kv, slot, take);
+    if (st)
+        return kiln_err_wrap(KILN_ERR_INTERNAL, "request %d", q->req);
+    r->b_seq_start[*ns] = *rows;
+    for (int32_t i = 0; i < take; i++) {
+        int32_t pos = q->n_fed + i;
+        r->b_tokens[*rows] = q->tokens[pos];
+        r->b_pos[*rows] = pos;
+        r->b_slots[*rows] = kv_slot(r->kv, slot, pos);
+        (*rows)++;
+    }
+    q->n_fed += take;
+    r->b_seq_len[*ns] = q->n_fed;
+    memcpy(r->b_tables + (size_t)*ns * (size_t)r->max_blocks, kv_seq_table(r->kv, slot),
+           (size_t)r->max_blocks * sizeof(int32_t));
+    if (q->n_fed == q->n_tokens) {
+        r->b_out_rows[*n_out] = *rows - 1;
+        r->b_out_slot[(*n_out)++] = slot;
+    }
+    (*ns)++;
+    return KILN_OK;
+}
+
+static kiln_status gen_step(gen_runner *r)
+{
+    int32_t rows = 0, ns = 0, n_out = 0, mbt = r->o.max_batch_tokens;
+    kiln_status st;
+
+    /* decode tokens first (one per sequence), then prompt chunks */
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t s = 0; s < r->o.max_seqs && rows < mbt; s++) {
+            const gen_seq *q = &r->seqs[s];
+            bool decoding = q->rq && q->n_fed >= q->rq->n_prompt;
+            if (!q->rq || q->n_fed >= q->n_tokens || decoding != (pass == 0))
+                continue;
+            if ((st = gen_put_seq(r, s, mbt - rows, &rows, &ns, &n_out)))
+                return st;
+        }
+    r->b_seq_start[ns] = rows;
+    KILN_ASSERT(ns > 0);
+
+    bk_batch_host h = {
+        .n_tokens = rows, .n_seqs = ns, .max_blocks = r->max_blocks, .n_out = n_out,
+        .tokens = r->b_tokens, .positions = r->b_pos, .seq_start = r->b_seq_start,
+        .seq_len = r->b_seq_len, .block_tables = r->b_tables, .slot_mapping = r->b_slots,
+        .out_rows = r->b_out_rows,
+    };
+    bk_batch b;
+    if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
+        (st = model_forward(r->m, &b, &r->kvmem, r->logits)))
+        return st;
+    for (int32_t i = 0; i < n_out; i++)
+        if ((st = gen_take(r, r->b_out_slot[i], r->logits + (size_t)i * (size_t)r->vocab)))
+            return st;
+    return KILN_OK;
+}
+
+kiln_status gen_run(gen_runner *r, const gen_request *reqs, int32_t n)
+{
+    kiln_status st = KILN_OK;
+    int32_t next = 0;
+
+    if (n < 0 || (n > 0 && !reqs))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: %d requests", n);
+    for (int32_t i = 0; i < n; i++)
+        if ((st = gen_check(r, &reqs[i], i)))
+            return st;
+    for (;;) {
+        bool taken = true, live = false;
+        while (next < n && taken && !st)
+            if (!(st = gen_admit(r, &reqs[next], next, &taken)) && taken)
+                next++;
+        for (int32_t s = 0; s < r->o.max_seqs; s++)
+            live |= r->seqs[s].rq != NULL;
+        if (st || !live)
+            break;
+        if ((st = gen_step(r)))
+            break;
+    }
+    /* an error leaves sequences behind: drop them */
+    for (int32_t s = 0; s < r->o.max_seqs; s++)
+        if (r->seqs[s].rq)
+            gen_release(r, s);
+    KILN_ASSERT(st || next == n);
+    return st;
+}
+
+/* ---- embeddings ------------------------------------------------------------ */
+
+typedef struct gen_doc {
+    size_t off;     /* first id in the shared id list */
+    int32_t len;
+    int32_t idx;    /* input position */
+} gen_doc;
+
+static int gen_doc_cmp(const void *a, const void *b)
+{
+    const gen_doc *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Tokenize every text into ids, docs[i] locating text i's tokens,
+ * truncated to max_len as gen_embed() describes. */
+static kiln_status gen_embed_tokenize(const tokenizer *t, const char *const *texts,
+                                      const size_t *lens, int32_t n, int32_t max_len,
+                                      kiln_ids *ids, gen_doc *docs)
+{
+    for (int32_t i = 0; i < n; i++) {
+        size_t start = ids->len;
+        size_t len = lens ? lens[i] : strlen(texts[i]);
+        kiln_status st = tok_encode(t, texts[i], len, true, ids);
+        if (st)
+            return kiln_err_wrap(st, "document %d", i);
+        size_t got = ids->len - start;
+        if (got == 0)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "document %d: no tokens", i);
+        if (got > (size_t)max_len) {
+            int32_t last = ids->data[ids->len - 1];
+            ids->len = start + (size_t)max_len;
+            if (tok_is_special(t, last))
+                ids->data[ids->len - 1] = last;
+            got = (size_t)max_len;
+        }
+        docs[i] = (gen_doc){.off = start, .len = (int32_t)got, .idx = i};
+    }
+    return KILN_OK;
+}
+
+typedef struct gen_embed_bufs {
+    int32_t *tokens, *pos;   /* (max_batch_tokens) */
+    int32_t *seq_start;      /* (max_seqs + 1)     */
+    int32_t *seq_len;        /* (max_seqs)         */
+    float *emb;              /* (max_seqs, hidden) */
+} gen_embed_bufs;
+
+/* Run docs[0..nd) (which fit one batch) and scatter their vectors. */
+static kiln_status gen_embed_batch(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
+                                   int32_t nd, gen_embed_bufs *w, int64_t hidden, float *out)
+{
+    backend *be = model_backend(m);
+    int32_t rows = 0;
+    kiln_status st;
+    for (int32_t s = 0; s < nd; s++) {
+        w->seq_start[s] = rows;
+        w->seq_len[s] = docs[s].len;
+        for (int32_t k = 0; k < docs[s].len; k++) {
+            w->tokens[rows] = ids->data[docs[s].off + (size_t)k];
+            w->pos[rows++] = k;
+        }
+    }
+    w->seq_start[nd] = rows;
+    bk_batch_host h = {.n_tokens = rows, .n_seqs = nd, .tokens = w->tokens,
+                       .positions = w->pos, .seq_start = w->seq_start, .seq_len = w->seq_len};
+    bk_batch b;
+    if ((st = be->ops->batch_upload(be, &h, &b)) || (st = model_embed(m, &b, w->emb)))
+        return st;
+    for (int32_t s = 0; s < nd; s++)
+        memcpy(out + (size_t)docs[s].idx * (size_t)hidden, w->emb + (size_t)s * (size_t)hidden,
+               (size_t)hidden * sizeof(float));
+    return KILN_OK;
+}
+
+kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
+                      const size_t *lens, int32_t n, const gen_embed_opts *o, float *out)
+{
+    const model_config *c = model_config_of(m);
+    gen_embed_opts d = {0};
+    gen_embed_bufs w = {0};
+    kiln_ids ids = {0};
+    gen_doc *docs = NULL;
+    kiln_status st = KILN_OK;
+
+    if (!model_is_encoder(m))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: %s is not an embedding (encoder) "
+                            "model", c->arch_name);
+    if (o)
+        d = *o;
+    int32_t mbt = d.max_batch_tokens > 0 ? d.max_batch_tokens : 512;
+    int32_t max_seqs = d.max_seqs > 0 ? d.max_seqs : 64;
+    int64_t max_len = d.max_len > 0 ? d.max_len : c->max_position_embeddings;
+    if (c->max_position_embeddings > 0 && max_len > c->max_position_embeddings)
+        max_len = c->max_position_embeddings;
+    if (max_len <= 0 || max_len > mbt)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: documents of up to %" PRId64
+                            " tokens do not fit batches of %d tokens", max_len, mbt);
+    if (n <= 0)
+        return KILN_OK;
+
+    docs = kiln_calloc((size_t)n, sizeof *docs);
+    w.tokens = kiln_calloc((size_t)mbt, sizeof(int32_t));
+    w.pos = kiln_calloc((size_t)mbt, sizeof(int32_t));
+    w.seq_start = kiln_calloc((size_t)max_seqs + 1, sizeof(int32_t));
+    w.seq_len = kiln_calloc((size_t)max_seqs, sizeof(int32_t));
+    w.emb = kiln_calloc((size_t)max_seqs * (size_t)c->hidden_size, sizeof(float));
+    if (!docs || !w.tokens || !w.pos || !w.seq_start || !w.seq_len || !w.emb) {
+        st = kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
+        goto out;
+    }
+    if ((st = gen_embed_tokenize(t, texts, lens, n, (int32_t)max_len, &ids, docs)))
+        goto out;
+    qsort(docs, (size_t)n, sizeof *docs, gen_doc_cmp);
+    for (int32_t i = 0; i < n && !st;) {
+        int32_t j = i, rows = 0;
+        while (j < n && j - i < max_seqs && rows + docs[j].len <= mbt)
+            rows += docs[j++].len;
+        st = gen_embed_batch(m, &ids, docs + i, j - i, &w, c->hidden_size, out);
+        i = j;
+    }
+out:
+    ids_free(&ids);
+    kiln_free(docs);
+    kiln_free(w.tokens);
+    kiln_free(w.pos);
+    kiln_free(w.seq_start);
+    kiln_free(w.seq_len);
+    kiln_free(w.emb);
+    return st;
+}
