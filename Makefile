@@ -46,6 +46,9 @@ test: deps models
 run: deps models build
 	$(BUILD)/kiln info $(GEMMA)
 	$(BUILD)/kiln info $(MINILM)
+	$(BUILD)/kiln run -m $(GEMMA) --chat -n 64 -p "What is the capital of France? Answer in one sentence."
+	printf '%s\n' "The cat sits on the mat." "A man is playing a guitar." \
+	    "Paris is the capital of France." | $(BUILD)/kiln embed -m $(MINILM) --format jsonl | cut -c1-120
 
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DKILN_CUDA=OFF -DKILN_SANITIZE=address,undefined $(CMAKE_FLAGS)"
