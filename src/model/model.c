@@ -102,6 +102,21 @@ static const char *model_shape_str(char *buf, size_t cap, int32_t n_dims, const 
     return buf;
 }
 
+/* Weights are floating-point or block-quantized types kiln can convert;
+ * integer and boolean tensors (safetensors I32, U8, BOOL, ...) never hold
+ * a layer's weights. */
+static bool model_weight_type_ok(kiln_dtype dt)
+{
+    const dtype_info *di = dtype_get(dt);
+    switch (dt) {
+    case KILN_DT_I8: case KILN_DT_I16: case KILN_DT_I32: case KILN_DT_I64:
+    case KILN_DT_U8: case KILN_DT_BOOL:
+        return false;
+    default:
+        return di && di->dequant;
+    }
+}
+
 /* Remember a loaded weight for model_free. */
 static kiln_status model_own(kiln_model *m, bk_tensor *t)
 {
@@ -125,7 +140,6 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
     int32_t want_dims = rows == MODEL_VEC ? 1 : 2;
     char ws[64], hs[96];
     const msrc_tensor *t = model_lookup(m, ld, hf, gguf, layer);
-    const dtype_info *di;
     kiln_status st;
 
     memset(out, 0, sizeof *out);
@@ -140,8 +154,7 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
         return kiln_err_set(KILN_ERR_FORMAT, "model: tensor '%s' has shape %s, expected %s",
                             ld->name, model_shape_str(hs, sizeof hs, t->n_dims, t->shape),
                             model_shape_str(ws, sizeof ws, want_dims, want));
-    di = dtype_get(t->dtype);
-    if (!di || !di->dequant)
+    if (!model_weight_type_ok(t->dtype))
         return kiln_err_set(KILN_ERR_UNSUPPORTED,
                             "model: tensor '%s' has type %s, which kiln cannot run", ld->name,
                             dtype_name(t->dtype));
@@ -256,8 +269,10 @@ kiln_status model_load(const char *path, backend *be, const model_load_opts *opt
         return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
     m->be = be;
     m->max_tokens = opts->max_batch_tokens;
-    if ((st = msrc_open(path, &m->src)))
-        goto fail;
+    if ((st = msrc_open(path, &m->src))) {
+        model_free(m); /* msrc_open's message names the path already */
+        return st;
+    }
     m->cfg = *msrc_config(m->src);
     m->gguf = msrc_get_kind(m->src) == MSRC_GGUF;
     if (!(m->arch = model_arch_find(m->cfg.arch))) {
