@@ -2,7 +2,7 @@
  * cpu_matmul_bench.c - the CPU backend's matmul speed per weight type and
  * shape, next to the machine's measured read bandwidth.
  *
- *   make -C build cpu_matmul_bench && build/cpu_matmul_bench [seconds-per-case]
+ *   make -C build cpu_matmul_bench && build/cpu_matmul_bench [seconds-per-case [type [n]]]
  *
  * For each type (F32, Q8_0, Q4_K, ...), shape (out x in: Gemma 3 270M's
  * 2048x640 and 640x2048, and a 4096x4096 that does not fit in cache),
@@ -110,6 +110,8 @@ static double bench_read_bw(void)
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 0.3;
+    const char *only_type = argc > 2 ? argv[2] : NULL;
+    int64_t only_n = argc > 3 ? atoll(argv[3]) : 0;
     static const kiln_dtype types[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_Q8_0, KILN_DT_Q4_0,
                                        KILN_DT_Q4_K, KILN_DT_Q5_K, KILN_DT_Q6_K};
     static const int64_t shapes[][2] = {{2048, 640}, {640, 2048}, {4096, 4096}};
@@ -124,6 +126,8 @@ int main(int argc, char **argv)
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
             for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
                 int64_t m = shapes[si][0], k = shapes[si][1];
+                if (only_type && strcmp(only_type, dtype_name(types[ti])))
+                    continue;
                 size_t bytes;
                 uint8_t *wb = bench_weight(types[ti], m, k, &bytes);
                 bk_tensor w;
@@ -136,6 +140,8 @@ int main(int argc, char **argv)
                 for (int64_t i = 0; i < 128 * k; i++)
                     x[i] = (float)(bench_byte() - 128) / 128.0f;
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                    if (only_n && ns[ni] != only_n)
+                        continue;
                     double s = bench_case(be, &w, x, ns[ni], y, secs);
                     printf("%-6s %5lldx%-5lld %4lld %3d %10.1f %9.2f %9.1f\n",
                            dtype_name(types[ti]), (long long)m, (long long)k, (long long)ns[ni],

@@ -18,6 +18,8 @@
  *      scratch is reserved for that before the loop: the bodies allocate
  *      nothing.
  *   2. Bias is added after the product, in f32.
+ *   3. Work splits (decode row ranges, prefill tiles) depend on the shapes
+ *      only, so 1 and N threads give bit-identical results.
  */
 #include "backend/cpu/cpu_impl.h"
 
@@ -30,7 +32,7 @@
 /* Activation rows from which the tiled gemm path pays off. */
 #define CPU_MM_GEMM_MIN 8
 /* Bytes of f32 a dequantized prefill tile aims at (fits in L2). */
-#define CPU_MM_TILE_BYTES (256 * 1024)
+#define CPU_MM_TILE_BYTES (512 * 1024)
 
 typedef struct mm_job {
     cpu_backend *cb;
@@ -157,6 +159,8 @@ kiln_status cpu_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w
         tpool_parallel_for(cb->pool, (size_t)j.m, grain, mm_decode_body, &j);
         return KILN_OK;
     }
+    /* tiles depend on k only, never on the thread count: sgemm's summation
+     * order may depend on the tile's width */
     int64_t tile = mm_tile_rows(j.k);
     if (j.kern->dt != KILN_DT_F32 && (st = cpu_scratch_reserve_all(cb, (size_t)(tile * j.k))))
         return kiln_err_wrap(st, "cpu matmul");
