@@ -1,0 +1,63 @@
+/*
+ * attention.h - paged attention on the GPU: the contract between the CUDA
+ * backend (cuda_backend.c, which implements bk_ops.attention by calling
+ * cuda_attention) and the kernels (attention.cu).
+ *
+ * One call does, for one layer of one step, what bk_ops.attention says:
+ *   1. with a->use_cache, store the batch's k and v rows into the layer's
+ *      pools at b->slot_mapping[t] (before any token attends, so a prefill
+ *      chunk sees itself);
+ *   2. out(t, h, :) = softmax(q(t, h, :) . K^T * a->scale (soft-capped when
+ *      a->softcap > 0) + mask) V over the keys token t sees: with a cache,
+ *      positions 0 .. positions[t] of its sequence read through the block
+ *      table (all seq_len[s] positions when !a->causal); without a cache,
+ *      the batch rows of its own sequence (causal or not).  a->window > 0
+ *      masks keys with pos <= q_pos - window.  GQA: query head h reads KV
+ *      head h / (n_heads / n_kv_heads).  A token with no visible key gets
+ *      zeros.  Softmax and accumulation in f32.
+ *
+ * Layouts (elements of `dtype`, row-major):
+ *   q, out    (n_tokens, n_heads, head_dim)
+ *   k, v      (n_tokens, n_kv_heads, head_dim)
+ *   k_cache, v_cache  (n_blocks, block_size, n_kv_heads, head_dim)
+ * Slot s of a pool is block s / block_size, offset s % block_size.
+ *
+ * The bk_batch's arrays are device memory (one buffer filled by
+ * bk_batch_upload); its scalars (n_tokens, n_seqs, max_blocks, n_out,
+ * max_seq_len) are host values.  `hb` is the host copy of the same arrays,
+ * valid for the duration of the call: use it for host-side checks (block
+ * ids < n_blocks, slots < n_blocks * block_size) and launch planning, never
+ * pass its pointers to a kernel.
+ */
+#ifndef KILN_BACKEND_CUDA_ATTENTION_H
+#define KILN_BACKEND_CUDA_ATTENTION_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Queue attention for one layer on `stream` (see the file comment).
+ * dtype is the activation and KV type: KILN_DT_BF16 or KILN_DT_F16.
+ * k_cache and v_cache are the layer's pools (NULL, with n_blocks and
+ * block_size 0, when !a->use_cache).  q, k, v and out are borrowed device
+ * memory; out must not overlap q, k or v.  Work is finished when the stream
+ * is.  Errors: KILN_ERR_INVALID_ARG (shapes, heads not a multiple of KV
+ * heads, a block id or slot out of range, a missing cache with use_cache;
+ * the message names "attention"), KILN_ERR_UNSUPPORTED (head_dim or dtype
+ * without a kernel), KILN_ERR_DEVICE (a CUDA call or launch failed). */
+kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb, const bk_attn *a,
+                           const void *q, const void *k, const void *v, void *k_cache,
+                           void *v_cache, int32_t n_blocks, int32_t block_size,
+                           kiln_dtype dtype, void *out, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_BACKEND_CUDA_ATTENTION_H */
