@@ -99,6 +99,8 @@ kiln_status added_index(added_set *a, added_norm_fn nf, void *ctx)
         if (rc)
             break;
         a->norm_off[k] = a->norm_text.len;
+        t->norm_off = a->norm_text.len;
+        t->norm_len = one.len;
         a->norm.p[k++] = (added_pat){NULL, one.len, (uint32_t)i};
         rc = buf_append(&a->norm_text, one.data ? one.data : "", one.len);
     }
@@ -257,6 +259,17 @@ kiln_status added_split(const added_set *a, bool normalized_tokens, const char *
     if (done < len)
         return seg_push(segs, done, len, -1);
     return KILN_OK;
+}
+
+const char *added_spelling(const added_set *a, size_t k, size_t *len)
+{
+    const added_tok *t = &a->toks[k];
+    if (!t->normalized || !a->norm_text.data) {
+        *len = t->len;
+        return t->content;
+    }
+    *len = t->norm_len;
+    return a->norm_text.data + t->norm_off;
 }
 
 void added_free(added_set *a)

@@ -8,7 +8,8 @@
  * leftmost-longest and non-overlapping; a single_word token whose match
  * touches a word character (regex \w) on either side is skipped (and its
  * text is not searched again); lstrip / rstrip swallow the whitespace before
- * / after the match into the token.  Immutable after added_index().
+ * / after the match into the token.  Decoding spells a normalized token as
+ * the normalizer writes it (added_spelling).  Immutable after added_index().
  */
 #ifndef KILN_TOKENIZER_ADDED_H
 #define KILN_TOKENIZER_ADDED_H
@@ -24,6 +25,7 @@ typedef struct added_tok {
     size_t len;
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
+    size_t norm_off, norm_len; /* normalized spelling in norm_text (normalized only) */
 } added_tok;
 
 typedef struct added_pat {
@@ -75,6 +77,10 @@ kiln_status added_index(added_set *a, added_norm_fn nf, void *ctx);
  * KILN_ERR_OOM. */
 kiln_status added_split(const added_set *a, bool normalized_tokens, const char *s, size_t len,
                         added_segs *segs);
+
+/* The string decoding uses for token k: the normalized spelling of a
+ * normalized token, else its content.  Borrowed. */
+const char *added_spelling(const added_set *a, size_t k, size_t *len);
 
 void added_free(added_set *a);
 

@@ -171,11 +171,8 @@ static const char *id_piece(const hftok *t, int32_t id, size_t *len)
 {
     if (id < 0 || id >= t->n_ids)
         return NULL;
-    if (t->added_of[id] >= 0) {
-        const added_tok *a = &t->added.toks[t->added_of[id]];
-        *len = a->len;
-        return a->content;
-    }
+    if (t->added_of[id] >= 0)
+        return added_spelling(&t->added, (size_t)t->added_of[id], len);
     return vocab_piece(t->voc, id, len);
 }
 
@@ -309,21 +306,42 @@ static kiln_status load_model(hftok *t, const json_t *m)
                         type);
 }
 
+/* The id `tokenizers` gives an added token: its id in the model vocab (or
+ * of an added token with the same content), else the next id after the
+ * model vocab and the added tokens so far.  The "id" written in the file is
+ * not consulted (the library only warns when it differs). */
+static int32_t added_id(const hftok *t, const char *s, size_t len, int64_t *max_added)
+{
+    int64_t n_model = t->voc->n_entries, id;
+    size_t k;
+    for (k = 0; k < t->added.n; k++)
+        if (t->added.toks[k].len == len && memcmp(t->added.toks[k].content, s, len) == 0)
+            return t->added.toks[k].id;
+    id = vocab_find(t->voc, s, len);
+    if (id < 0)
+        id = (*max_added < 0) ? n_model
+             : (*max_added >= n_model || n_model == 0) ? *max_added + 1 : n_model;
+    if (id > *max_added)
+        *max_added = id;
+    return (int32_t)id;
+}
+
 static kiln_status load_added(hftok *t, const json_t *arr)
 {
     json_t *a;
     size_t i, len;
+    int64_t max_added = -1;
     kiln_status rc;
     json_array_foreach(arr, i, a) {
         const char *s = hfj_str(a, "content", &len);
-        json_t *idv = json_object_get(a, "id");
-        int32_t id;
-        if (!s || !json_is_integer(idv) || json_integer_value(idv) < 0 ||
-            json_integer_value(idv) > INT32_MAX - 1)
-            return kiln_err_set(KILN_ERR_FORMAT, "tokenizer.json: added token %zu is malformed", i);
-        id = vocab_find(t->voc, s, len);
-        if (id < 0)
-            id = (int32_t)json_integer_value(idv);
+        if (!s)
+            return kiln_err_set(KILN_ERR_FORMAT, "tokenizer.json: added token %zu has no content",
+                                i);
+        if (len == 0)
+            continue;
+        int32_t id = added_id(t, s, len, &max_added);
+        if (id < 0 || id == INT32_MAX)
+            return kiln_err_set(KILN_ERR_RANGE, "tokenizer.json: too many added tokens");
         bool special = hfj_bool(a, "special", false);
         rc = added_add(&t->added, s, len, id, special, hfj_bool(a, "lstrip", false),
                        hfj_bool(a, "rstrip", false), hfj_bool(a, "single_word", false),
