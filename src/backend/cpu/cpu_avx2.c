@@ -327,10 +327,132 @@ CPU_AVX2 static inline AI void q6_k_group(const uint8_t *b, int g, __m256 w[4])
                              _mm256_cvtepi32_ps(_mm256_sub_epi32(q[c], _mm256_set1_epi32(32))));
 }
 
+/* ---- weight groups in permuted order (dot products) ------------------------
+ * The x these read was reordered by cpu_x_permute, so vector j of a group
+ * holds byte j of each 32-bit word of the quants: shifts and masks unpack
+ * it, no byte shuffles.  CPU_PERM_K: vector j, lane d is element 4d + j.
+ * CPU_PERM_HALVES: vector c, lane i is element 4i + c (low nibbles) for
+ * i < 4 and 16 + 4(i-4) + c (high nibbles) for i >= 4. */
+
+/* Byte j of each word of v, shifted right by s more bits, masked. */
+#define BYTE_FIELD(v, j, s, mask) \
+    _mm256_and_si256(_mm256_srli_epi32((v), 8 * (j) + (s)), _mm256_set1_epi32(mask))
+
+/* Q4_K, permuted: (d * sc) * q - (dmin * m). */
+CPU_AVX2 static inline AI void q4_k_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (g / 2)));
+    int sc, mn;
+    k_scale_min(b + 4, g, &sc, &mn);
+    __m256 dl = _mm256_set1_ps(h2f(b) * (float)sc), ml = _mm256_set1_ps(h2f(b + 2) * (float)mn);
+    UNROLL
+    for (int j = 0; j < 4; j++)
+        w[j] = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(BYTE_FIELD(v, j, 4 * (g & 1), 0x0f)), ml);
+}
+
+/* Q5_K, permuted: as Q4_K with bit g of qh[l] as the fifth bit. */
+CPU_AVX2 static inline AI void q5_k_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * (g / 2)));
+    __m256i h = _mm256_loadu_si256((const __m256i *)(b + 16));
+    int sc, mn;
+    k_scale_min(b + 4, g, &sc, &mn);
+    __m256 dl = _mm256_set1_ps(h2f(b) * (float)sc), ml = _mm256_set1_ps(h2f(b + 2) * (float)mn);
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        __m256i q = _mm256_or_si256(BYTE_FIELD(v, j, 4 * (g & 1), 0x0f),
+                                    _mm256_slli_epi32(BYTE_FIELD(h, j, g, 0x01), 4));
+        w[j] = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(q), ml);
+    }
+}
+
+/* Q6_K, permuted: lanes 0-3 are elements < 16 of the sub-block (scale 0),
+ * lanes 4-7 the others (scale 1). */
+CPU_AVX2 static inline AI void q6_k_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    int h = g / 4, kk = g % 4;
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (kk & 1)));
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    const int8_t *sc = (const int8_t *)(b + 192) + 8 * h + 2 * kk;
+    float d = h2f(b + 208);
+    __m256 ds = _mm256_set_m128(_mm_set1_ps(d * (float)sc[1]), _mm_set1_ps(d * (float)sc[0]));
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        __m256i q = _mm256_or_si256(BYTE_FIELD(lo, j, kk >= 2 ? 4 : 0, 0x0f),
+                                    _mm256_slli_epi32(BYTE_FIELD(hi, j, 2 * kk, 0x03), 4));
+        q = _mm256_sub_epi32(q, _mm256_set1_epi32(32));
+        w[j] = _mm256_mul_ps(ds, _mm256_cvtepi32_ps(q));
+    }
+}
+
+/* 16 quant bytes as words 0-3 in both halves, the upper half shifted right
+ * by 4: vector c's nibble is then byte c of every word. */
+CPU_AVX2 static inline AI __m256i halves_16(const uint8_t *qs)
+{
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_blend_epi32(v, _mm256_srli_epi32(v, 4), 0xf0);
+}
+
+/* Fifth bits of Q5_0/Q5_1 for vector c of the halves order, << 4. */
+CPU_AVX2 static inline AI __m256i halves_q5_high(uint32_t qh, int c)
+{
+    __m256i e = _mm256_setr_epi32(c, 4 + c, 8 + c, 12 + c, 16 + c, 20 + c, 24 + c, 28 + c);
+    __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)qh), e),
+                                   _mm256_set1_epi32(1));
+    return _mm256_slli_epi32(bit, 4);
+}
+
+CPU_AVX2 static inline AI void q4_0_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b));
+    __m256i v = halves_16(b + 2);
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_sub_epi32(BYTE_FIELD(v, c, 0, 0x0f), _mm256_set1_epi32(8));
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+    }
+}
+
+CPU_AVX2 static inline AI void q4_1_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b)), m = _mm256_set1_ps(h2f(b + 2));
+    __m256i v = halves_16(b + 4);
+    UNROLL
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(BYTE_FIELD(v, c, 0, 0x0f)), m);
+}
+
+CPU_AVX2 static inline AI void q5_0_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b));
+    uint32_t qh;
+    memcpy(&qh, b + 2, 4);
+    __m256i v = halves_16(b + 6);
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_or_si256(BYTE_FIELD(v, c, 0, 0x0f), halves_q5_high(qh, c));
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(16))));
+    }
+}
+
+CPU_AVX2 static inline AI void q5_1_pgroup(const uint8_t *b, int g, __m256 w[4])
+{
+    __m256 d = _mm256_set1_ps(h2f(b)), m = _mm256_set1_ps(h2f(b + 2));
+    uint32_t qh;
+    memcpy(&qh, b + 4, 4);
+    __m256i v = halves_16(b + 8);
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_or_si256(BYTE_FIELD(v, c, 0, 0x0f), halves_q5_high(qh, c));
+        w[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), m);
+    }
+}
+
 /* ---- dot products and dequantization over a row ------------------------------
- * KERN(name, dtype, group_fn, groups per block, block bytes) defines
- * name_dot (cpu_dot_fn) and name_deq (cpu_deq_fn).  Accumulators: four per
- * x row when one row (latency), two per row otherwise (registers). */
+ * KERN(name, dtype, dot group_fn, deq group_fn, groups per block, block
+ * bytes) defines name_dot (cpu_dot_fn, x in the dot group's order) and
+ * name_deq (cpu_deq_fn, natural order).  Accumulators: four per x row when
+ * one row (latency), two per row otherwise (registers). */
 
 CPU_AVX2 static inline AI void acc_group(__m256 acc[CPU_NX][4], const __m256 w[4],
                                          const float *x, int64_t ldx, const int nx)
@@ -361,7 +483,7 @@ static float tail_elem(kiln_dtype dt, const uint8_t *w, int64_t i)
     }
 }
 
-#define KERN(NAME, DT, GROUP, GPB, BB)                                                        \
+#define KERN(NAME, DT, GROUP, DGROUP, GPB, BB)                                                        \
     CPU_AVX2 static inline AI void NAME##_dotn(const uint8_t *w, const float *x, int64_t ldx, \
                                                const int nx, int64_t k, float *y)             \
     {                                                                                         \
@@ -401,7 +523,7 @@ static float tail_elem(kiln_dtype dt, const uint8_t *w, int64_t i)
         for (int64_t ib = 0; ib < nb; ib++) {                                                 \
             UNROLL for (int g = 0; g < (GPB); g++) {                                          \
                 __m256 wv[4];                                                                 \
-                GROUP(w + (size_t)ib * (BB), g, wv);                                          \
+                DGROUP(w + (size_t)ib * (BB), g, wv);                                          \
                 UNROLL for (int c = 0; c < 4; c++)                                            \
                     _mm256_storeu_ps(y + 32 * ((GPB) * ib + g) + 8 * c, wv[c]);               \
             }                                                                                 \
@@ -411,25 +533,31 @@ static float tail_elem(kiln_dtype dt, const uint8_t *w, int64_t i)
     }
 
 /* Scalar types: "blocks" of 32 elements, any k (the tail is scalar). */
-KERN(a_f32, KILN_DT_F32, f32_group, 1, 128)
-KERN(a_f16, KILN_DT_F16, f16_group, 1, 64)
-KERN(a_bf16, KILN_DT_BF16, bf16_group, 1, 64)
-KERN(a_q8_0, KILN_DT_Q8_0, q8_0_group, 1, 34)
-KERN(a_q4_0, KILN_DT_Q4_0, q4_0_group, 1, 18)
-KERN(a_q4_1, KILN_DT_Q4_1, q4_1_group, 1, 20)
-KERN(a_q5_0, KILN_DT_Q5_0, q5_0_group, 1, 22)
-KERN(a_q5_1, KILN_DT_Q5_1, q5_1_group, 1, 24)
-KERN(a_q4_k, KILN_DT_Q4_K, q4_k_group, 8, 144)
-KERN(a_q5_k, KILN_DT_Q5_K, q5_k_group, 8, 176)
-KERN(a_q6_k, KILN_DT_Q6_K, q6_k_group, 8, 210)
+KERN(a_f32, KILN_DT_F32, f32_group, f32_group, 1, 128)
+KERN(a_f16, KILN_DT_F16, f16_group, f16_group, 1, 64)
+KERN(a_bf16, KILN_DT_BF16, bf16_group, bf16_group, 1, 64)
+KERN(a_q8_0, KILN_DT_Q8_0, q8_0_group, q8_0_group, 1, 34)
+KERN(a_q4_0, KILN_DT_Q4_0, q4_0_pgroup, q4_0_group, 1, 18)
+KERN(a_q4_1, KILN_DT_Q4_1, q4_1_pgroup, q4_1_group, 1, 20)
+KERN(a_q5_0, KILN_DT_Q5_0, q5_0_pgroup, q5_0_group, 1, 22)
+KERN(a_q5_1, KILN_DT_Q5_1, q5_1_pgroup, q5_1_group, 1, 24)
+KERN(a_q4_k, KILN_DT_Q4_K, q4_k_pgroup, q4_k_group, 8, 144)
+KERN(a_q5_k, KILN_DT_Q5_K, q5_k_pgroup, q5_k_group, 8, 176)
+KERN(a_q6_k, KILN_DT_Q6_K, q6_k_pgroup, q6_k_group, 8, 210)
 
+#define KERN_ENTRY(NAME, DT, PERM) {DT, NAME##_dot, NAME##_deq, PERM}
 static const cpu_kern avx2_table[] = {
-    {KILN_DT_F32, a_f32_dot, a_f32_deq},    {KILN_DT_F16, a_f16_dot, a_f16_deq},
-    {KILN_DT_BF16, a_bf16_dot, a_bf16_deq}, {KILN_DT_Q8_0, a_q8_0_dot, a_q8_0_deq},
-    {KILN_DT_Q4_0, a_q4_0_dot, a_q4_0_deq}, {KILN_DT_Q4_1, a_q4_1_dot, a_q4_1_deq},
-    {KILN_DT_Q5_0, a_q5_0_dot, a_q5_0_deq}, {KILN_DT_Q5_1, a_q5_1_dot, a_q5_1_deq},
-    {KILN_DT_Q4_K, a_q4_k_dot, a_q4_k_deq}, {KILN_DT_Q5_K, a_q5_k_dot, a_q5_k_deq},
-    {KILN_DT_Q6_K, a_q6_k_dot, a_q6_k_deq},
+    KERN_ENTRY(a_f32, KILN_DT_F32, CPU_PERM_NONE),
+    KERN_ENTRY(a_f16, KILN_DT_F16, CPU_PERM_NONE),
+    KERN_ENTRY(a_bf16, KILN_DT_BF16, CPU_PERM_NONE),
+    KERN_ENTRY(a_q8_0, KILN_DT_Q8_0, CPU_PERM_NONE),
+    KERN_ENTRY(a_q4_0, KILN_DT_Q4_0, CPU_PERM_HALVES),
+    KERN_ENTRY(a_q4_1, KILN_DT_Q4_1, CPU_PERM_HALVES),
+    KERN_ENTRY(a_q5_0, KILN_DT_Q5_0, CPU_PERM_HALVES),
+    KERN_ENTRY(a_q5_1, KILN_DT_Q5_1, CPU_PERM_HALVES),
+    KERN_ENTRY(a_q4_k, KILN_DT_Q4_K, CPU_PERM_K),
+    KERN_ENTRY(a_q5_k, KILN_DT_Q5_K, CPU_PERM_K),
+    KERN_ENTRY(a_q6_k, KILN_DT_Q6_K, CPU_PERM_K),
 };
 
 const cpu_kern *cpu_kern_avx2(kiln_dtype dt)

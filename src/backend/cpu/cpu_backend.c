@@ -84,7 +84,7 @@ static kiln_status cpu_sync(backend *be)
 
 /* ---- scratch ------------------------------------------------------------- */
 
-static kiln_status cpu_scratch_grow(cpu_scratch *s, size_t floats)
+kiln_status cpu_scratch_grow(cpu_scratch *s, size_t floats)
 {
     size_t bytes;
     void *raw;
@@ -326,6 +326,7 @@ static void cpu_destroy(backend *be)
     kiln_free(cb->scratch);
     kiln_free(cb->vec[0].raw);
     kiln_free(cb->vec[1].raw);
+    kiln_free(cb->xperm.raw);
     kiln_free(cb->batch_mem);
     kiln_free(cb);
 }

@@ -32,10 +32,20 @@ typedef void (*cpu_dot_fn)(const uint8_t *w, const float *x, int64_t ldx, int nx
 /* y[0..k) = the k elements of a weight row `w` as f32. */
 typedef void (*cpu_deq_fn)(const uint8_t *w, float *y, int64_t k);
 
+/* Order of x a dot kernel reads within each group of 32 elements; the
+ * nibble kernels read x permuted so that a weight byte's quants unpack
+ * with shifts instead of shuffles (cpu_x_permute). */
+typedef enum cpu_perm {
+    CPU_PERM_NONE = 0,
+    CPU_PERM_K,      /* position 8j + d holds element 4d + j             */
+    CPU_PERM_HALVES, /* position 8c + i holds 4i + c (i < 4), 16 + 4(i-4) + c */
+} cpu_perm;
+
 typedef struct cpu_kern {
     kiln_dtype dt;
-    cpu_dot_fn dot;
-    cpu_deq_fn deq;
+    cpu_dot_fn dot;   /* reads x in `perm` order */
+    cpu_deq_fn deq;   /* writes natural order    */
+    cpu_perm perm;
 } cpu_kern;
 
 /* Per-thread scratch; grows only. */
@@ -53,6 +63,7 @@ typedef struct cpu_backend {
     bool blas;              /* OpenBLAS sgemm in use for prefill */
     cpu_scratch *scratch;   /* (n_threads) */
     cpu_scratch vec[2];     /* caller-thread f32 copies of vector parameters */
+    cpu_scratch xperm;      /* matmul's permuted activations (caller-filled) */
     int32_t *batch_mem;     /* bk_batch_upload's copies */
     size_t batch_cap;       /* int32 elements */
     bk_batch batch;
@@ -73,6 +84,10 @@ const cpu_kern *cpu_kern_avx2(kiln_dtype dt);
 /* True when this CPU runs the AVX2/FMA/F16C kernels. */
 bool cpu_avx2_usable(void);
 
+/* out(n, k) = x(n, k) with each group of 32 reordered for `perm` (k a
+ * multiple of 32). */
+void cpu_x_permute(cpu_perm perm, const float *x, int64_t n, int64_t k, float *out);
+
 /* y(n, m) = x(n, k) T(m, k)^T with f32 T: row-major, leading dimensions ldx,
  * ldt, ldy.  SIMD or portable (cpu_gemm.c). */
 void cpu_gemm_nt(bool simd, int64_t n, int64_t m, int64_t k, const float *x, int64_t ldx,
@@ -91,6 +106,8 @@ void cpu_axpy_f32_avx2(float a, const float *x, float *y, int64_t k);
 
 /* Grow thread t's scratch to at least `floats` floats.  KILN_ERR_OOM. */
 kiln_status cpu_scratch_reserve(cpu_backend *cb, int t, size_t floats);
+/* Grow one scratch buffer to at least `floats` floats.  KILN_ERR_OOM. */
+kiln_status cpu_scratch_grow(cpu_scratch *s, size_t floats);
 /* Grow every thread's scratch to `floats`.  KILN_ERR_OOM. */
 kiln_status cpu_scratch_reserve_all(cpu_backend *cb, size_t floats);
 /* f32 view of a vector parameter (norm weight, bias) of `n` elements:

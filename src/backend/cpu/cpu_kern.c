@@ -83,12 +83,17 @@ KP_TYPE(q5_k, KILN_DT_Q5_K)
 KP_TYPE(q6_k, KILN_DT_Q6_K)
 
 static const cpu_kern kp_table[] = {
-    {KILN_DT_F32, kp_dot_f32, kp_deq_f32},    {KILN_DT_F16, kp_dot_f16, kp_deq_f16},
-    {KILN_DT_BF16, kp_dot_bf16, kp_deq_bf16}, {KILN_DT_Q8_0, kp_dot_q8_0, kp_deq_q8_0},
-    {KILN_DT_Q4_0, kp_dot_q4_0, kp_deq_q4_0}, {KILN_DT_Q4_1, kp_dot_q4_1, kp_deq_q4_1},
-    {KILN_DT_Q5_0, kp_dot_q5_0, kp_deq_q5_0}, {KILN_DT_Q5_1, kp_dot_q5_1, kp_deq_q5_1},
-    {KILN_DT_Q4_K, kp_dot_q4_k, kp_deq_q4_k}, {KILN_DT_Q5_K, kp_dot_q5_k, kp_deq_q5_k},
-    {KILN_DT_Q6_K, kp_dot_q6_k, kp_deq_q6_k},
+    {KILN_DT_F32, kp_dot_f32, kp_deq_f32, CPU_PERM_NONE},
+    {KILN_DT_F16, kp_dot_f16, kp_deq_f16, CPU_PERM_NONE},
+    {KILN_DT_BF16, kp_dot_bf16, kp_deq_bf16, CPU_PERM_NONE},
+    {KILN_DT_Q8_0, kp_dot_q8_0, kp_deq_q8_0, CPU_PERM_NONE},
+    {KILN_DT_Q4_0, kp_dot_q4_0, kp_deq_q4_0, CPU_PERM_NONE},
+    {KILN_DT_Q4_1, kp_dot_q4_1, kp_deq_q4_1, CPU_PERM_NONE},
+    {KILN_DT_Q5_0, kp_dot_q5_0, kp_deq_q5_0, CPU_PERM_NONE},
+    {KILN_DT_Q5_1, kp_dot_q5_1, kp_deq_q5_1, CPU_PERM_NONE},
+    {KILN_DT_Q4_K, kp_dot_q4_k, kp_deq_q4_k, CPU_PERM_NONE},
+    {KILN_DT_Q5_K, kp_dot_q5_k, kp_deq_q5_k, CPU_PERM_NONE},
+    {KILN_DT_Q6_K, kp_dot_q6_k, kp_deq_q6_k, CPU_PERM_NONE},
 };
 
 const cpu_kern *cpu_kern_get(kiln_dtype dt, bool simd)
@@ -100,6 +105,23 @@ const cpu_kern *cpu_kern_get(kiln_dtype dt, bool simd)
         if (kp_table[i].dt == dt)
             return &kp_table[i];
     return NULL;
+}
+
+/* ---- permuted activations ------------------------------------------------- */
+
+void cpu_x_permute(cpu_perm perm, const float *x, int64_t n, int64_t k, float *out)
+{
+    int src[32];
+    for (int p = 0; p < 32; p++) {
+        int hi = p / 8, lo = p % 8;
+        src[p] = perm == CPU_PERM_K ? 4 * lo + hi
+                 : perm == CPU_PERM_HALVES ? (lo < 4 ? 4 * lo + hi : 16 + 4 * (lo - 4) + hi)
+                                           : p;
+    }
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t g = 0; g < k; g += 32)
+            for (int p = 0; p < 32; p++)
+                out[r * k + g + p] = x[r * k + g + src[p]];
 }
 
 /* ---- f32 gemm ------------------------------------------------------------ */

@@ -8,6 +8,8 @@
  *   decode  (n < CPU_MM_GEMM_MIN): per weight row, a kernel dequantizes the
  *           row's blocks in registers and takes dot products with up to
  *           CPU_NX activation rows at a time; the weights stream once.
+ *           Nibble kernels read x reordered within 32-element groups
+ *           (cpu_x_permute, once per call into cb->xperm).
  *   prefill (n >= CPU_MM_GEMM_MIN): per tile of weight rows, dequantize the
  *           tile into the thread's scratch (F32 weights are used in place)
  *           and multiply with a single-threaded sgemm (OpenBLAS when built
@@ -18,8 +20,9 @@
  *      scratch is reserved for that before the loop: the bodies allocate
  *      nothing.
  *   2. Bias is added after the product, in f32.
- *   3. Work splits (decode row ranges, prefill tiles) depend on the shapes
- *      only, so 1 and N threads give bit-identical results.
+ *   3. Each output's summation order depends on the shapes only (prefill
+ *      tiles are sized from k, not from the thread count), so 1 and N
+ *      threads give bit-identical results.
  */
 #include "backend/cpu/cpu_impl.h"
 
@@ -154,6 +157,12 @@ kiln_status cpu_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w
     if (n == 0)
         return KILN_OK;
     if (n < CPU_MM_GEMM_MIN) {
+        if (j.kern->perm != CPU_PERM_NONE) {
+            if ((st = cpu_scratch_grow(&cb->xperm, (size_t)(n * j.k))))
+                return kiln_err_wrap(st, "cpu matmul");
+            cpu_x_permute(j.kern->perm, j.x, n, j.k, cb->xperm.buf);
+            j.x = cb->xperm.buf;
+        }
         size_t grain = (size_t)(j.m / (cb->n_threads * 8));
         grain = grain < 4 ? 4 : grain > 64 ? 64 : grain;
         tpool_parallel_for(cb->pool, (size_t)j.m, grain, mm_decode_body, &j);
