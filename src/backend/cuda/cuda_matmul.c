@@ -1,0 +1,384 @@
+/*
+ * cuda_matmul.c - y(n, m) = x(n, k) W(m, k)^T (+ bias) through cuBLASLt;
+ * the one file of the backend that talks to cuBLASLt.
+ *
+ * Layout.  cuBLASLt is column-major.  Row-major W (m, k) is the column-major
+ * k x m matrix A, row-major x (n, k) the k x n matrix B, row-major y (n, m)
+ * the m x n matrix D; so D = A^T B with TRANSA = T, lda = ldb = k, ldd = m.
+ * The bias, one value per row of D, is added by the BIAS epilogue in f32
+ * before D is rounded; when cuBLASLt has no algorithm for that, by a
+ * separate kernel (cuops_add_bias) after the product.
+ *
+ * Types: A, B, D in the activation type (BF16/F16), CUBLAS_COMPUTE_32F with
+ * f32 alpha = 1, beta = 0 (C is D and is not read).
+ *
+ * Plans.  A plan is the matmul descriptor, the three layouts and the
+ * algorithm cublasLtMatmulAlgoGetHeuristic chose for one key: (n, k, m,
+ * type, bias or not, and the alignment of x, W, y and bias, which the
+ * heuristic must know: cuBLASLt assumes 256-byte alignment unless told,
+ * and a buffer carved from a workspace, or a row of odd width, is less
+ * aligned).  Plans live in an open-addressing hash table (linear probing,
+ * at most half full, doubled when it would be more); after CUDA_MM_MAX_PLANS
+ * plans the table is emptied and refilled, which bounds the host memory of
+ * a server whose batch sizes keep changing.  The workspace is allocated
+ * once, at init.
+ *
+ * Invariants:
+ *   1. A plan is used only for calls whose key it was made for.
+ *   2. The workspace serves one matmul at a time: every matmul runs on the
+ *      backend's one compute stream.
+ */
+#include "backend/cuda/cuda_impl.h"
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_ops.h"
+#include "base/alloc.h"
+#include "base/error.h"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <string.h>
+
+/* Plans kept before the table is emptied. */
+#define CUDA_MM_MAX_PLANS 4096
+/* First table size (slots, a power of two). */
+#define CUDA_MM_FIRST_CAP 64
+
+typedef struct mm_key {
+    int64_t n, k, m;
+    int32_t dtype;
+    uint16_t align_x, align_w, align_y, align_bias; /* bytes, <= 256; bias 0 = none */
+} mm_key;
+
+typedef struct mm_plan {
+    bool used;
+    bool bias_epilogue;               /* bias added by cuBLASLt, else by a kernel   */
+    mm_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;   /* W, x, y                                     */
+    cublasLtMatmulAlgo_t algo;
+} mm_plan;
+
+struct cuda_mm {
+    cublasLtHandle_t lt;
+    void *ws;                         /* workspace, ws_bytes                        */
+    size_t ws_bytes;
+    mm_plan *slots;                   /* (cap) hash table                           */
+    size_t cap, count;
+};
+
+/* ---- keys ------------------------------------------------------------------ */
+
+/* Alignment of p in bytes, capped at 256. */
+static uint16_t mm_align(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint16_t al = 1;
+    while (al < 256 && (a & al) == 0)
+        al = (uint16_t)(al * 2);
+    return al;
+}
+
+static bool mm_key_eq(const mm_key *a, const mm_key *b)
+{
+    return a->n == b->n && a->k == b->k && a->m == b->m && a->dtype == b->dtype &&
+           a->align_x == b->align_x && a->align_w == b->align_w && a->align_y == b->align_y &&
+           a->align_bias == b->align_bias;
+}
+
+static uint64_t mm_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t mm_hash(const mm_key *k)
+{
+    uint64_t h = 0;
+    h = mm_mix(h, (uint64_t)k->n);
+    h = mm_mix(h, (uint64_t)k->k);
+    h = mm_mix(h, (uint64_t)k->m);
+    h = mm_mix(h, (uint64_t)k->dtype);
+    h = mm_mix(h, ((uint64_t)k->align_x << 48) | ((uint64_t)k->align_w << 32) |
+                      ((uint64_t)k->align_y << 16) | k->align_bias);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+/* ---- plans ------------------------------------------------------------------ */
+
+static void mm_plan_destroy(mm_plan *p)
+{
+    if (p->a)
+        cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b)
+        cublasLtMatrixLayoutDestroy(p->b);
+    if (p->d)
+        cublasLtMatrixLayoutDestroy(p->d);
+    if (p->desc)
+        cublasLtMatmulDescDestroy(p->desc);
+    memset(p, 0, sizeof *p);
+}
+
+/* Ask the heuristic for the best algorithm of plan p (descriptor and
+ * layouts made) with the preferences of its key.  *found false when there
+ * is none. */
+static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
+{
+    kiln_status st = KILN_OK;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int n_res = 0;
+    uint64_t ws = mm->ws_bytes;
+    uint32_t al_w = p->key.align_w, al_x = p->key.align_x, al_y = p->key.align_y;
+    cublasStatus_t s;
+
+    *found = false;
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof al_w));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof al_x));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_y, sizeof al_y));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_y, sizeof al_y));
+    memset(&res, 0, sizeof res);
+    /* NOT_SUPPORTED means no algorithm fits: not an error here. */
+    s = cublasLtMatmulAlgoGetHeuristic(mm->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &res,
+                                       &n_res);
+    if (s == CUBLAS_STATUS_SUCCESS && n_res > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
+        res.workspaceSize <= mm->ws_bytes) {
+        p->algo = res.algo;
+        *found = true;
+    } else if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED) {
+        KILN_CUBLAS_CHECK(s);
+    }
+err:
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    return st;
+}
+
+/* Descriptor and layouts of plan p for its key; the BIAS epilogue when
+ * `epilogue` (bias_ptr gives the heuristic the bias alignment). */
+static kiln_status mm_plan_describe(mm_plan *p, bool epilogue, const void *bias_ptr)
+{
+    kiln_status st = KILN_OK;
+    cudaDataType_t t = p->key.dtype == KILN_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    int32_t bias_type = (int32_t)t;
+    uint64_t n = (uint64_t)p->key.n, k = (uint64_t)p->key.k, m = (uint64_t)p->key.m;
+
+    KILN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    KILN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    KILN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (epilogue) {
+        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                         &epi, sizeof epi));
+        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr));
+    }
+    KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, t, k, m, (int64_t)k));
+    KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, t, k, n, (int64_t)k));
+    KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, t, m, n, (int64_t)m));
+err:
+    return st;
+}
+
+/* Fill plan p (key set) for a call with `bias_ptr` (NULL = none): the
+ * epilogue first, the plain product when no algorithm takes the epilogue. */
+static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr)
+{
+    kiln_status st;
+    mm_key key = p->key;
+    bool found = false;
+
+    if (bias_ptr) {
+        if ((st = mm_plan_describe(p, true, bias_ptr)) || (st = mm_pick_algo(mm, p, &found)))
+            goto fail;
+        if (found) {
+            p->bias_epilogue = true;
+            p->used = true;
+            return KILN_OK;
+        }
+        mm_plan_destroy(p);
+        p->key = key;
+    }
+    if ((st = mm_plan_describe(p, false, NULL)) || (st = mm_pick_algo(mm, p, &found)))
+        goto fail;
+    if (!found) {
+        st = kiln_err_set(KILN_ERR_UNSUPPORTED,
+                          "cuda matmul: cuBLASLt has no algorithm for (%lld x %lld) x (%lld x "
+                          "%lld)^T in %s (alignments x %u, W %u, y %u bytes)",
+                          (long long)key.n, (long long)key.k, (long long)key.m,
+                          (long long)key.k, dtype_name(key.dtype), key.align_x, key.align_w,
+                          key.align_y);
+        goto fail;
+    }
+    p->bias_epilogue = false;
+    p->used = true;
+    return KILN_OK;
+fail:
+    mm_plan_destroy(p);
+    return st;
+}
+
+/* ---- the plan table ---------------------------------------------------------- */
+
+static void mm_table_clear(cuda_mm *mm)
+{
+    for (size_t i = 0; i < mm->cap; i++)
+        if (mm->slots[i].used)
+            mm_plan_destroy(&mm->slots[i]);
+    mm->count = 0;
+}
+
+/* Slot of key in a table of cap slots: its plan, or the empty slot where it
+ * goes. */
+static mm_plan *mm_slot(mm_plan *slots, size_t cap, const mm_key *key)
+{
+    size_t i = (size_t)mm_hash(key) & (cap - 1);
+    while (slots[i].used && !mm_key_eq(&slots[i].key, key))
+        i = (i + 1) & (cap - 1);
+    return &slots[i];
+}
+
+/* Room for one more plan: empty a full table, double a half-full one. */
+static kiln_status mm_table_reserve(cuda_mm *mm)
+{
+    if (mm->count + 1 > CUDA_MM_MAX_PLANS)
+        mm_table_clear(mm);
+    if (mm->cap && 2 * (mm->count + 1) <= mm->cap)
+        return KILN_OK;
+    size_t cap = mm->cap ? 2 * mm->cap : CUDA_MM_FIRST_CAP;
+    mm_plan *slots = kiln_calloc(cap, sizeof *slots);
+    if (!slots)
+        return kiln_err_set(KILN_ERR_OOM, "cuda matmul: plan table of %zu slots", cap);
+    for (size_t i = 0; i < mm->cap; i++)
+        if (mm->slots[i].used)
+            *mm_slot(slots, cap, &mm->slots[i].key) = mm->slots[i];
+    kiln_free(mm->slots);
+    mm->slots = slots;
+    mm->cap = cap;
+    return KILN_OK;
+}
+
+/* The plan for key, made on first use. */
+static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_ptr,
+                               mm_plan **out)
+{
+    kiln_status st;
+    mm_plan *p;
+
+    if (mm->cap) {
+        p = mm_slot(mm->slots, mm->cap, key);
+        if (p->used) {
+            *out = p;
+            return KILN_OK;
+        }
+    }
+    if ((st = mm_table_reserve(mm)))
+        return st;
+    p = mm_slot(mm->slots, mm->cap, key);
+    p->key = *key;
+    if ((st = mm_plan_make(mm, p, bias_ptr)))
+        return st;
+    mm->count++;
+    *out = p;
+    return KILN_OK;
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+kiln_status cuda_mm_init(cuda_backend *cb, size_t ws_bytes)
+{
+    kiln_status st = KILN_OK;
+    cuda_mm *mm = kiln_calloc(1, sizeof *mm);
+
+    if (!mm)
+        return kiln_err_set(KILN_ERR_OOM, "cuda matmul: out of memory");
+    cb->mm = mm;
+    KILN_CUBLAS_CHECK(cublasLtCreate(&mm->lt));
+    if (ws_bytes && (st = cuda_mem_alloc(cb, ws_bytes, "cuBLASLt workspace", &mm->ws)))
+        goto err;
+    mm->ws_bytes = ws_bytes;
+err:
+    return st;
+}
+
+void cuda_mm_free(cuda_backend *cb)
+{
+    cuda_mm *mm = cb->mm;
+    if (!mm)
+        return;
+    mm_table_clear(mm);
+    kiln_free(mm->slots);
+    if (mm->lt)
+        cublasLtDestroy(mm->lt);
+    cuda_mem_free(cb, mm->ws);
+    kiln_free(mm);
+    cb->mm = NULL;
+}
+
+/* ---- the op -------------------------------------------------------------------- */
+
+kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                        const bk_tensor *bias, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    kiln_status st = KILN_OK;
+    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
+    const float alpha = 1.0f, beta = 0.0f;
+    mm_plan *p = NULL;
+    mm_key key;
+
+    if (!w || !w->data || w->ne0 <= 0 || w->ne1 <= 0 || n < 0 || (n && (!x || !y)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul: bad arguments (n=%lld)",
+                            (long long)n);
+    if (w->dtype != cb->act)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda matmul: weight is %s, the backend computes in %s (weights "
+                            "come from bk weight)",
+                            dtype_name(w->dtype), dtype_name(cb->act));
+    if (bias_ptr && (bias->dtype != cb->act || bias->ne0 * bias->ne1 != w->ne1))
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda matmul: bias has %lld %s elements, need %lld %s",
+                            (long long)(bias->ne0 * bias->ne1), dtype_name(bias->dtype),
+                            (long long)w->ne1, dtype_name(cb->act));
+    if (n == 0)
+        return KILN_OK;
+
+    memset(&key, 0, sizeof key);
+    key.n = n;
+    key.k = w->ne0;
+    key.m = w->ne1;
+    key.dtype = (int32_t)cb->act;
+    key.align_x = mm_align(x);
+    key.align_w = mm_align(w->data);
+    key.align_y = mm_align(y);
+    key.align_bias = bias_ptr ? mm_align(bias_ptr) : 0;
+    if ((st = mm_plan_get(cb->mm, &key, bias_ptr, &p)))
+        return kiln_err_wrap(st, "cuda matmul");
+
+    if (p->bias_epilogue)
+        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr));
+    KILN_CUBLAS_CHECK(cublasLtMatmul(cb->mm->lt, p->desc, &alpha, w->data, p->a, x, p->b, &beta,
+                                     y, p->d, y, p->d, &p->algo, cb->mm->ws, cb->mm->ws_bytes,
+                                     cb->stream));
+    if (bias_ptr && !p->bias_epilogue)
+        st = cuops_add_bias(cb->act, y, bias_ptr, n, w->ne1, cb->stream);
+    if (st == KILN_OK && cuda_check_sync_enabled())
+        st = cuda_check_launch("matmul", cb->stream, __FILE__, __LINE__);
+err:
+    return st;
+}
