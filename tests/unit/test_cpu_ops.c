@@ -794,7 +794,7 @@ static void ref_attend(const attn_ref *R, const bk_attn *a, int s, int q_pos, co
 {
     int group = a->n_heads / a->n_kv_heads, hd = a->head_dim;
     for (int h = 0; h < a->n_heads; h++) {
-        double sc[AT_MAXPOS + 64], mx = -INFINITY, l = 0;
+        double sc[256], mx = -INFINITY, l = 0;
         int kvh = h / group;
         for (int j = 0; j < nk; j++) {
             int p = key_pos[j];
@@ -922,14 +922,14 @@ static void test_attention_nocache(void **state)
         int nh = 4, nkv = 2, hd = 24;
         bk_attn a = {nh, nkv, hd, 0.3f, causal, 0, 0.0f, false};
         tbatch tb;
-        int news[3] = {3, 1, 30}, ctx[3] = {3, 1, 30};
+        int news[3] = {3, 1, 150}, ctx[3] = {3, 1, 150};
         tbatch_make(&tb, 3, news, ctx, NULL, 0, 1, 10);
         int n = tb.h.n_tokens;
         int64_t nq = (int64_t)n * nh * hd, nk = (int64_t)n * nkv * hd;
         float *q = rnd_vec(nq, -2, 2), *k = rnd_vec(nk, -2, 2), *v = rnd_vec(nk, -1, 1);
         double *ref = malloc((size_t)nq * 8), *mag = malloc((size_t)nq * 8);
         for (int s = 0; s < 3; s++) {
-            int r0 = tb.seq_start[s], r1 = tb.seq_start[s + 1], kp[64];
+            int r0 = tb.seq_start[s], r1 = tb.seq_start[s + 1], kp[256];
             for (int j = 0; j < r1 - r0; j++)
                 kp[j] = tb.positions[r0 + j];
             for (int t = r0; t < r1; t++)
