@@ -1,0 +1,107 @@
+/*
+ * attention_impl.h - what attention.cu (the entry: checks, cache write,
+ * dispatch) hands to the prefill and decode launchers in
+ * attention_prefill.cu and attention_decode.cu.  Private to those files and
+ * their tests and benchmarks; the backend uses attention.h only.
+ *
+ * Dispatch rule, shared by the launchers and their kernels:
+ *   - a sequence with exactly one new token, with a cache, is a decode
+ *     sequence (attn_decode_*);
+ *   - every other sequence with new tokens goes to the prefill kernel, one
+ *     CTA per (tile of ATTN_PREFILL_BM rows, query head);
+ *   - without a cache every sequence is a prefill sequence.
+ * Both kernels apply the same visibility rule per (query, key):
+ *   key index j of sequence s is visible to the query at q_pos when
+ *   j0 <= j < j1 with, in cache mode, j1 = causal ? min(seq_len, q_pos + 1)
+ *   : seq_len and j0 = window > 0 ? max(0, q_pos - window + 1) : 0 (j is the
+ *   key's position); without a cache, j runs over the sequence's batch rows
+ *   and the key's position is positions[seq_start[s] + j].
+ */
+#ifndef KILN_BACKEND_CUDA_ATTENTION_IMPL_H
+#define KILN_BACKEND_CUDA_ATTENTION_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "format/dtype.h"
+#include "kiln.h"
+
+/* Query rows per prefill CTA (16 per warp, 4 warps). */
+#define ATTN_PREFILL_BM 64
+/* Most query heads one decode CTA serves (heads sharing one KV head). */
+#define ATTN_DECODE_GMAX 8
+/* Most splits of one sequence's keys in the decode kernel. */
+#define ATTN_DECODE_MAX_SPLIT 64
+/* Fewest keys a decode split is given before splitting further stops. */
+#define ATTN_DECODE_MIN_KEYS 256
+
+/* Everything a kernel needs, passed by value.  Pointers are device memory. */
+typedef struct attn_args {
+    /* the batch */
+    const int32_t *seq_start;     /* (n_seqs + 1)                               */
+    const int32_t *seq_len;       /* (n_seqs)                                   */
+    const int32_t *positions;     /* (n_tokens)                                 */
+    const int32_t *block_tables;  /* (n_seqs, max_blocks)                       */
+    int32_t n_tokens, n_seqs, max_blocks;
+    /* heads */
+    int32_t n_heads, n_kv_heads, head_dim;
+    int32_t group;                /* n_heads / n_kv_heads                        */
+    /* scores: s = dot * scale, or softcap * tanh(dot * scale / softcap);
+     * kernels work in base 2, on s * log2(e) */
+    float scale, softcap;
+    bool causal, use_cache;
+    int32_t window;
+    /* tensors */
+    const void *q;                /* (n_tokens, n_heads, head_dim)               */
+    const void *k, *v;            /* (n_tokens, n_kv_heads, head_dim)            */
+    const void *k_cache, *v_cache; /* (n_blocks, block_size, n_kv_heads, head_dim) */
+    int32_t n_blocks, block_size;
+    void *out;                    /* (n_tokens, n_heads, head_dim)               */
+} attn_args;
+
+/* Flash-decoding scratch for one launch: n_split partial results per
+ * (sequence, query head).  NULL pointers when n_split == 1. */
+typedef struct attn_split_ws {
+    float *acc;                   /* (n_seqs, n_heads, n_split, head_dim)        */
+    float *ml;                    /* (n_seqs, n_heads, n_split, 2): m (base 2), l */
+} attn_split_ws;
+
+/* Prefill kernel over `n_tiles` (tile, sequence) pairs, the exact count of
+ * ceil(rows / ATTN_PREFILL_BM) over prefill sequences.  Errors:
+ * KILN_ERR_UNSUPPORTED (head_dim or dtype), KILN_ERR_DEVICE. */
+kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_tiles,
+                                cudaStream_t stream);
+
+/* Decode kernel over every sequence (non-decode ones exit at once), each
+ * sequence's keys cut into n_split pieces; with n_split > 1 the partials go
+ * to `ws` and a second kernel combines them into out.  Errors as above. */
+kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_split,
+                               const attn_split_ws *ws, cudaStream_t stream);
+
+/* The split count for a launch: enough CTAs to fill the GPU twice over
+ * (sm_count SMs) when the batch alone does not, never fewer than
+ * ATTN_DECODE_MIN_KEYS keys per split of the longest decode context
+ * `max_keys`.  With it, n_seqs * n_heads * n_split never exceeds
+ * attn_decode_ws_rows(sm_count). */
+int32_t attn_decode_splits(int32_t n_seqs, int32_t n_kv_heads, int32_t group, int32_t max_keys,
+                           int32_t sm_count);
+
+/* Bound on partial rows (sequence, head, split) any split choice needs. */
+int64_t attn_decode_ws_rows(int32_t sm_count);
+
+/* Free the per-device split workspaces cuda_attention allocates at its first
+ * cached call (process-lifetime otherwise).  No attention may be in flight;
+ * a later cuda_attention allocates again. */
+void attn_workspace_release(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_BACKEND_CUDA_ATTENTION_IMPL_H */

@@ -1,0 +1,343 @@
+/*
+ * attention_prefill.cu - flash attention (FlashAttention-2 schedule) for the
+ * prefill sequences of a batch: sequences packed without padding, keys read
+ * through the paged cache (or, without a cache, from the batch's own k/v
+ * rows), causal by absolute position, sliding window, softcap, GQA.
+ *
+ * Work split.  A CTA of 4 warps owns one query head h and one tile of
+ * BM = 64 consecutive rows of one sequence (16 rows per warp).  Grid.x runs
+ * over the (sequence, tile) pairs of prefill sequences only; each warp finds
+ * its pair with a warp-wide prefix sum over the tile counts of the
+ * sequences (prefill_find_tile), so the grid has no idle CTAs and no scratch
+ * memory is needed.  Tiles are handed out last first: the late tiles of a
+ * causal sequence see the most keys.
+ *
+ * Per key tile K_j, V_j (BN keys, two shared-memory stages filled by
+ * cp.async while the other is in use), every warp computes for its 16 rows
+ *   S = Q_i K_j^T                        (mma.m16n8k16, f32 accumulators)
+ *   S = scale, softcap, mask, in base 2
+ *   m' = max(m, rowmax S);  P = 2^(S - m');  l = l 2^(m - m') + rowsum P
+ *   O = O 2^(m - m') + P V_j            (P rounded to the input type)
+ * and at the end writes O / l (zeros where no key is visible).  Q, K and V
+ * fragments come from shared memory through ldmatrix (V transposed); rows
+ * are padded by 16 bytes so the 8 row addresses of an ldmatrix phase fall
+ * in distinct banks.
+ *
+ * Invariants:
+ *   1. Rows of a tile past the sequence's end are loaded as zeros and never
+ *      written; keys past the tile's range are zero-filled, so P V never
+ *      multiplies a zero weight by garbage (0 * NaN).
+ *   2. A masked score is -inf and its weight exactly 0; a row whose running
+ *      max is still -inf rescales by 1 and adds nothing.
+ *   3. The new tokens' keys are in the cache before this kernel runs (the
+ *      cache write precedes it on the same stream).
+ */
+#include "backend/cuda/attention_dev.cuh"
+#include "backend/cuda/cuda_check.h"
+
+#include <math.h>
+
+#define PF_THREADS 128
+#define PF_BM ATTN_PREFILL_BM
+#define PF_FULL 0xffffffffu
+
+/* Keys per tile: 64, or 32 at head_dim 256 (register room for O). */
+template <int D> struct pf_cfg {
+    static constexpr int BN = D >= 256 ? 32 : 64;
+    static constexpr int STR = D + 8;   /* shared row stride in elements (16-byte pad) */
+    static constexpr int VPR = D / 8;   /* 16-byte vectors per row                      */
+    template <typename T> static constexpr size_t smem_bytes()
+    {
+        return (size_t)(PF_BM * STR + 4 * BN * STR) * sizeof(T) + 2 * BN * sizeof(int32_t);
+    }
+};
+
+/* The (sequence, tile) that grid index `target` stands for, counting
+ * ceil(rows / BM) tiles for each prefill sequence in order.  Every lane of
+ * the warp gets the answer; false when target is past the last tile. */
+static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int32_t *s_out,
+                                         int32_t *tile_out)
+{
+    const int lane = threadIdx.x & 31;
+    int32_t carry = 0;
+
+    for (int32_t base = 0; base < a.n_seqs; base += 32) {
+        int32_t s = base + lane, n = 0;
+        if (s < a.n_seqs) {
+            int32_t len = a.seq_start[s + 1] - a.seq_start[s];
+            if (len > 1 || (len == 1 && !a.use_cache))
+                n = (len + PF_BM - 1) / PF_BM;
+        }
+        int32_t x = n; /* inclusive prefix sum over the lanes */
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            int32_t y = __shfl_up_sync(PF_FULL, x, off);
+            if (lane >= off)
+                x += y;
+        }
+        int32_t total = __shfl_sync(PF_FULL, x, 31);
+        if (target < carry + total) {
+            unsigned hit = __ballot_sync(PF_FULL, carry + x > target);
+            int f = __ffs((int)hit) - 1;
+            int32_t xf = __shfl_sync(PF_FULL, x, f), nf = __shfl_sync(PF_FULL, n, f);
+            *s_out = base + f;
+            *tile_out = target - (carry + xf - nf);
+            return true;
+        }
+        carry += total;
+    }
+    return false;
+}
+
+/* Queue the copies of keys [j0, j0 + BN) of sequence s (batch rows from
+ * row0 without a cache) into stage `st`; keys at or past j_end are zeros. */
+template <typename T, int D>
+static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
+                                                       int32_t *kpos_s, int st, int32_t j0,
+                                                       int32_t j_end, int32_t s, int32_t row0,
+                                                       int32_t kvh)
+{
+    constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
+    const T *kc = (const T *)(a.use_cache ? a.k_cache : a.k);
+    const T *vc = (const T *)(a.use_cache ? a.v_cache : a.v);
+    const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
+
+    for (int i = threadIdx.x; i < BN * VPR; i += PF_THREADS) {
+        int r = i / VPR, c = i % VPR;
+        int32_t j = j0 + r;
+        int64_t off = -1;
+        if (j < j_end)
+            off = a.use_cache ? attn_key_offset(a, table, j, kvh)
+                              : ((int64_t)(row0 + j) * a.n_kv_heads + kvh) * D;
+        bool ok = off >= 0;
+        T *kd = K_s + (st * BN + r) * STR + c * 8;
+        T *vd = V_s + (st * BN + r) * STR + c * 8;
+        attn_cp16(kd, ok ? kc + off + c * 8 : kc, ok);
+        attn_cp16(vd, ok ? vc + off + c * 8 : vc, ok);
+    }
+    if (!a.use_cache)
+        for (int i = threadIdx.x; i < BN; i += PF_THREADS)
+            kpos_s[st * BN + i] = j0 + i < j_end ? a.positions[row0 + j0 + i] : 0;
+}
+
+/* Grid (n_tiles, n_heads), PF_THREADS threads, pf_cfg<D>::smem_bytes<T>()
+ * bytes of dynamic shared memory.  Tensors as in attn_args:
+ * q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
+ * caches (n_blocks, block_size, n_kv_heads, D). */
+template <typename T, int D>
+static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const attn_args a)
+{
+    constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
+    constexpr int NT = BN / 8;          /* n-tiles of S per warp      */
+    constexpr int DT = D / 8;           /* n-tiles of O per warp      */
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    T *Q_s = (T *)attn_smem;            /* (BM, STR)                 */
+    T *K_s = Q_s + PF_BM * STR;         /* (2, BN, STR)              */
+    T *V_s = K_s + 2 * BN * STR;        /* (2, BN, STR)              */
+    int32_t *kpos_s = (int32_t *)(V_s + 2 * BN * STR); /* (2, BN): key positions, no cache */
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int32_t h = blockIdx.y, kvh = h / a.group;
+
+    int32_t s, tile;
+    if (!prefill_find_tile(a, (int32_t)(gridDim.x - 1 - blockIdx.x), &s, &tile))
+        return;
+    const int32_t row0 = a.seq_start[s], n_rows = a.seq_start[s + 1] - row0;
+    const int32_t q0 = tile * PF_BM, nq = min(PF_BM, n_rows - q0);
+    const int32_t *pos = a.positions + row0;
+
+    /* Key range of the whole tile; each row masks its own part of it. */
+    const int32_t qpos_lo = pos[q0], qpos_hi = pos[q0 + nq - 1];
+    int32_t j_begin, j_end;
+    if (a.use_cache) {
+        int32_t kv_len = a.seq_len[s];
+        j_end = a.causal ? min(kv_len, qpos_hi + 1) : kv_len;
+        j_begin = a.window > 0 ? max(0, qpos_lo - a.window + 1) : 0;
+    } else {
+        int32_t p0 = pos[0];
+        j_end = a.causal ? min(n_rows, qpos_hi - p0 + 1) : n_rows;
+        j_begin = a.window > 0 ? max(0, qpos_lo - p0 - a.window + 1) : 0;
+    }
+    int32_t qp[2]; /* positions of this lane's rows g and g + 8 */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = warp * 16 + g + 8 * r;
+        qp[r] = row < nq ? pos[q0 + row] : qpos_hi;
+    }
+
+    /* Q_i, then the first key tile: one copy group. */
+    const T *q_src = (const T *)a.q + ((int64_t)(row0 + q0) * a.n_heads + h) * D;
+    for (int i = tid; i < PF_BM * VPR; i += PF_THREADS) {
+        int r = i / VPR, c = i % VPR;
+        bool ok = r < nq;
+        attn_cp16(Q_s + r * STR + c * 8, ok ? q_src + (int64_t)r * a.n_heads * D + c * 8 : q_src,
+                  ok);
+    }
+    if (j_begin < j_end)
+        prefill_load_kv<T, D>(a, K_s, V_s, kpos_s, 0, j_begin, j_end, s, row0, kvh);
+    attn_cp_commit();
+
+    float O[DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+        O[dt][0] = O[dt][1] = O[dt][2] = O[dt][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+    int st = 0;
+    for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st ^= 1) {
+        if (j0 + BN < j_end)
+            prefill_load_kv<T, D>(a, K_s, V_s, kpos_s, st ^ 1, j0 + BN, j_end, s, row0, kvh);
+        attn_cp_commit();
+        attn_cp_wait<1>();
+        __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
+
+        /* S = Q_i K_j^T */
+        float S[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            S[nt][0] = S[nt][1] = S[nt][2] = S[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[4];
+            attn_ldsm_x4(qa, Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
+                                 kk * 16 + 8 * (lane >> 4));
+#pragma unroll
+            for (int np = 0; np < NT / 2; np++) {
+                uint32_t kb[4];
+                attn_ldsm_x4(kb, K_s + (st * BN + np * 16 + (lane & 7) + 8 * (lane >> 4)) * STR +
+                                     kk * 16 + 8 * ((lane >> 3) & 1));
+                attn_mma<T>(S[2 * np], qa, kb[0], kb[1]);
+                attn_mma<T>(S[2 * np + 1], qa, kb[2], kb[3]);
+            }
+        }
+
+        /* scale, softcap, mask; row maxima over the 4 lanes of a row */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, jj = nt * 8 + 2 * t + (e & 1);
+                int32_t j = j0 + jj;
+                int32_t kp = a.use_cache ? j : kpos_s[st * BN + jj];
+                bool vis = j < j_end && (!a.causal || kp <= qp[r]) &&
+                           (a.window <= 0 || kp > qp[r] - a.window);
+                float x = vis ? attn_score(a, S[nt][e]) : -INFINITY;
+                S[nt][e] = x;
+                mx[r] = fmaxf(mx[r], x);
+            }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
+            float m_new = fmaxf(m[r], mx[r]);
+            alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
+            m[r] = m_new;
+            l[r] *= alpha[r];
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1;
+                float p = m[r] == -INFINITY ? 0.0f : exp2f(S[nt][e] - m[r]);
+                S[nt][e] = p;
+                l[r] += p;
+            }
+        }
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) {
+            O[dt][0] *= alpha[0];
+            O[dt][1] *= alpha[0];
+            O[dt][2] *= alpha[1];
+            O[dt][3] *= alpha[1];
+        }
+
+        /* O += P V_j: P's accumulator layout is the A layout of the next mma */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t pa[4] = {attn_pack2<T>(S[2 * kk][0], S[2 * kk][1]),
+                              attn_pack2<T>(S[2 * kk][2], S[2 * kk][3]),
+                              attn_pack2<T>(S[2 * kk + 1][0], S[2 * kk + 1][1]),
+                              attn_pack2<T>(S[2 * kk + 1][2], S[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < DT / 2; dp++) {
+                uint32_t vb[4];
+                attn_ldsm_x4_trans(vb, V_s + (st * BN + kk * 16 + (lane & 7) +
+                                              8 * ((lane >> 3) & 1)) * STR +
+                                           dp * 16 + 8 * (lane >> 4));
+                attn_mma<T>(O[2 * dp], pa, vb[0], vb[1]);
+                attn_mma<T>(O[2 * dp + 1], pa, vb[2], vb[3]);
+            }
+        }
+        __syncthreads(); /* all warps are done with stage st before it is refilled */
+    }
+    attn_cp_wait<0>();
+
+    /* O / l, row sums first completed across the 4 lanes of a row */
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(PF_FULL, l[r], 1);
+        l[r] += __shfl_xor_sync(PF_FULL, l[r], 2);
+        inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = warp * 16 + g + 8 * r;
+        if (row >= nq)
+            continue;
+        T *o = (T *)a.out + ((int64_t)(row0 + q0 + row) * a.n_heads + h) * D;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+            *(uint32_t *)(o + dt * 8 + 2 * t) =
+                attn_pack2<T>(O[dt][2 * r] * inv[r], O[dt][2 * r + 1] * inv[r]);
+    }
+}
+
+template <typename T, int D>
+static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
+{
+    kiln_status st = KILN_OK;
+    const size_t smem = pf_cfg<D>::template smem_bytes<T>();
+    dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
+
+    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_prefill_kernel<T, D><<<grid, PF_THREADS, smem, stream>>>(*a);
+    KILN_CUDA_LAUNCH_CHECK("attention_prefill", stream);
+err:
+    return st;
+}
+
+template <typename T>
+static kiln_status prefill_dispatch_dim(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
+{
+    switch (a->head_dim) {
+    case 64: return prefill_run<T, 64>(a, n_tiles, stream);
+    case 128: return prefill_run<T, 128>(a, n_tiles, stream);
+    case 256: return prefill_run<T, 256>(a, n_tiles, stream);
+    default:
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
+                            "(64, 128, 256)", a->head_dim);
+    }
+}
+
+extern "C" kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_tiles,
+                                           cudaStream_t stream)
+{
+    if (n_tiles <= 0)
+        return KILN_OK;
+    if (a->n_heads > 65535)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query heads (at most 65535)",
+                            a->n_heads);
+    if (dtype == KILN_DT_BF16)
+        return prefill_dispatch_dim<__nv_bfloat16>(a, n_tiles, stream);
+    if (dtype == KILN_DT_F16)
+        return prefill_dispatch_dim<__half>(a, n_tiles, stream);
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: activation type %s has no kernel "
+                        "(bf16, f16)", dtype_name(dtype));
+}
