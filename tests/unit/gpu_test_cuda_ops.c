@@ -1,0 +1,917 @@
+/*
+ * gpu_test_cuda_ops.c - every op of the CUDA backend (attention has its own
+ * test) against the CPU backend, in BF16 and F16.
+ *
+ * Both backends get the same inputs: random f32 values rounded to the
+ * activation type, so the CPU (f32 activations) starts from exactly what
+ * the GPU holds.  Weights are the same stored bytes on both (the GPU
+ * converts them at load).  Shapes are random within lists of awkward sizes
+ * (n = 1, 3, 17, 130 rows; widths that are not multiples of 8); the seed is
+ * printed and KILN_TEST_SEED=<n> repeats a run.  Every GPU output buffer is
+ * filled with NaN before the op runs, and a result with any non-finite
+ * value fails, so an element an op forgot to write cannot pass.
+ *
+ * Pass: ||gpu - cpu|| / ||cpu|| below 1e-2 (BF16) or 2e-3 (F16).
+ *
+ * Without a GPU (or a driver) the GPU tests print why and are skipped; the
+ * creation test still checks that the failure is a message, not a crash.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_device.h"
+#include "base/error.h"
+#include "format/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static bool gpu_ok;
+static char gpu_why[1024];
+static uint64_t rng;
+static backend *cpu;
+static backend *gpus[2];                 /* BF16, F16 */
+static const kiln_dtype act_types[2] = {KILN_DT_BF16, KILN_DT_F16};
+static const int64_t row_counts[] = {1, 3, 17, 130};
+static const int64_t widths[] = {7, 67, 130, 300, 1001};
+
+#define N_ROWS ((int)(sizeof row_counts / sizeof row_counts[0]))
+#define N_WIDTHS ((int)(sizeof widths / sizeof widths[0]))
+
+/* ==== helpers =============================================================== */
+
+/* splitmix64 */
+static uint64_t rnd_u64(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float rnd(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((double)(rnd_u64() >> 40) / 16777216.0);
+}
+
+static int rnd_int(int n) { return (int)(rnd_u64() % (uint64_t)n); }
+
+#define SKIP_WITHOUT_GPU()                                                               \
+    do {                                                                                 \
+        if (!gpu_ok) {                                                                   \
+            print_message("skipped: %s\n", gpu_why);                                     \
+            skip();                                                                      \
+        }                                                                                \
+    } while (0)
+
+#define OK(call)                                                                         \
+    do {                                                                                 \
+        kiln_status s_ = (call);                                                         \
+        if (s_ != KILN_OK)                                                               \
+            fail_msg("%s: %s", #call, kiln_last_error());                                \
+    } while (0)
+
+static double tol_of(kiln_dtype dt) { return dt == KILN_DT_BF16 ? 1e-2 : 2e-3; }
+
+/* f32 value of v rounded to dt. */
+static float round_act(kiln_dtype dt, float v)
+{
+    return dt == KILN_DT_BF16 ? quant_bf16_to_f32(quant_f32_to_bf16(v))
+                              : quant_f16_to_f32(quant_f32_to_f16(v));
+}
+
+/* n random values in [lo, hi), rounded to dt.  Owned: free(). */
+static float *rnd_act(kiln_dtype dt, int64_t n, float lo, float hi)
+{
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = round_act(dt, rnd(lo, hi));
+    return v;
+}
+
+static float *host_nan(int64_t n)
+{
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = NAN;
+    return v;
+}
+
+static float *host_copy(const float *x, int64_t n)
+{
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    memcpy(v, x, (size_t)n * sizeof *v);
+    return v;
+}
+
+/* Device buffer of n elements holding host values x (exact in dt). */
+static void *dev_put(backend *be, const float *x, int64_t n)
+{
+    kiln_dtype dt = be->ops->act_dtype;
+    uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * 2);
+    void *p = NULL;
+    for (int64_t i = 0; i < n; i++)
+        h[i] = dt == KILN_DT_BF16 ? quant_f32_to_bf16(x[i]) : quant_f32_to_f16(x[i]);
+    OK(be->ops->alloc(be, (size_t)n * 2, &p));
+    OK(be->ops->upload(be, p, h, (size_t)n * 2));
+    free(h);
+    return p;
+}
+
+/* Device buffer of n elements, all NaN (0xffff is a NaN in BF16 and F16). */
+static void *dev_nan(backend *be, int64_t n)
+{
+    uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * 2);
+    void *p = NULL;
+    for (int64_t i = 0; i < n; i++)
+        h[i] = 0xffff;
+    OK(be->ops->alloc(be, (size_t)n * 2, &p));
+    OK(be->ops->upload(be, p, h, (size_t)n * 2));
+    free(h);
+    return p;
+}
+
+/* n elements of device buffer p as f32.  Owned: free(). */
+static float *dev_get(backend *be, const void *p, int64_t n)
+{
+    float *v = host_nan(n);
+    OK(be->ops->to_host_f32(be, p, n, v));
+    return v;
+}
+
+/* Relative L2 error of got against ref; infinity when got has a non-finite
+ * value or ref is not finite. */
+static double rel_err(const float *got, const float *ref, int64_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(ref[i]))
+            return INFINITY;
+        double e = (double)got[i] - (double)ref[i];
+        num += e * e;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    if (den == 0.0)
+        return num == 0.0 ? 0.0 : INFINITY;
+    return sqrt(num / den);
+}
+
+/* Fail with the op, type and shape when the error is over the tolerance. */
+static void check(const char *what, kiln_dtype dt, int64_t n, int64_t d, const float *got,
+                  const float *ref, int64_t count)
+{
+    double e = rel_err(got, ref, count);
+    if (!(e < tol_of(dt))) {
+        int64_t bad = 0;
+        while (bad < count && isfinite(got[bad]) &&
+               fabs((double)got[bad] - ref[bad]) <= tol_of(dt) * (fabs(ref[bad]) + 1e-3))
+            bad++;
+        fail_msg("%s %s n=%lld d=%lld: relative error %g over %g (first suspect element %lld: "
+                 "gpu %g cpu %g; seed above)",
+                 what, dtype_name(dt), (long long)n, (long long)d, e, tol_of(dt),
+                 (long long)(bad < count ? bad : 0), (double)got[bad < count ? bad : 0],
+                 (double)ref[bad < count ? bad : 0]);
+    }
+}
+
+/* A vector parameter (d values, exact in dt) on both backends: F32 view of
+ * the host array on the CPU, converted on the GPU.  Free with
+ * vec_free. */
+typedef struct vec_pair {
+    float *host;
+    bk_tensor c, g;
+} vec_pair;
+
+static void vec_make(backend *g, int64_t d, float lo, float hi, vec_pair *v)
+{
+    kiln_dtype dt = g->ops->act_dtype;
+    v->host = rnd_act(dt, d, lo, hi);
+    OK(cpu->ops->weight(cpu, KILN_DT_F32, d, 1, v->host, (size_t)d * 4, &v->c));
+    OK(g->ops->weight(g, KILN_DT_F32, d, 1, v->host, (size_t)d * 4, &v->g));
+}
+
+static void vec_free(backend *g, vec_pair *v)
+{
+    cpu->ops->weight_free(cpu, &v->c);
+    g->ops->weight_free(g, &v->g);
+    free(v->host);
+}
+
+/* ==== batches ================================================================= */
+
+/* A host batch of n tokens in 1..5 sequences, each with up to `past`
+ * tokens already in context; one output row per sequence (its last). */
+typedef struct tbatch {
+    bk_batch_host h;
+    int32_t *tokens, *types, *positions, *seq_start, *seq_len, *out_rows;
+} tbatch;
+
+static void tbatch_make(tbatch *tb, int n, int vocab, int n_types, int past)
+{
+    int n_seqs = 1 + rnd_int(n < 5 ? n : 5), t = 0;
+    memset(tb, 0, sizeof *tb);
+    tb->tokens = malloc((size_t)n * 4);
+    tb->types = malloc((size_t)n * 4);
+    tb->positions = malloc((size_t)n * 4);
+    tb->seq_start = malloc((size_t)(n_seqs + 1) * 4);
+    tb->seq_len = malloc((size_t)n_seqs * 4);
+    tb->out_rows = malloc((size_t)n_seqs * 4);
+    for (int s = 0; s < n_seqs; s++) {
+        /* the last sequence takes what is left; the others at least one */
+        int news = s == n_seqs - 1 ? n - t : 1 + rnd_int(n - t - (n_seqs - 1 - s));
+        int before = past ? rnd_int(past + 1) : 0;
+        tb->seq_start[s] = t;
+        tb->seq_len[s] = before + news;
+        for (int i = 0; i < news; i++, t++) {
+            tb->tokens[t] = rnd_int(vocab);
+            tb->types[t] = rnd_int(n_types);
+            tb->positions[t] = before + i;
+        }
+        tb->out_rows[s] = t - 1;
+    }
+    tb->seq_start[n_seqs] = t;
+    tb->h = (bk_batch_host){.n_tokens = n, .n_seqs = n_seqs, .n_out = n_seqs,
+                            .tokens = tb->tokens, .token_types = tb->types,
+                            .positions = tb->positions, .seq_start = tb->seq_start,
+                            .seq_len = tb->seq_len, .out_rows = tb->out_rows};
+}
+
+static void tbatch_free(tbatch *tb)
+{
+    free(tb->tokens), free(tb->types), free(tb->positions);
+    free(tb->seq_start), free(tb->seq_len), free(tb->out_rows);
+}
+
+/* ==== random weights ============================================================= */
+
+/* Offsets of the f16 scale fields of a block of dt; count into *n. */
+static void scale_fields(kiln_dtype dt, int *off, int *n)
+{
+    *n = 1;
+    off[0] = 0;
+    if (dt == KILN_DT_Q4_K) {
+        *n = 2;
+        off[1] = 2;
+    } else if (dt == KILN_DT_Q6_K) {
+        off[0] = 208;
+    }
+}
+
+/* Bytes of a random (m, k) weight of type dt, values about [-1, 1)
+ * (quantized: small finite scales).  Owned: free(); size into *bytes. */
+static uint8_t *rand_weight(kiln_dtype dt, int64_t m, int64_t k, size_t *bytes)
+{
+    const dtype_info *di = dtype_get(dt);
+    uint64_t rb;
+    assert_int_equal(dtype_nbytes(dt, k, &rb), KILN_OK);
+    *bytes = (size_t)rb * (size_t)m;
+    uint8_t *w = malloc(*bytes);
+    if (dt == KILN_DT_F32 || dt == KILN_DT_F16 || dt == KILN_DT_BF16) {
+        for (int64_t i = 0; i < m * k; i++) {
+            float f = rnd(-1.0f, 1.0f);
+            uint16_t h = dt == KILN_DT_F16 ? quant_f32_to_f16(f) : quant_f32_to_bf16(f);
+            if (dt == KILN_DT_F32)
+                memcpy(w + 4 * i, &f, 4);
+            else
+                memcpy(w + 2 * i, &h, 2);
+        }
+        return w;
+    }
+    for (size_t i = 0; i < *bytes; i++)
+        w[i] = (uint8_t)rnd_u64();
+    int off[2], nf;
+    scale_fields(dt, off, &nf);
+    for (size_t b = 0; b < *bytes / (size_t)di->block_bytes; b++)
+        for (int f = 0; f < nf; f++) {
+            float d = rnd(0.002f, 0.02f) * (f == 0 && rnd_int(2) ? -1.0f : 1.0f);
+            uint16_t h = quant_f32_to_f16(d);
+            memcpy(w + b * (size_t)di->block_bytes + (size_t)off[f], &h, 2);
+        }
+    return w;
+}
+
+/* ==== creation, memory, weights ===================================================== */
+
+/* Without a usable GPU: a KILN_ERR_DEVICE (or, for a GPU older than
+ * compute capability 8.0, KILN_ERR_UNSUPPORTED) message, no crash.  With one: bad
+ * arguments are refused. */
+static void test_create(void **state)
+{
+    backend *be = NULL;
+    bk_cuda_opts o;
+    (void)state;
+
+    if (!gpu_ok) {
+        kiln_status st = bk_cuda_create(0, KILN_DT_BF16, &be);
+        assert_true(st == KILN_ERR_DEVICE || st == KILN_ERR_UNSUPPORTED);
+        assert_null(be);
+        assert_non_null(strstr(kiln_last_error(), "cuda"));
+        print_message("no GPU, as reported: %s\n", kiln_last_error());
+        return;
+    }
+    assert_int_equal(bk_cuda_create(0, KILN_DT_F32, &be), KILN_ERR_INVALID_ARG);
+    assert_null(be);
+    assert_int_equal(bk_cuda_create(9999, KILN_DT_BF16, &be), KILN_ERR_INVALID_ARG);
+    assert_null(be);
+    bk_cuda_opts_default(&o);
+    o.stage_bytes = 1000;
+    assert_int_equal(bk_cuda_create_opts(&o, &be), KILN_ERR_INVALID_ARG);
+    assert_true(bk_is_cuda(gpus[0]));
+    assert_false(bk_is_cuda(cpu));
+    assert_string_equal(gpus[0]->ops->name, "cuda");
+    assert_int_equal(gpus[0]->ops->act_dtype, KILN_DT_BF16);
+    assert_int_equal(gpus[1]->ops->act_dtype, KILN_DT_F16);
+}
+
+static void test_memory(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    backend *be = gpus[0];
+    size_t before = bk_cuda_bytes_in_use(be);
+    uint8_t src[1000], dst[1000];
+    void *p = NULL, *huge = NULL;
+
+    for (int i = 0; i < 1000; i++)
+        src[i] = (uint8_t)rnd_u64();
+    OK(be->ops->alloc(be, sizeof src, &p));
+    assert_true(bk_cuda_bytes_in_use(be) >= before + sizeof src);
+    OK(be->ops->upload(be, p, src, sizeof src));
+    OK(be->ops->download(be, dst, p, sizeof dst));
+    assert_memory_equal(src, dst, sizeof src);
+    OK(be->ops->sync(be));
+    be->ops->free(be, p);
+    be->ops->free(be, NULL);
+    assert_int_equal(bk_cuda_bytes_in_use(be), before);
+    assert_true(bk_cuda_bytes_peak(be) >= before + sizeof src);
+
+    /* Out of memory is a status with a message. */
+    assert_int_equal(be->ops->alloc(be, (size_t)1 << 50, &huge), KILN_ERR_OOM);
+    assert_null(huge);
+    assert_non_null(strstr(kiln_last_error(), "out of device memory"));
+    assert_int_equal(bk_cuda_bytes_in_use(be), before);
+    /* The backend still works afterwards. */
+    OK(be->ops->alloc(be, 64, &p));
+    be->ops->free(be, p);
+}
+
+/* Weights of every stored type: the GPU copy equals the CPU's dequantized
+ * values rounded to the activation type, bit for bit; a backend with 1 MiB
+ * staging buffers makes the tensor cross both slots several times. */
+static void test_weight_exact(void **state)
+{
+    static const kiln_dtype types[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q4_0,
+                                       KILN_DT_Q8_0, KILN_DT_Q4_K, KILN_DT_Q6_K};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        bk_cuda_opts o;
+        backend *be = NULL;
+        bk_cuda_opts_default(&o);
+        o.act_dtype = act_types[a];
+        o.stage_bytes = 1u << 20;
+        OK(bk_cuda_create_opts(&o, &be));
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            kiln_dtype dt = types[t];
+            int64_t k = dtype_get(dt)->block_elems == 256 ? 1536 : 1024, m = 1000 + rnd_int(64);
+            size_t bytes;
+            uint8_t *w = rand_weight(dt, m, k, &bytes);
+            float *ref = malloc((size_t)(m * k) * sizeof *ref);
+            bk_tensor g;
+            OK(quant_dequantize(dt, w, bytes, ref, m * k));
+            OK(be->ops->weight(be, dt, k, m, w, bytes, &g));
+            assert_int_equal(g.dtype, act_types[a]);
+            assert_int_equal(g.row_bytes, (size_t)k * 2);
+            free(w); /* the GPU copy must not need the source after weight() */
+            float *got = dev_get(be, g.data, m * k);
+            for (int64_t i = 0; i < m * k; i++) {
+                float want = round_act(act_types[a], ref[i]);
+                if (memcmp(&got[i], &want, 4) != 0 && !(isnan(got[i]) && isnan(want)))
+                    fail_msg("weight %s -> %s (%lld x %lld): element %lld is %g, want %g",
+                             dtype_name(dt), dtype_name(act_types[a]), (long long)m,
+                             (long long)k, (long long)i, (double)got[i], (double)want);
+            }
+            be->ops->weight_free(be, &g);
+            assert_null(g.data);
+            free(got), free(ref);
+        }
+        assert_int_equal(bk_cuda_bytes_in_use(be) > 0, 1);
+        be->ops->destroy(be);
+    }
+}
+
+static void test_weight_errors(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    backend *be = gpus[0];
+    uint8_t buf[4096] = {0};
+    bk_tensor w;
+
+    assert_int_equal(be->ops->weight(be, KILN_DT_Q2_K, 256, 1, buf, 84, &w),
+                     KILN_ERR_UNSUPPORTED);
+    assert_int_equal(be->ops->weight(be, KILN_DT_F32, 64, 16, buf, 64 * 16 * 4 - 1, &w),
+                     KILN_ERR_INVALID_ARG);
+    assert_int_equal(be->ops->weight(be, KILN_DT_Q4_0, 33, 1, buf, sizeof buf, &w),
+                     KILN_ERR_FORMAT);
+    assert_int_equal(be->ops->weight(be, KILN_DT_F32, 0, 1, buf, sizeof buf, &w),
+                     KILN_ERR_INVALID_ARG);
+    /* matmul takes only weights in the backend's type */
+    bk_tensor raw = {.dtype = KILN_DT_F32, .ne0 = 4, .ne1 = 4, .row_bytes = 16, .data = buf};
+    assert_int_equal(be->ops->matmul(be, buf, 1, &raw, NULL, buf), KILN_ERR_INVALID_ARG);
+}
+
+/* ==== matmul ====================================================================== */
+
+/* y = x W^T (+ bias) for a stored weight type, on GPU backend g. */
+static void run_matmul(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t m, bool bias,
+                       int64_t x_shift)
+{
+    kiln_dtype dt = g->ops->act_dtype;
+    size_t bytes;
+    uint8_t *wb = rand_weight(wt, m, k, &bytes);
+    float *x = rnd_act(dt, n * k, -1.0f, 1.0f), *ref = host_nan(n * m);
+    bk_tensor wc, wg;
+    vec_pair b = {0};
+    void *gx, *gy;
+
+    OK(cpu->ops->weight(cpu, wt, k, m, wb, bytes, &wc));
+    OK(g->ops->weight(g, wt, k, m, wb, bytes, &wg));
+    if (bias)
+        vec_make(g, m, -1.0f, 1.0f, &b);
+    /* x_shift elements into a larger buffer: x less aligned than cuBLASLt's
+     * default assumption */
+    float *xs = malloc((size_t)(n * k + x_shift) * sizeof *xs);
+    for (int64_t i = 0; i < x_shift; i++)
+        xs[i] = 0.0f;
+    memcpy(xs + x_shift, x, (size_t)(n * k) * sizeof *x);
+    void *gxs = dev_put(g, xs, n * k + x_shift);
+    gx = (uint8_t *)gxs + 2 * x_shift;
+    gy = dev_nan(g, n * m);
+
+    OK(cpu->ops->matmul(cpu, x, n, &wc, bias ? &b.c : NULL, ref));
+    OK(g->ops->matmul(g, gx, n, &wg, bias ? &b.g : NULL, gy));
+    float *got = dev_get(g, gy, n * m);
+    char what[64];
+    snprintf(what, sizeof what, "matmul %s%s (m=%lld)", dtype_name(wt), bias ? "+bias" : "",
+             (long long)m);
+    check(what, dt, n, k, got, ref, n * m);
+
+    free(got), free(x), free(xs), free(ref), free(wb);
+    g->ops->free(g, gxs);
+    g->ops->free(g, gy);
+    if (bias)
+        vec_free(g, &b);
+    cpu->ops->weight_free(cpu, &wc);
+    g->ops->weight_free(g, &wg);
+}
+
+/* Every stored type, both activation types, every row count. */
+static void test_matmul_types(void **state)
+{
+    static const kiln_dtype types[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q4_0,
+                                       KILN_DT_Q8_0, KILN_DT_Q4_K, KILN_DT_Q6_K};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            for (int r = 0; r < N_ROWS; r++) {
+                int32_t be = dtype_get(types[t])->block_elems;
+                int64_t k = be > 1 ? be * (1 + rnd_int(3)) : 32 + rnd_int(300);
+                int64_t m = 1 + rnd_int(300);
+                run_matmul(gpus[a], types[t], row_counts[r], k, m, rnd_int(2), 0);
+            }
+}
+
+/* Odd widths, biases, unaligned activations, one large product. */
+static void test_matmul_shapes(void **state)
+{
+    static const int64_t ks[] = {1, 7, 67, 129, 1001};
+    static const int64_t ms[] = {1, 3, 33, 257};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        for (int r = 0; r < N_ROWS; r++)
+            for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+                for (size_t j = 0; j < sizeof ms / sizeof ms[0]; j++)
+                    run_matmul(gpus[a], KILN_DT_BF16, row_counts[r], ks[i], ms[j], true,
+                               rnd_int(2) ? 1 : 0);
+        /* the same shape twice uses the cached plan */
+        run_matmul(gpus[a], KILN_DT_F32, 17, 64, 48, true, 0);
+        run_matmul(gpus[a], KILN_DT_F32, 17, 64, 48, true, 0);
+        run_matmul(gpus[a], KILN_DT_BF16, 130, 2048, 1536, false, 0);
+    }
+}
+
+/* ==== norms ========================================================================== */
+
+static void test_rmsnorm(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++)
+            for (int wi = 0; wi < N_WIDTHS; wi++) {
+                int64_t n = row_counts[r], d = widths[wi];
+                bool add_one = rnd_int(2);
+                float eps = 1e-6f;
+                vec_pair w;
+                vec_make(g, d, add_one ? -0.5f : 0.5f, add_one ? 0.5f : 1.5f, &w);
+                float *x = rnd_act(dt, n * d, -2.0f, 2.0f), *ref = host_nan(n * d);
+                void *gx = dev_put(g, x, n * d), *gy = dev_nan(g, n * d);
+
+                /* out of place */
+                OK(cpu->ops->rmsnorm(cpu, x, n, d, &w.c, eps, add_one, ref));
+                OK(g->ops->rmsnorm(g, gx, n, d, &w.g, eps, add_one, gy));
+                float *got = dev_get(g, gy, n * d);
+                check("rmsnorm", dt, n, d, got, ref, n * d);
+                free(got);
+                /* in place (x == y) */
+                OK(g->ops->rmsnorm(g, gx, n, d, &w.g, eps, add_one, gx));
+                got = dev_get(g, gx, n * d);
+                check("rmsnorm in place", dt, n, d, got, ref, n * d);
+                free(got), free(x), free(ref);
+                g->ops->free(g, gx), g->ops->free(g, gy);
+                vec_free(g, &w);
+            }
+    }
+}
+
+static void test_add_rmsnorm(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++)
+            for (int wi = 0; wi < N_WIDTHS; wi++) {
+                int64_t n = row_counts[r], d = widths[wi];
+                bool add_one = rnd_int(2);
+                vec_pair w;
+                vec_make(g, d, 0.5f, 1.5f, &w);
+                float *res = rnd_act(dt, n * d, -2.0f, 2.0f), *x = rnd_act(dt, n * d, -1, 1);
+                float *ref = host_nan(n * d);
+                void *gres = dev_put(g, res, n * d), *gx = dev_put(g, x, n * d);
+                void *gy = dev_nan(g, n * d);
+
+                OK(cpu->ops->add_rmsnorm(cpu, res, x, n, d, &w.c, 1e-5f, add_one, ref));
+                OK(g->ops->add_rmsnorm(g, gres, gx, n, d, &w.g, 1e-5f, add_one, gy));
+                float *got = dev_get(g, gy, n * d), *got_res = dev_get(g, gres, n * d);
+                check("add_rmsnorm", dt, n, d, got, ref, n * d);
+                check("add_rmsnorm residual", dt, n, d, got_res, res, n * d);
+                free(got), free(got_res), free(res), free(x), free(ref);
+                g->ops->free(g, gres), g->ops->free(g, gx), g->ops->free(g, gy);
+                vec_free(g, &w);
+            }
+    }
+}
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++)
+            for (int wi = 0; wi < N_WIDTHS; wi++) {
+                int64_t n = row_counts[r], d = widths[wi];
+                bool with_res = rnd_int(2), with_bias = rnd_int(2);
+                vec_pair w, b = {0};
+                vec_make(g, d, 0.5f, 1.5f, &w);
+                if (with_bias)
+                    vec_make(g, d, -0.5f, 0.5f, &b);
+                /* an offset mean, as hidden states have */
+                float *x = rnd_act(dt, n * d, 1.0f, 3.0f), *res = rnd_act(dt, n * d, -1, 1);
+                float *ref = host_nan(n * d);
+                void *gx = dev_put(g, x, n * d), *gres = dev_put(g, res, n * d);
+
+                OK(cpu->ops->layernorm(cpu, x, with_res ? res : NULL, n, d, &w.c,
+                                       with_bias ? &b.c : NULL, 1e-12f, ref));
+                /* y aliases the residual, as bert.c calls it */
+                void *gy = with_res ? gres : dev_nan(g, n * d);
+                OK(g->ops->layernorm(g, gx, with_res ? gres : NULL, n, d, &w.g,
+                                     with_bias ? &b.g : NULL, 1e-12f, gy));
+                float *got = dev_get(g, gy, n * d);
+                check(with_res ? "layernorm+res" : "layernorm", dt, n, d, got, ref, n * d);
+                free(got), free(x), free(res), free(ref);
+                if (!with_res)
+                    g->ops->free(g, gy);
+                g->ops->free(g, gx), g->ops->free(g, gres);
+                vec_free(g, &w);
+                if (with_bias)
+                    vec_free(g, &b);
+            }
+    }
+}
+
+/* ==== element-wise ====================================================================== */
+
+static void test_elementwise(void **state)
+{
+    static const bk_act acts[] = {BK_ACT_SILU, BK_ACT_GELU, BK_ACT_GELU_TANH, BK_ACT_RELU};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++)
+            for (int wi = 0; wi < N_WIDTHS; wi++) {
+                int64_t n = row_counts[r], d = widths[wi], cnt = n * d;
+                float *x = rnd_act(dt, cnt, -4.0f, 4.0f), *u = rnd_act(dt, cnt, -2.0f, 2.0f);
+                float *ref = host_nan(cnt);
+                void *gx = dev_put(g, x, cnt), *gu = dev_put(g, u, cnt), *gy = dev_nan(g, cnt);
+                float *got;
+
+                OK(cpu->ops->add(cpu, x, u, cnt, ref));
+                OK(g->ops->add(g, gx, gu, cnt, gy));
+                got = dev_get(g, gy, cnt);
+                check("add", dt, n, d, got, ref, cnt);
+                free(got);
+
+                bk_act act = acts[rnd_int(4)];
+                g->ops->free(g, gy);
+                gy = dev_nan(g, cnt);
+                OK(cpu->ops->glu(cpu, x, u, n, d, act, ref));
+                OK(g->ops->glu(g, gx, gu, n, d, act, gy));
+                got = dev_get(g, gy, cnt);
+                check(act == BK_ACT_SILU ? "glu silu" : act == BK_ACT_GELU ? "glu gelu"
+                      : act == BK_ACT_GELU_TANH ? "glu gelu_tanh" : "glu relu",
+                      dt, n, d, got, ref, cnt);
+                free(got);
+
+                float *y = host_copy(x, cnt);
+                OK(cpu->ops->act(cpu, y, cnt, act));
+                OK(g->ops->act(g, gx, cnt, act));
+                got = dev_get(g, gx, cnt);
+                check("act", dt, n, d, got, y, cnt);
+                free(got), free(y);
+
+                float cap = rnd(5.0f, 30.0f);
+                float *z = host_copy(u, cnt);
+                for (int64_t i = 0; i < cnt; i++)
+                    z[i] = round_act(dt, u[i] * 10.0f);
+                g->ops->free(g, gu);
+                gu = dev_put(g, z, cnt);
+                OK(cpu->ops->softcap(cpu, z, cnt, cap));
+                OK(g->ops->softcap(g, gu, cnt, cap));
+                got = dev_get(g, gu, cnt);
+                check("softcap", dt, n, d, got, z, cnt);
+                free(got), free(z);
+
+                free(x), free(u), free(ref);
+                g->ops->free(g, gx), g->ops->free(g, gu), g->ops->free(g, gy);
+            }
+        float one = 0.0f;
+        assert_int_equal(g->ops->softcap(g, &one, 1, 0.0f), KILN_ERR_INVALID_ARG);
+        assert_int_equal(g->ops->act(g, &one, 1, (bk_act)99), KILN_ERR_INVALID_ARG);
+    }
+}
+
+/* ==== batch ops: embed, gather, pool ========================================================= */
+
+static void test_embed(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++) {
+            int64_t n = row_counts[r], d = widths[rnd_int(N_WIDTHS)];
+            int vocab = 50 + rnd_int(200), n_pos = 600, n_types = 1 + rnd_int(2);
+            bool bert = rnd_int(2);
+            float scale = bert ? 1.0f : rnd(1.0f, 40.0f);
+            float *tab = rnd_act(dt, vocab * d, -1, 1), *pos = rnd_act(dt, n_pos * d, -1, 1);
+            float *typ = rnd_act(dt, n_types * d, -1, 1), *ref = host_nan(n * d);
+            bk_tensor tc, tg, pc, pg, yc, yg;
+            bk_batch bc, bg;
+            tbatch tb;
+
+            tbatch_make(&tb, (int)n, vocab, n_types, 400);
+            OK(cpu->ops->weight(cpu, KILN_DT_F32, d, vocab, tab, (size_t)(vocab * d) * 4, &tc));
+            OK(g->ops->weight(g, KILN_DT_F32, d, vocab, tab, (size_t)(vocab * d) * 4, &tg));
+            OK(cpu->ops->weight(cpu, KILN_DT_F32, d, n_pos, pos, (size_t)(n_pos * d) * 4, &pc));
+            OK(g->ops->weight(g, KILN_DT_F32, d, n_pos, pos, (size_t)(n_pos * d) * 4, &pg));
+            OK(cpu->ops->weight(cpu, KILN_DT_F32, d, n_types, typ, (size_t)(n_types * d) * 4,
+                                &yc));
+            OK(g->ops->weight(g, KILN_DT_F32, d, n_types, typ, (size_t)(n_types * d) * 4, &yg));
+            OK(cpu->ops->batch_upload(cpu, &tb.h, &bc));
+            OK(g->ops->batch_upload(g, &tb.h, &bg));
+            void *gy = dev_nan(g, n * d);
+
+            OK(cpu->ops->embed(cpu, &tc, &bc, scale, bert ? &pc : NULL, bert ? &yc : NULL, ref));
+            OK(g->ops->embed(g, &tg, &bg, scale, bert ? &pg : NULL, bert ? &yg : NULL, gy));
+            float *got = dev_get(g, gy, n * d);
+            check(bert ? "embed bert" : "embed", dt, n, d, got, ref, n * d);
+            free(got);
+
+            /* a token outside the vocabulary is refused before any launch */
+            tb.tokens[tb.h.n_tokens - 1] = vocab;
+            OK(g->ops->batch_upload(g, &tb.h, &bg));
+            assert_int_equal(g->ops->embed(g, &tg, &bg, scale, NULL, NULL, gy),
+                             KILN_ERR_INVALID_ARG);
+
+            g->ops->free(g, gy);
+            cpu->ops->weight_free(cpu, &tc), cpu->ops->weight_free(cpu, &pc);
+            cpu->ops->weight_free(cpu, &yc);
+            g->ops->weight_free(g, &tg), g->ops->weight_free(g, &pg), g->ops->weight_free(g, &yg);
+            free(tab), free(pos), free(typ), free(ref);
+            tbatch_free(&tb);
+        }
+    }
+}
+
+static void test_gather_pool(void **state)
+{
+    static const bk_pool modes[] = {BK_POOL_MEAN, BK_POOL_CLS, BK_POOL_LAST, BK_POOL_MAX};
+    static const char *const names[] = {"pool mean", "pool cls", "pool last", "pool max"};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (int r = 0; r < N_ROWS; r++)
+            for (int wi = 0; wi < N_WIDTHS; wi++) {
+                int64_t n = row_counts[r], d = widths[wi];
+                float *x = rnd_act(dt, n * d, -2.0f, 2.0f), *ref = host_nan(n * d);
+                void *gx = dev_put(g, x, n * d);
+                bk_batch bc, bg;
+                tbatch tb;
+
+                tbatch_make(&tb, (int)n, 100, 1, 0);
+                OK(cpu->ops->batch_upload(cpu, &tb.h, &bc));
+                OK(g->ops->batch_upload(g, &tb.h, &bg));
+                int64_t ns = tb.h.n_seqs;
+
+                void *gy = dev_nan(g, ns * d);
+                OK(cpu->ops->gather_rows(cpu, x, d, &bc, ref));
+                OK(g->ops->gather_rows(g, gx, d, &bg, gy));
+                float *got = dev_get(g, gy, ns * d);
+                check("gather_rows", dt, ns, d, got, ref, ns * d);
+                free(got);
+                g->ops->free(g, gy);
+
+                for (int m = 0; m < 4; m++)
+                    for (int norm = 0; norm < 2; norm++) {
+                        gy = dev_nan(g, ns * d);
+                        OK(cpu->ops->pool(cpu, x, d, &bc, modes[m], norm, ref));
+                        OK(g->ops->pool(g, gx, d, &bg, modes[m], norm, gy));
+                        got = dev_get(g, gy, ns * d);
+                        check(names[m], dt, ns, d, got, ref, ns * d);
+                        free(got);
+                        g->ops->free(g, gy);
+                    }
+
+                /* a batch other than the last uploaded one is refused */
+                bk_batch stale = bg;
+                stale.out_rows = NULL;
+                assert_int_equal(g->ops->gather_rows(g, gx, d, &stale, gx),
+                                 KILN_ERR_INVALID_ARG);
+                g->ops->free(g, gx);
+                free(x), free(ref);
+                tbatch_free(&tb);
+            }
+    }
+}
+
+/* ==== rotary embedding =============================================================== */
+
+static void run_rope(backend *g, int64_t n, int nh, int nkv, int hd, int rot,
+                     bk_rope_style style, mcfg_rope_scaling scaling)
+{
+    kiln_dtype dt = g->ops->act_dtype;
+    bk_rope r;
+    memset(&r, 0, sizeof r);
+    r.style = style;
+    r.head_dim = hd;
+    r.rot_dims = rot;
+    r.theta = rnd_int(2) ? 10000.0f : 500000.0f;
+    r.scaling = scaling;
+    r.factor = scaling == MCFG_ROPE_NONE ? 1.0f : rnd(2.0f, 8.0f);
+    r.low_freq_factor = 1.0f;
+    r.high_freq_factor = 4.0f;
+    r.original_max_pos = scaling == MCFG_ROPE_DYNAMIC ? 64 : 4096;
+    r.yarn_beta_fast = 32.0f;
+    r.yarn_beta_slow = 1.0f;
+
+    int64_t qn = n * nh * hd, kn = n * nkv * hd;
+    float *q = rnd_act(dt, qn, -2.0f, 2.0f), *k = rnd_act(dt, kn, -2.0f, 2.0f);
+    void *gq = dev_put(g, q, qn), *gk = dev_put(g, k, kn);
+    bk_batch bc, bg;
+    tbatch tb;
+
+    tbatch_make(&tb, (int)n, 100, 1, 3000);
+    OK(cpu->ops->batch_upload(cpu, &tb.h, &bc));
+    OK(g->ops->batch_upload(g, &tb.h, &bg));
+    OK(cpu->ops->rope(cpu, q, k, &bc, nh, nkv, &r));
+    OK(g->ops->rope(g, gq, gk, &bg, nh, nkv, &r));
+    float *got_q = dev_get(g, gq, qn), *got_k = dev_get(g, gk, kn);
+    char what[96];
+    snprintf(what, sizeof what, "rope %s scaling %d hd %d rot %d q",
+             style == BK_ROPE_NEOX ? "neox" : "norm", (int)scaling, hd, rot);
+    check(what, dt, n, nh * hd, got_q, q, qn);
+    what[strlen(what) - 1] = 'k';
+    check(what, dt, n, nkv * hd, got_k, k, kn);
+    free(got_q), free(got_k), free(q), free(k);
+    g->ops->free(g, gq), g->ops->free(g, gk);
+    tbatch_free(&tb);
+}
+
+static void test_rope(void **state)
+{
+    static const mcfg_rope_scaling scalings[] = {MCFG_ROPE_NONE, MCFG_ROPE_LINEAR,
+                                                 MCFG_ROPE_LLAMA3, MCFG_ROPE_YARN,
+                                                 MCFG_ROPE_DYNAMIC};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++)
+        for (int r = 0; r < N_ROWS; r++)
+            for (size_t s = 0; s < sizeof scalings / sizeof scalings[0]; s++) {
+                int64_t n = row_counts[r];
+                run_rope(gpus[a], n, 4, 2, 64, 64, BK_ROPE_NEOX, scalings[s]);
+                run_rope(gpus[a], n, 3, 1, 128, 128, BK_ROPE_NORM, scalings[s]);
+                run_rope(gpus[a], n, 2, 2, 80, 20, BK_ROPE_NEOX, scalings[s]); /* partial */
+                run_rope(gpus[a], n, 5, 1, 18, 10, BK_ROPE_NORM, scalings[s]);
+            }
+}
+
+/* ==== setup ============================================================================== */
+
+static int group_setup(void **state)
+{
+    const char *env = getenv("KILN_TEST_SEED");
+    uint64_t seed;
+    cudev_info dev;
+    int n = 0;
+    (void)state;
+
+    if (env && *env) {
+        seed = strtoull(env, NULL, 0);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    rng = seed;
+    print_message("seed %llu (KILN_TEST_SEED=%llu repeats this run)\n",
+                  (unsigned long long)seed, (unsigned long long)seed);
+    if (bk_cpu_create(2, &cpu) != KILN_OK)
+        return -1;
+    if (cudev_count(&n) != KILN_OK || cudev_query(0, &dev) != KILN_OK ||
+        cudev_check_supported(&dev) != KILN_OK) {
+        snprintf(gpu_why, sizeof gpu_why, "%s", kiln_last_error());
+        print_message("GPU tests skipped: %s\n", gpu_why);
+        return 0;
+    }
+    for (int a = 0; a < 2; a++)
+        if (bk_cuda_create(0, act_types[a], &gpus[a]) != KILN_OK) {
+            print_message("bk_cuda_create: %s\n", kiln_last_error());
+            return -1;
+        }
+    gpu_ok = true;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    for (int a = 0; a < 2; a++)
+        if (gpus[a])
+            gpus[a]->ops->destroy(gpus[a]);
+    if (cpu)
+        cpu->ops->destroy(cpu);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_weight_exact),
+        cmocka_unit_test(test_weight_errors),
+        cmocka_unit_test(test_matmul_types),
+        cmocka_unit_test(test_matmul_shapes),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_add_rmsnorm),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_gather_pool),
+        cmocka_unit_test(test_rope),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
