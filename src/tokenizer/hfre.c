@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "tokenizer/unicode.h"
 
 #include <string.h>
 
@@ -43,16 +44,51 @@ static pcre2_general_context *gctx_new(void)
     return pcre2_general_context_create(gc_malloc, gc_free, NULL);
 }
 
-/* Rewrite \s and \S (see hfre.h); other escapes and classes are copied. */
+/* Append the Oniguruma-only ranges of a \p{...} at p[i] (i at the
+ * backslash) when it names a general category; *used = its length. */
+static kiln_status prop_extra(const char *p, size_t n, size_t i, bool in_class, kiln_buf *out,
+                              size_t *used)
+{
+    const char *close = i + 3 < n ? memchr(p + i + 3, '}', n - i - 3) : NULL;
+    const uint32_t (*r)[2];
+    size_t k, cnt;
+    kiln_status st = KILN_OK;
+    *used = 0;
+    if (p[i + 1] != 'p' || i + 2 >= n || p[i + 2] != '{' || !close)
+        return KILN_OK;
+    r = uni_onig_extra(p + i + 3, (size_t)(close - (p + i + 3)), &cnt);
+    if (!r)
+        return KILN_OK;
+    *used = (size_t)(close - (p + i)) + 1;
+    if (!in_class)
+        st = buf_append_str(out, "(?:");
+    if (!st)
+        st = buf_append(out, p + i, *used);
+    if (!st && !in_class)
+        st = buf_append_str(out, "|[");
+    for (k = 0; k < cnt && !st; k++)
+        st = buf_printf(out, "\\x{%x}-\\x{%x}", r[k][0], r[k][1]);
+    if (!st && !in_class)
+        st = buf_append_str(out, "])");
+    return st;
+}
+
+/* Rewrite \s, \S and \p{X} (see hfre.h); everything else is copied. */
 static kiln_status rewrite(const char *p, size_t n, kiln_buf *out)
 {
-    size_t i = 0;
+    size_t i = 0, used;
     int depth = 0; /* inside a character class */
     kiln_status st = KILN_OK;
     while (i < n && !st) {
         char c = p[i];
         if (c == '\\' && i + 1 < n) {
             char d = p[i + 1];
+            if (d == 'p' && !(st = prop_extra(p, n, i, depth != 0, out, &used)) && used) {
+                i += used;
+                continue;
+            }
+            if (st)
+                break;
             if (d == 's')
                 st = buf_append_str(out, depth ? HFRE_WS_SET : "[" HFRE_WS_SET "]");
             else if (d == 'S' && !depth)

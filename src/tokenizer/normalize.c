@@ -108,7 +108,7 @@ static kiln_status bert_clean(const norm_step *st, const char *s, size_t len, ki
         start = i;
         uint32_t c = uni_next(s, len, &i);
         bool tnr = c == '\t' || c == '\n' || c == '\r', ws = tnr || uni_is_space(c);
-        if (st->clean_text && (c == 0 || c == 0xFFFD || (!tnr && uni_is_other(c))))
+        if (st->clean_text && !tnr && uni_bert_other(c))
             continue;
         if (st->clean_text && ws) {
             *o++ = ' ';
@@ -136,7 +136,7 @@ static kiln_status drop_marks(const char *s, size_t len, bool all, kiln_buf *out
     while (i < len && !rc) {
         start = i;
         uint32_t c = uni_next(s, len, &i);
-        if (c >= 0x300 && (all ? uni_is_mark(c) : uni_is_mn(c)))
+        if (c >= 0x300 && (all ? uni_is_mark(c) : uni_bert_mn(c)))
             continue;
         rc = buf_append(out, s + start, i - start);
     }

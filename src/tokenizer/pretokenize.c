@@ -200,7 +200,7 @@ static bool pred_space(const pt_stage *stg, uint32_t c)
 static bool pred_punct(const pt_stage *stg, uint32_t c)
 {
     (void)stg;
-    return uni_is_punct(c);
+    return uni_bert_punct(c);
 }
 
 static bool pred_numeric(const pt_stage *stg, uint32_t c)
@@ -243,7 +243,7 @@ static kiln_status bert_ranges(pt_scratch *sc, const char *s, size_t len)
     while (i < len) {
         b = i;
         uint32_t c = uni_next(s, len, &i);
-        bool sp = uni_is_space(c), pu = !sp && uni_is_punct(c);
+        bool sp = uni_is_space(c), pu = !sp && uni_bert_punct(c);
         if (!sp && !pu)
             continue;
         if (run_start < b && (rc = push_range(sc, run_start, b, false)))

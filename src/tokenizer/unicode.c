@@ -158,46 +158,20 @@ bool uni_is_word(uint32_t c)
     }
 }
 
-bool uni_is_punct(uint32_t c)
-{
-    if (c < 0x80)
-        return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
-               (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
-    switch (cat(c)) {
-    case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO:
-        return true;
-    default:
-        return false;
-    }
-}
-
 bool uni_is_numeric(uint32_t c)
 {
     utf8proc_category_t k;
     if (c < 0x80)
         return c >= '0' && c <= '9';
     k = cat(c);
-    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
+    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO ||
+           (k == UTF8PROC_CATEGORY_CN && uni_onig_numeric_extra(c));
 }
 
 bool uni_is_mark(uint32_t c)
 {
     utf8proc_category_t k = cat(c);
     return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
-}
-
-bool uni_is_mn(uint32_t c)
-{
-    return cat(c) == UTF8PROC_CATEGORY_MN;
-}
-
-bool uni_is_other(uint32_t c)
-{
-    utf8proc_category_t k = cat(c);
-    return k == UTF8PROC_CATEGORY_CN || k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF ||
-           k == UTF8PROC_CATEGORY_CS || k == UTF8PROC_CATEGORY_CO;
 }
 
 kiln_status uni_append_lower(kiln_buf *b, uint32_t c)

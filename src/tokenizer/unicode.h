@@ -8,8 +8,13 @@
  *   - uni_is_space:  the Unicode White_Space property (char::is_whitespace,
  *                    regex \s, Oniguruma \s)
  *   - uni_is_word:   regex \w (Alphabetic, marks, Nd, Pc, Join_Control)
- *   - uni_is_punct:  char::is_ascii_punctuation() || general category P*
  *   - uni_is_numeric: general category N* (char::is_numeric)
+ * and, for BERT's components, which take their classes from an older
+ * Unicode version (the unicode_categories crate), tables measured from the
+ * library (unicode_tables.c):
+ *   - uni_bert_other: removed by BertNormalizer clean_text (Cc/Cf/Co/Cs)
+ *   - uni_bert_mn:    removed by BertNormalizer strip_accents (Mn)
+ *   - uni_bert_punct: isolated by BertPreTokenizer and Punctuation
  */
 #ifndef KILN_TOKENIZER_UNICODE_H
 #define KILN_TOKENIZER_UNICODE_H
@@ -64,13 +69,18 @@ kiln_status uni_sanitize(const char *s, size_t len, kiln_buf *out);
 
 bool uni_is_space(uint32_t c);
 bool uni_is_word(uint32_t c);
-bool uni_is_punct(uint32_t c);
 bool uni_is_numeric(uint32_t c);
-/* General category M* (marks) / Mn (nonspacing marks). */
+/* General category M* (marks, is_combining_mark). */
 bool uni_is_mark(uint32_t c);
-bool uni_is_mn(uint32_t c);
-/* General category C* except unassigned-in-utf8proc handled as Cn. */
-bool uni_is_other(uint32_t c);
+bool uni_bert_other(uint32_t c);
+bool uni_bert_mn(uint32_t c);
+bool uni_bert_punct(uint32_t c);
+/* Ranges (inclusive) of the characters Oniguruma's \p{prop} (prop of
+ * length len, a general category such as "L" or "Nd") matches beyond
+ * Unicode 14.0; NULL with *n = 0 when none. */
+const uint32_t (*uni_onig_extra(const char *prop, size_t len, size_t *n))[2];
+/* In Oniguruma's \p{N} but not Unicode 14.0's N (Rust's is_numeric agrees). */
+bool uni_onig_numeric_extra(uint32_t c);
 
 /* Append the lowercase of c as Rust's char::to_lowercase (full mapping:
  * U+0130 becomes "i\u0307").  Errors: KILN_ERR_OOM. */
