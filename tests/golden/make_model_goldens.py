@@ -24,9 +24,10 @@ writes OUTDIR/<name>/:
                                    (mean pooled, L2-normalised, as the
                                    sentence-transformers modules.json says)
 
-and OUTDIR/gguf/<name>.gguf for the llama-layout variants: the same weights
-as llama.cpp's converter writes them (q/k rows permuted for interleaved rope
-pairs), so the same golden.json holds for them.
+and OUTDIR/gguf/<name>.gguf for the variants of GGUF_VARIANTS: the same
+weights as llama.cpp's converter writes them (llama q/k rows permuted for
+interleaved rope pairs, gemma3 norms stored as 1 + w, llama3 rope scaling as
+rope_freqs.weight), so the same golden.json holds for them.
 
 config.json: transformers 5 writes rotary settings only as
 "rope_parameters"; the script adds the equivalent transformers-4 keys
@@ -51,6 +52,10 @@ SEED = 1234
 PROMPT_LENS = (1, 5, 17, 40)
 GEN_TOKENS = 32
 ALL_POS_MAX = 5
+
+# Variants also written as GGUF, with their llama.cpp architecture.
+GGUF_VARIANTS = {"llama": "llama", "llama3_rope": "llama", "qwen2": "qwen2", "qwen3": "qwen3",
+                 "gemma3_hd": "gemma3", "bert": "bert"}
 
 COMMON = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -83,6 +88,18 @@ def variants():
                                         "sliding_attention": {"rope_type": "default",
                                                               "rope_theta": 10000.0}}),
                    Gemma3ForCausalLM),
+        # query_pre_attn_scalar = head_dim, as every published Gemma 3 but 27B
+        # has and llama.cpp assumes (GGUF has no key for it)
+        "gemma3_hd": (Gemma3TextConfig(**{**COMMON, "num_hidden_layers": 4}, head_dim=16,
+                                       sliding_window=8, sliding_window_pattern=2,
+                                       query_pre_attn_scalar=16, final_logit_softcapping=30.0,
+                                       rope_parameters={
+                                           "full_attention": {"rope_type": "linear",
+                                                              "factor": 2.0,
+                                                              "rope_theta": 1000000.0},
+                                           "sliding_attention": {"rope_type": "default",
+                                                                 "rope_theta": 10000.0}}),
+                      Gemma3ForCausalLM),
         "bert": (BertConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
                             num_hidden_layers=2, num_attention_heads=4,
                             max_position_embeddings=64, type_vocab_size=2,
@@ -234,41 +251,115 @@ def llama3_rope_factors(rp, head_dim):
     return np.array(out, dtype=np.float32)
 
 
-def write_llama_gguf(model, path):
+# HF name (after "model.layers.N." / "encoder.layer.N.") -> GGUF name
+# (after "blk.N."), as llama.cpp's tensor map spells them.
+GGUF_LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+    "attention.self.query.weight": "attn_q.weight", "attention.self.query.bias": "attn_q.bias",
+    "attention.self.key.weight": "attn_k.weight", "attention.self.key.bias": "attn_k.bias",
+    "attention.self.value.weight": "attn_v.weight", "attention.self.value.bias": "attn_v.bias",
+    "attention.output.dense.weight": "attn_output.weight",
+    "attention.output.dense.bias": "attn_output.bias",
+    "attention.output.LayerNorm.weight": "attn_output_norm.weight",
+    "attention.output.LayerNorm.bias": "attn_output_norm.bias",
+    "intermediate.dense.weight": "ffn_up.weight", "intermediate.dense.bias": "ffn_up.bias",
+    "output.dense.weight": "ffn_down.weight", "output.dense.bias": "ffn_down.bias",
+    "output.LayerNorm.weight": "layer_output_norm.weight",
+    "output.LayerNorm.bias": "layer_output_norm.bias",
+}
+GGUF_GEMMA3_LAYER_NAMES = {
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
+GGUF_GLOBAL_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+    "embeddings.word_embeddings.weight": "token_embd.weight",
+    "embeddings.position_embeddings.weight": "position_embd.weight",
+    "embeddings.token_type_embeddings.weight": "token_types.weight",
+    "embeddings.LayerNorm.weight": "token_embd_norm.weight",
+    "embeddings.LayerNorm.bias": "token_embd_norm.bias",
+}
+
+
+def gguf_name(arch, hf):
+    """The GGUF name of an HF parameter name."""
+    if hf in GGUF_GLOBAL_NAMES:
+        return GGUF_GLOBAL_NAMES[hf]
+    parts = hf.split(".")
+    layer, rest = parts[2], ".".join(parts[3:])   # model.layers.N / encoder.layer.N
+    names = {**GGUF_LAYER_NAMES, **(GGUF_GEMMA3_LAYER_NAMES if arch == "gemma3" else {})}
+    return f"blk.{layer}.{names[rest]}"
+
+
+def gguf_tensor(arch, c, hf, t):
+    """A parameter as llama.cpp's converter stores it: llama q/k rows
+    permuted, gemma3 norm weights as 1 + w."""
+    if arch == "llama" and hf.endswith("self_attn.q_proj.weight"):
+        return llama_cpp_permute(t, c.num_attention_heads)
+    if arch == "llama" and hf.endswith("self_attn.k_proj.weight"):
+        return llama_cpp_permute(t, c.num_key_value_heads)
+    if arch == "gemma3" and hf.endswith("norm.weight"):
+        return t + 1.0
+    return t
+
+
+def gguf_metadata(w, arch, c):
     import gguf
-    c = model.config
-    rp = c.rope_parameters
-    sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
-    w = gguf.GGUFWriter(path, "llama")
     w.add_context_length(c.max_position_embeddings)
     w.add_embedding_length(c.hidden_size)
     w.add_block_count(c.num_hidden_layers)
     w.add_feed_forward_length(c.intermediate_size)
     w.add_head_count(c.num_attention_heads)
-    w.add_head_count_kv(c.num_key_value_heads)
-    w.add_layer_norm_rms_eps(c.rms_norm_eps)
-    w.add_rope_freq_base(rp["rope_theta"])
     w.add_vocab_size(c.vocab_size)
+    if arch == "bert":
+        w.add_layer_norm_eps(c.layer_norm_eps)
+        w.add_causal_attention(False)
+        w.add_pooling_type(gguf.PoolingType.MEAN)
+        return
+    w.add_head_count_kv(c.num_key_value_heads)
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    rp = c.rope_parameters
+    if arch == "gemma3":
+        rp = rp["full_attention"]
+        w.add_float32(f"{arch}.rope.freq_base_swa",
+                      c.rope_parameters["sliding_attention"]["rope_theta"])
+        w.add_sliding_window(c.sliding_window)
+        w.add_sliding_window_pattern([t == "sliding_attention" for t in c.layer_types])
+        w.add_final_logit_softcapping(c.final_logit_softcapping)
+    w.add_rope_freq_base(rp["rope_theta"])
+    if rp.get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rp["factor"])
     if rp.get("rope_type") == "llama3":
         w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
-        w.add_tensor("rope_freqs.weight", llama3_rope_factors(rp, c.head_dim))
-    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    for i in range(c.num_hidden_layers):
-        p = f"model.layers.{i}."
-        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.attn_q.weight",
-                     llama_cpp_permute(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads))
-        w.add_tensor(f"blk.{i}.attn_k.weight",
-                     llama_cpp_permute(sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads))
-        w.add_tensor(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"])
-        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
-    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
-    if not c.tie_word_embeddings:
-        w.add_tensor("output.weight", sd["lm_head.weight"])
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(rp, head_dim))
+
+
+def write_gguf(model, arch, path):
+    """The model as llama.cpp's convert_hf_to_gguf.py lays it out (F32)."""
+    import gguf
+    c = model.config
+    w = gguf.GGUFWriter(path, arch)
+    gguf_metadata(w, arch, c)
+    for hf, p in model.named_parameters():
+        if (hf == "lm_head.weight" and c.tie_word_embeddings) or hf.startswith("pooler."):
+            continue
+        t = p.detach().to(torch.float32).numpy()
+        w.add_tensor(gguf_name(arch, hf), gguf_tensor(arch, c, hf, t))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -302,9 +393,9 @@ def make(name, cfg, cls, outroot):
     with open(os.path.join(outdir, "golden.json"), "w") as f:
         json.dump(golden, f, separators=(",", ":"))
         f.write("\n")
-    if cfg.model_type == "llama":
+    if name in GGUF_VARIANTS:
         os.makedirs(os.path.join(outroot, "gguf"), exist_ok=True)
-        write_llama_gguf(model, os.path.join(outroot, "gguf", name + ".gguf"))
+        write_gguf(model, GGUF_VARIANTS[name], os.path.join(outroot, "gguf", name + ".gguf"))
     margins = [p.get("min_margin", 0.0) for p in golden["prompts"]]
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, "
           f"smallest greedy margin {min(margins):.4g}")

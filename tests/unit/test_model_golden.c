@@ -14,6 +14,8 @@
  *     token must equal transformers' generate().
  * For bert: last hidden states and pooled, normalised embeddings, alone and
  * batched (cosine >= 0.99999).
+ * The GGUF copies of the variants (tests/golden/models/gguf/) hold the same
+ * weights in llama.cpp's layout and are checked against the same goldens.
  */
 #include "model/model.h"
 
@@ -343,10 +345,16 @@ static void test_qwen2(void **state) { run_decoder("qwen2", "qwen2"); }
 static void test_qwen3(void **state) { run_decoder("qwen3", "qwen3"); }
 static void test_gemma3(void **state) { run_decoder("gemma3", "gemma3"); }
 
-/* The llama weights as llama.cpp's converter lays them out in GGUF (q/k
- * permuted for interleaved rope pairs): the same goldens hold. */
+static void test_gemma3_hd(void **state) { run_decoder("gemma3_hd", "gemma3_hd"); }
+
+/* The same weights as llama.cpp's converter writes them to GGUF (llama q/k
+ * permuted for interleaved rope pairs, gemma3 norms as 1 + w, llama3 rope
+ * factors): the same goldens hold. */
 static void test_llama_gguf(void **state) { run_decoder("llama", "gguf/llama.gguf"); }
 static void test_llama3_rope_gguf(void **state) { run_decoder("llama3_rope", "gguf/llama3_rope.gguf"); }
+static void test_qwen2_gguf(void **state) { run_decoder("qwen2", "gguf/qwen2.gguf"); }
+static void test_qwen3_gguf(void **state) { run_decoder("qwen3", "gguf/qwen3.gguf"); }
+static void test_gemma3_gguf(void **state) { run_decoder("gemma3_hd", "gguf/gemma3_hd.gguf"); }
 
 /* ---- bert ------------------------------------------------------------------------------ */
 
@@ -370,7 +378,8 @@ static void check_bert(const golden *g, int i, const float *hidden, const float 
     free(want_e);
 }
 
-static void test_bert(void **state)
+/* The bert golden against tests/golden/models/<rel>. */
+static void run_bert(const char *rel, bool normalize)
 {
     golden g;
     kiln_model *m;
@@ -379,9 +388,9 @@ static void test_bert(void **state)
     float *hidden, *emb;
 
     golden_load("bert", &g);
-    m = load("bert");
+    m = load(rel);
     assert_true(model_is_encoder(m));
-    assert_true(model_config_of(m)->normalize);
+    assert_int_equal(model_config_of(m)->normalize, normalize);
     hidden = malloc((size_t)MAX_TOKENS * (size_t)g.hidden * sizeof *hidden);
     emb = malloc((size_t)MAX_PROMPTS * (size_t)g.hidden * sizeof *emb);
     assert_true(hidden && emb);
@@ -413,14 +422,22 @@ static void test_bert(void **state)
     json_decref(g.root);
 }
 
+/* sentence-transformers layout: mean pooling, Normalize. */
+static void test_bert(void **state) { run_bert("bert", true); }
+/* GGUF: mean pooling from bert.pooling_type; no normalisation flag in the
+ * format (the cosine comparison does not depend on it). */
+static void test_bert_gguf(void **state) { run_bert("gguf/bert.gguf", false); }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama),       cmocka_unit_test(test_llama3_rope),
         cmocka_unit_test(test_mistral),     cmocka_unit_test(test_qwen2),
         cmocka_unit_test(test_qwen3),       cmocka_unit_test(test_gemma3),
+        cmocka_unit_test(test_gemma3_hd),   cmocka_unit_test(test_bert),
         cmocka_unit_test(test_llama_gguf),  cmocka_unit_test(test_llama3_rope_gguf),
-        cmocka_unit_test(test_bert),
+        cmocka_unit_test(test_qwen2_gguf),  cmocka_unit_test(test_qwen3_gguf),
+        cmocka_unit_test(test_gemma3_gguf), cmocka_unit_test(test_bert_gguf),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
