@@ -8,7 +8,7 @@
  * permutations of the pool (blocks scattered), with unused entries -1.
  * Batches mix decode sequences (one new token) and prefill chunks over
  * contexts of 1..3000 tokens; GQA ratios 1/2/4/8, head_dim 64/128/256,
- * block sizes 8/16/32, sliding windows, softcap, non-causal cached
+ * block sizes 8/16/32 (and now and then 12), sliding windows, softcap, non-causal cached
  * attention, and encoder batches without a cache (bidirectional or causal).
  *
  * Checks: the GPU output is poisoned (0xff bytes: NaN in bf16 and f16)
@@ -364,7 +364,8 @@ static void random_case(attn_case *c, kiln_dtype dt, bool use_cache)
     c->head_dim = head_dims[rnd_int(0, 2)];
     c->group = groups[rnd_int(0, 3)];
     c->n_kv_heads = rnd_int(1, c->group >= 4 ? 2 : 3);
-    c->block_size = block_sizes[rnd_int(0, 2)];
+    /* now and then a size that is not a power of two (the division path) */
+    c->block_size = rnd_int(0, 9) == 0 ? 12 : block_sizes[rnd_int(0, 2)];
     c->use_cache = use_cache;
     c->causal = use_cache ? rnd_int(0, 7) != 0 : rnd_int(0, 2) == 0;
     c->window = rnd_int(0, 3) == 0 ? rnd_int(1, 700) : 0;

@@ -235,6 +235,17 @@ static kiln_status attn_check_seq(const bk_batch_host *hb, const bk_attn *a, int
 
 /* ==== the entry ============================================================= */
 
+/* log2(block_size) for a power of two, else -1. */
+static int32_t attn_block_shift(int32_t block_size)
+{
+    if (block_size <= 0 || (block_size & (block_size - 1)))
+        return -1;
+    int32_t shift = 0;
+    while ((1 << shift) < block_size)
+        shift++;
+    return shift;
+}
+
 /* Tiles of prefill sequences, decode sequences and the longest decode key
  * range, from the host copy. */
 static void attn_plan(const bk_batch_host *hb, const bk_attn *a, int32_t *n_tiles,
@@ -282,7 +293,7 @@ extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb
         b->n_tokens, b->n_seqs, b->max_blocks,
         a->n_heads, a->n_kv_heads, a->head_dim, a->n_heads / a->n_kv_heads,
         a->scale, a->softcap, a->causal, a->use_cache, a->window,
-        q, k, v, k_cache, v_cache, n_blocks, block_size, out,
+        q, k, v, k_cache, v_cache, n_blocks, block_size, attn_block_shift(block_size), out,
     };
 
     if (a->use_cache) {

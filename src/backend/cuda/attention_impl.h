@@ -62,6 +62,7 @@ typedef struct attn_args {
     const void *k, *v;            /* (n_tokens, n_kv_heads, head_dim)            */
     const void *k_cache, *v_cache; /* (n_blocks, block_size, n_kv_heads, head_dim) */
     int32_t n_blocks, block_size;
+    int32_t block_shift;          /* log2(block_size) when a power of two, else -1 */
     void *out;                    /* (n_tokens, n_heads, head_dim)               */
 } attn_args;
 
