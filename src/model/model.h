@@ -11,8 +11,10 @@
  * written once against backend.h and runs a bk_batch: any mix of prefill
  * and decode tokens of several sequences.
  *
- * Ownership: the model owns its weights and activation workspace; the KV
- * cache belongs to the caller (engine/kv_cache.h) and is passed per step.
+ * Ownership: the model owns its weights and activation workspace (one
+ * backend allocation sized from max_batch_tokens at load time; the model
+ * code allocates nothing per step); the KV cache belongs to the caller
+ * (engine/kv_cache.h) and is passed per step.
  * The source stays open for the model's life (the CPU backend reads weights
  * straight from the mapping).
  */
@@ -38,8 +40,11 @@ typedef struct model_load_opts {
  * KILN_ERR_OOM.  *out owned: model_free(). */
 kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
                        kiln_model **out);
+/* Release the weights, the workspace and the source; NULL is a no-op.  The
+ * backend is not destroyed (it was borrowed). */
 void model_free(kiln_model *m);
 
+/* Borrowed views, valid until model_free(). */
 const model_config *model_config_of(const kiln_model *m);
 backend *model_backend(const kiln_model *m);
 /* True for encoders (bert): model_embed, no KV cache, no logits. */
