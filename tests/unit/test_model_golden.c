@@ -16,6 +16,9 @@
  * batched (cosine >= 0.99999).
  * The GGUF copies of the variants (tests/golden/models/gguf/) hold the same
  * weights in llama.cpp's layout and are checked against the same goldens.
+ * When scripts/fetch-models.sh has run, the default generation model (Gemma
+ * 3 270M, GGUF Q4_K_M) is checked against transformers running the same
+ * file (tests/golden/make_gemma3_gguf_golden.py).
  */
 #include "model/model.h"
 
@@ -422,6 +425,87 @@ static void run_bert(const char *rel, bool normalize)
     json_decref(g.root);
 }
 
+/* ---- the default generation model ------------------------------------------------ */
+
+/* Gemma 3 270M Q4_K_M (scripts/fetch-models.sh) against transformers
+ * running the same GGUF file dequantized to fp32: the logits of
+ * transformers' 32 most likely tokens (quantized weights meet fp32
+ * activations on both sides, so 1e-3 of max |logit| leaves room for
+ * summation order only), the same argmax, and 16 identical greedy tokens. */
+static void test_gemma3_270m_q4km(void **state)
+{
+    char path[4096], gpath[4096];
+    json_error_t err;
+    json_t *root, *ps;
+    kiln_model *m;
+    bk_kv_cache shape, kv;
+    model_load_opts o = {.max_batch_tokens = MAX_TOKENS};
+    float *logits;
+    step st;
+    bk_batch b;
+
+    kt_model_or_skip(path, sizeof path, "gemma-3-270m-q4_k_m.gguf");
+    snprintf(gpath, sizeof gpath, "%s/tests/golden/models/gemma3_270m_q4km.json",
+             kt_env("KILN_SOURCE_DIR"));
+    if (!(root = json_load_file(gpath, 0, &err)))
+        fail_msg("%s: %s", gpath, err.text);
+    if (model_load(path, g_be, &o, &m))
+        fail_msg("model_load: %s", kiln_last_error());
+    int64_t vocab = model_config_of(m)->vocab_size;
+    model_kv_shape(m, N_BLOCKS, BLOCK, &shape);
+    if (g_be->ops->kv_alloc(g_be, &shape, &kv))
+        fail_msg("kv_alloc: %s", kiln_last_error());
+    logits = malloc((size_t)vocab * sizeof *logits);
+    assert_non_null(logits);
+
+    ps = json_object_get(root, "prompts");
+    for (size_t i = 0; i < json_array_size(ps); i++) {
+        json_t *p = json_array_get(ps, i), *ids = json_object_get(p, "ids");
+        json_t *top_ids = json_object_get(p, "top_ids"), *top = json_object_get(p, "top_logits");
+        json_t *greedy = json_object_get(p, "greedy");
+        double scale = json_number_value(json_object_get(p, "max_abs_logit")), worst = 0.0;
+        int32_t toks[64];
+        int n = (int)json_array_size(ids);
+        assert_true(n > 0 && n <= 64);
+        for (int t = 0; t < n; t++)
+            toks[t] = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
+
+        /* prefill, then one token per step through the cache */
+        for (size_t k = 0; k < json_array_size(greedy); k++) {
+            memset(&st, 0, sizeof st);
+            if (k == 0)
+                step_add(&st, (int)i, toks, NULL, n, 0, false);
+            else
+                step_add(&st, (int)i, &toks[n + (int)k - 1], NULL, 1, n + (int)k - 1, false);
+            b = step_upload(&st, false);
+            if (model_forward(m, &b, &kv, logits))
+                fail_msg("model_forward: %s", kiln_last_error());
+            if (k == 0) {
+                for (size_t j = 0; j < json_array_size(top_ids); j++) {
+                    int64_t id = json_integer_value(json_array_get(top_ids, j));
+                    double want = json_number_value(json_array_get(top, j));
+                    worst = fmax(worst, fabs((double)logits[id] - want) / scale);
+                }
+                print_message("gemma3 270m prompt %zu: max rel err of the top %zu logits %.2e\n",
+                              i, json_array_size(top_ids), worst);
+                if (worst > 1e-3)
+                    fail_msg("gemma3 270m prompt %zu: relative logit error %.3g > 1e-3", i, worst);
+            }
+            int32_t tok = argmax(logits, vocab);
+            int32_t ref = (int32_t)json_integer_value(json_array_get(greedy, k));
+            if (tok != ref)
+                fail_msg("gemma3 270m prompt %zu: greedy token %zu (position %d) is %d, "
+                         "transformers gave %d", i, k, n + (int)k, tok, ref);
+            assert_true(n + (int)k < 64);
+            toks[n + k] = tok;
+        }
+    }
+    free(logits);
+    g_be->ops->kv_free(g_be, &kv);
+    model_free(m);
+    json_decref(root);
+}
+
 /* sentence-transformers layout: mean pooling, Normalize. */
 static void test_bert(void **state) { run_bert("bert", true); }
 /* GGUF: mean pooling from bert.pooling_type; no normalisation flag in the
@@ -438,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_llama_gguf),  cmocka_unit_test(test_llama3_rope_gguf),
         cmocka_unit_test(test_qwen2_gguf),  cmocka_unit_test(test_qwen3_gguf),
         cmocka_unit_test(test_gemma3_gguf), cmocka_unit_test(test_bert_gguf),
+        cmocka_unit_test(test_gemma3_270m_q4km),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
