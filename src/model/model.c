@@ -234,9 +234,9 @@ static float model_embed_scale(const kiln_model *m)
     if (!m->cfg.embed_scale_sqrt_hidden)
         return 1.0f;
     s = sqrtf((float)m->cfg.hidden_size);
-    t = model_lookup(m, &ld, "embed_tokens.weight", "token_embd.weight", -1);
     if (m->gguf)
-        return s;
+        return s; /* llama.cpp scales by sqrtf(n_embd) */
+    t = model_lookup(m, &ld, "embed_tokens.weight", "token_embd.weight", -1);
     if (t && t->dtype == KILN_DT_BF16)
         return quant_bf16_to_f32(quant_f32_to_bf16(s));
     if (t && t->dtype == KILN_DT_F16)

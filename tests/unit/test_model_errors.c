@@ -277,16 +277,16 @@ static void test_run_errors(void **state)
 
 /* ---- allocation failures ----------------------------------------------------------------- */
 
-/* Fail the Nth allocation of a load for every N until a load succeeds:
- * each failure is a clean error with nothing left allocated. */
-static void test_oom(void **state)
+/* Fail the Nth allocation of a load of `rel` for every N until a load
+ * succeeds: each failure is a clean error with nothing left allocated. */
+static void oom_loop(const char *rel)
 {
     char dir[8192];
     model_load_opts o = {.max_batch_tokens = 16};
     int64_t before = kiln_alloc_bytes_in_use();
     int n;
 
-    src_path(dir, sizeof dir, "llama");
+    src_path(dir, sizeof dir, rel);
     for (n = 0; n < 5000; n++) {
         kiln_model *m = NULL;
         kiln_alloc_fail_after(n);
@@ -301,9 +301,17 @@ static void test_oom(void **state)
             fail_msg("failing allocation %d: %lld bytes leaked (%s)", n,
                      (long long)(kiln_alloc_bytes_in_use() - before), kiln_last_error());
     }
-    print_message("a load makes %d allocations\n", n);
+    print_message("%s: a load makes %d allocations\n", rel, n);
     assert_true(n < 5000);
     assert_int_equal(kiln_alloc_bytes_in_use(), before);
+}
+
+static void test_oom(void **state)
+{
+    static const char *const models[] = {"llama", "qwen2", "gemma3", "bert", "gguf/llama.gguf",
+                                         "gguf/gemma3_hd.gguf", "gguf/bert.gguf"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+        oom_loop(models[i]);
 }
 
 int main(void)
