@@ -35,8 +35,9 @@ static kiln_status llama_load_layer(kiln_model *m, model_loader *ld, int i)
     bool ab = c->attention_bias, ob = c->attention_out_bias, mb = c->mlp_bias;
     kiln_status st;
 
-    if ((st = model_load_weight(m, ld, "layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight",
-                                i, MODEL_VEC, d, true, &L->attn_norm)) ||
+    if ((st = model_load_weight(m, ld, "layers.%d.input_layernorm.weight",
+                                "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
+                                &L->attn_norm)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight",
                                 i, q, d, true, &L->wq)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight",

@@ -354,7 +354,10 @@ static void test_gemma3_hd(void **state) { run_decoder("gemma3_hd", "gemma3_hd")
  * permuted for interleaved rope pairs, gemma3 norms as 1 + w, llama3 rope
  * factors): the same goldens hold. */
 static void test_llama_gguf(void **state) { run_decoder("llama", "gguf/llama.gguf"); }
-static void test_llama3_rope_gguf(void **state) { run_decoder("llama3_rope", "gguf/llama3_rope.gguf"); }
+static void test_llama3_rope_gguf(void **state)
+{
+    run_decoder("llama3_rope", "gguf/llama3_rope.gguf");
+}
 static void test_qwen2_gguf(void **state) { run_decoder("qwen2", "gguf/qwen2.gguf"); }
 static void test_qwen3_gguf(void **state) { run_decoder("qwen3", "gguf/qwen3.gguf"); }
 static void test_gemma3_gguf(void **state) { run_decoder("gemma3_hd", "gguf/gemma3_hd.gguf"); }
