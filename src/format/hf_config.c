@@ -314,17 +314,11 @@ static kiln_status hf_rope_type(const char *pfx, json_t *rs, mcfg_rope_scaling *
     return KILN_OK;
 }
 
-static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)
+/* The scaling fields of one rope object (v4 "rope_scaling" or a v5
+ * "rope_parameters" entry); p is its key path ending in '.'. */
+static kiln_status hf_read_scaling_obj(json_t *rs, const char *p, model_config *c)
 {
-    json_t *rs = hf_get(cx->obj, "rope_scaling");
-    char p[64];
     kiln_status st;
-
-    if (!rs)
-        return KILN_OK;
-    if (!json_is_object(rs))
-        return hf_type_err(cx->pfx, "rope_scaling", "an object", rs);
-    snprintf(p, sizeof p, "%srope_scaling.", cx->pfx);
     if ((st = hf_rope_type(p, rs, &c->rope_scaling)))
         return st;
     if (c->rope_scaling == MCFG_ROPE_NONE)
@@ -344,6 +338,66 @@ static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)
     return KILN_OK;
 }
 
+static kiln_status hf_read_rope_scaling(const hf_ctx *cx, model_config *c)
+{
+    json_t *rs = hf_get(cx->obj, "rope_scaling");
+    char p[64];
+
+    if (!rs)
+        return KILN_OK;
+    if (!json_is_object(rs))
+        return hf_type_err(cx->pfx, "rope_scaling", "an object", rs);
+    snprintf(p, sizeof p, "%srope_scaling.", cx->pfx);
+    return hf_read_scaling_obj(rs, p, c);
+}
+
+/* transformers 5 writes rope settings only as "rope_parameters": either one
+ * object {rope_theta, rope_type, factor, ...} or, for models with several
+ * layer kinds (gemma3), one per kind: {"full_attention": {...},
+ * "sliding_attention": {...}}.  When present it is authoritative. */
+static kiln_status hf_read_rope_parameters(const hf_ctx *cx, model_config *c)
+{
+    json_t *rp = hf_get(cx->obj, "rope_parameters"), *full, *slide;
+    char p[96];
+    kiln_status st;
+
+    if (!rp)
+        return KILN_OK;
+    if (!json_is_object(rp))
+        return hf_type_err(cx->pfx, "rope_parameters", "an object", rp);
+    full = hf_get(rp, "full_attention");
+    slide = hf_get(rp, "sliding_attention");
+    if (!full && !slide) {
+        snprintf(p, sizeof p, "%srope_parameters.", cx->pfx);
+        if ((st = hf_float(rp, p, "rope_theta", &c->rope_theta)))
+            return st;
+        return hf_read_scaling_obj(rp, p, c);
+    }
+    if (slide) {
+        model_config local = *c;
+        if (!json_is_object(slide))
+            return hf_type_err(cx->pfx, "rope_parameters.sliding_attention", "an object", slide);
+        snprintf(p, sizeof p, "%srope_parameters.sliding_attention.", cx->pfx);
+        if ((st = hf_float(slide, p, "rope_theta", &c->rope_local_theta)) ||
+            (st = hf_read_scaling_obj(slide, p, &local)))
+            return st;
+        if (local.rope_scaling != MCFG_ROPE_NONE)
+            return kiln_err_set(KILN_ERR_UNSUPPORTED,
+                                "config.json: '%srope_type': scaled rope on sliding-window "
+                                "layers is not supported", p);
+    }
+    if (full) {
+        if (!json_is_object(full))
+            return hf_type_err(cx->pfx, "rope_parameters.full_attention", "an object", full);
+        snprintf(p, sizeof p, "%srope_parameters.full_attention.", cx->pfx);
+        if ((st = hf_float(full, p, "rope_theta", &c->rope_theta)))
+            return st;
+        c->rope_scaling = MCFG_ROPE_NONE;
+        return hf_read_scaling_obj(full, p, c);
+    }
+    return KILN_OK;
+}
+
 static kiln_status hf_read_rope(const hf_ctx *cx, model_config *c)
 {
     kiln_status st;
@@ -351,9 +405,10 @@ static kiln_status hf_read_rope(const hf_ctx *cx, model_config *c)
         (st = hf_float(cx->obj, cx->pfx, "partial_rotary_factor", &c->partial_rotary_factor)) ||
         (st = hf_read_rope_scaling(cx, c)))
         return st;
-    if (c->arch == MCFG_ARCH_GEMMA3)
-        return hf_float(cx->obj, cx->pfx, "rope_local_base_freq", &c->rope_local_theta);
-    return KILN_OK;
+    if (c->arch == MCFG_ARCH_GEMMA3 &&
+        (st = hf_float(cx->obj, cx->pfx, "rope_local_base_freq", &c->rope_local_theta)))
+        return st;
+    return hf_read_rope_parameters(cx, c);
 }
 
 /* layer_types: one "sliding_attention" / "full_attention" per layer; it

@@ -331,6 +331,35 @@ static void test_minimal_takes_family_defaults(void **state)
     check_ids(&c, 1, 7, -1);
 }
 
+/* transformers 5 writes rope settings only under "rope_parameters". */
+static void test_rope_parameters_v5(void **state)
+{
+    static const char *llama = "{\"model_type\": \"llama\", \"rope_parameters\": "
+                               "{\"factor\": 8.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0, "
+                               "\"original_max_position_embeddings\": 8192, \"rope_theta\": 500000.0, "
+                               "\"rope_type\": \"llama3\"}}";
+    static const char *gemma = "{\"model_type\": \"gemma3_text\", \"rope_parameters\": "
+                               "{\"full_attention\": {\"factor\": 2.0, \"rope_theta\": 1000000.0, "
+                               "\"rope_type\": \"linear\"}, \"sliding_attention\": "
+                               "{\"rope_theta\": 20000.0, \"rope_type\": \"default\"}}}";
+    static const char *bad = "{\"model_type\": \"gemma3_text\", \"rope_parameters\": "
+                             "{\"sliding_attention\": {\"rope_theta\": 10000.0, "
+                             "\"rope_type\": \"linear\", \"factor\": 2.0}}}";
+    model_config c;
+    assert_int_equal(hf_config_parse(llama, strlen(llama), &c), KILN_OK);
+    assert_true(c.rope_theta == 500000.0f);
+    assert_int_equal(c.rope_scaling, MCFG_ROPE_LLAMA3);
+    assert_true(c.rope_factor == 8.0f && c.rope_low_freq_factor == 1.0f &&
+                c.rope_high_freq_factor == 4.0f);
+    assert_int_equal(c.rope_original_max_pos, 8192);
+    assert_int_equal(hf_config_parse(gemma, strlen(gemma), &c), KILN_OK);
+    assert_true(c.rope_theta == 1000000.0f && c.rope_local_theta == 20000.0f);
+    assert_int_equal(c.rope_scaling, MCFG_ROPE_LINEAR);
+    assert_true(c.rope_factor == 2.0f);
+    assert_int_equal(hf_config_parse(bad, strlen(bad), &c), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "sliding_attention"));
+}
+
 typedef struct bad_case {
     const char *json;
     kiln_status st;
@@ -447,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_load_dir_minilm),
         cmocka_unit_test(test_load_dir_errors),
         cmocka_unit_test(test_minimal_takes_family_defaults),
+        cmocka_unit_test(test_rope_parameters_v5),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
