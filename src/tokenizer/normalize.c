@@ -55,29 +55,74 @@ static bool all_ascii(const char *s, size_t len)
     return true;
 }
 
+/* Combining class as tokenizers' normalizers see it. */
+static int nf_ccc(int32_t c)
+{
+    int k;
+    if (c < 0x300)
+        return 0;
+    k = utf8proc_get_property(c)->combining_class;
+    return k && (uni_nf_ccc0((uint32_t)c) || uni_nf_keep((uint32_t)c)) ? 0 : k;
+}
+
+/* Canonical ordering: a stable sort of each run of nonzero classes. */
+static void nf_order(int32_t *cp, size_t n)
+{
+    size_t i, j;
+    for (i = 1; i < n; i++) {
+        int32_t c = cp[i];
+        int k = nf_ccc(c);
+        if (k == 0)
+            continue;
+        for (j = i; j > 0 && nf_ccc(cp[j - 1]) > k; j--)
+            cp[j] = cp[j - 1];
+        cp[j] = c;
+    }
+}
+
+/* Full decomposition of s into code points, held in out (as int32s, *n of
+ * them), canonically ordered.  Characters the reference does not know stay
+ * whole (uni_nf_keep). */
+static kiln_status nf_decompose(const char *s, size_t len, bool compat, kiln_buf *out,
+                                size_t *n)
+{
+    utf8proc_option_t opts = (utf8proc_option_t)(UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0));
+    size_t i = 0;
+    int bound = 0;
+    *n = 0;
+    buf_clear(out);
+    while (i < len) {
+        uint32_t c = uni_next(s, len, &i);
+        if (buf_reserve(out, 32 * sizeof(int32_t)))
+            return KILN_ERR_OOM;
+        int32_t *dst = (int32_t *)(void *)out->data + *n;
+        utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, dst, 32, opts, &bound);
+        if (k < 1 || k > 32)
+            return kiln_err_set(KILN_ERR_INTERNAL, "normalizer: cannot decompose U+%04X", c);
+        if ((k != 1 || dst[0] != (int32_t)c) && uni_nf_keep(c)) {
+            dst[0] = (int32_t)c;
+            k = 1;
+        }
+        *n += (size_t)k;
+        out->len = *n * sizeof(int32_t);
+    }
+    nf_order((int32_t *)(void *)out->data, *n);
+    return KILN_OK;
+}
+
 kiln_status norm_unicode(const char *form, const char *s, size_t len, kiln_buf *out)
 {
-    int opts = UTF8PROC_STABLE;
-    utf8proc_ssize_t n, m;
-    size_t bytes;
+    bool compose = form[2] == 'C' || form[3] == 'C', compat = form[2] == 'K';
+    utf8proc_ssize_t m;
+    size_t n;
+    kiln_status rc;
     buf_clear(out);
     if (all_ascii(s, len))
         return buf_append(out, s, len);
-    opts |= (form[2] == 'C' || form[3] == 'C') ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
-    if (form[2] == 'K')
-        opts |= UTF8PROC_COMPAT;
-    n = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, NULL, 0,
-                           (utf8proc_option_t)opts);
-    if (n < 0)
-        return kiln_err_set(KILN_ERR_INTERNAL, "normalizer %s: %s", form, utf8proc_errmsg(n));
-    bytes = (size_t)n * sizeof(utf8proc_int32_t) + 4;
-    if (buf_reserve(out, bytes))
-        return KILN_ERR_OOM;
-    m = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
-                           (utf8proc_int32_t *)(void *)out->data, n, (utf8proc_option_t)opts);
-    if (m < 0 || m > n)
-        return kiln_err_set(KILN_ERR_INTERNAL, "normalizer %s: decomposition failed", form);
-    m = utf8proc_reencode((utf8proc_int32_t *)(void *)out->data, m, (utf8proc_option_t)opts);
+    if ((rc = nf_decompose(s, len, compat, out, &n)))
+        return rc;
+    m = utf8proc_reencode((utf8proc_int32_t *)(void *)out->data, (utf8proc_ssize_t)n,
+                          (utf8proc_option_t)(UTF8PROC_STABLE | (compose ? UTF8PROC_COMPOSE : 0)));
     if (m < 0)
         return kiln_err_set(KILN_ERR_INTERNAL, "normalizer %s: %s", form, utf8proc_errmsg(m));
     out->len = (size_t)m;
@@ -136,7 +181,7 @@ static kiln_status drop_marks(const char *s, size_t len, bool all, kiln_buf *out
     while (i < len && !rc) {
         start = i;
         uint32_t c = uni_next(s, len, &i);
-        if (c >= 0x300 && (all ? uni_is_mark(c) : uni_bert_mn(c)))
+        if (c >= 0x300 && (all ? uni_strip_mark(c) : uni_bert_mn(c)))
             continue;
         rc = buf_append(out, s + start, i - start);
     }

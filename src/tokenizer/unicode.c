@@ -168,18 +168,15 @@ bool uni_is_numeric(uint32_t c)
            (k == UTF8PROC_CATEGORY_CN && uni_onig_numeric_extra(c));
 }
 
-bool uni_is_mark(uint32_t c)
-{
-    utf8proc_category_t k = cat(c);
-    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
-}
-
 kiln_status uni_append_lower(kiln_buf *b, uint32_t c)
 {
     if (c < 0x80)
         return buf_append_char(b, (char)((c >= 'A' && c <= 'Z') ? c + 32 : c));
+    uint32_t x;
     if (c == 0x130)
         return buf_append(b, "i\xCC\x87", 3);
+    if ((x = uni_lower_extra(c)))
+        return uni_append(b, x);
     return uni_append(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)c));
 }
 

@@ -70,8 +70,6 @@ kiln_status uni_sanitize(const char *s, size_t len, kiln_buf *out);
 bool uni_is_space(uint32_t c);
 bool uni_is_word(uint32_t c);
 bool uni_is_numeric(uint32_t c);
-/* General category M* (marks, is_combining_mark). */
-bool uni_is_mark(uint32_t c);
 bool uni_bert_other(uint32_t c);
 bool uni_bert_mn(uint32_t c);
 bool uni_bert_punct(uint32_t c);
@@ -79,6 +77,16 @@ bool uni_bert_punct(uint32_t c);
  * length len, a general category such as "L" or "Nd") matches beyond
  * Unicode 14.0; NULL with *n = 0 when none. */
 const uint32_t (*uni_onig_extra(const char *prop, size_t len, size_t *n))[2];
+/* Unicode normal forms as tokenizers computes them (an older Unicode
+ * version): characters it gives combining class 0 although utf8proc gives
+ * them another, and characters it does not decompose. */
+bool uni_nf_ccc0(uint32_t c);
+bool uni_nf_keep(uint32_t c);
+/* Removed by StripAccents (tokenizers' is_combining_mark, older Unicode). */
+bool uni_strip_mark(uint32_t c);
+/* Lowercase of c where tokenizers (newer Unicode) maps it beyond Unicode
+ * 14.0; 0 if none. */
+uint32_t uni_lower_extra(uint32_t c);
 /* In Oniguruma's \p{N} but not Unicode 14.0's N (Rust's is_numeric agrees). */
 bool uni_onig_numeric_extra(uint32_t c);
 

@@ -15,6 +15,13 @@ usage: hftok_tables.py OUT_C_FILE
                   matches (the regex engine of tokenizers, a newer Unicode
                   version) beyond Unicode 14.0, the version of PCRE2 10.42
                   (and of this Python's unicodedata, checked below)
+  uni_nf_ccc0:    characters with a nonzero canonical combining class that
+                  tokenizers' NFC/NFD/NFKC/NFKD (an older Unicode version)
+                  does not reorder (treats as class 0)
+  uni_nf_keep:    characters those normalizers leave undecomposed although
+                  Unicode 14.0 decomposes them, or unassigned in 14.0
+  uni_strip_mark: characters StripAccents removes (is_combining_mark)
+  uni_lower_extra: Lowercase mappings beyond Unicode 14.0 (newer std)
 """
 import sys
 import unicodedata
@@ -74,6 +81,40 @@ def onig_extra():
         if extra:
             out[p] = ranges(extra)
     return out
+
+
+def nf_tables():
+    nfd = normalizers.NFD()
+    nfkd = normalizers.NFKD()
+    ccc0, keep = [], []
+    for c in range(0x110000):
+        if 0xD800 <= c < 0xE000:
+            continue
+        ch = chr(c)
+        if unicodedata.combining(ch) > 1 and unicodedata.normalize("NFD", ch) == ch:
+            if nfd.normalize_str("a" + ch + "\u0334") == "a" + ch + "\u0334":
+                ccc0.append(c)
+        if unicodedata.category(ch) == "Cn" or unicodedata.normalize("NFKD", ch) != ch:
+            if nfkd.normalize_str(ch) == ch:
+                keep.append(c)
+    return ranges(ccc0), ranges(keep)
+
+
+def strip_lower_tables():
+    low = normalizers.Lowercase()
+    sa = normalizers.StripAccents()
+    marks, lower = [], []
+    for c in range(0x110000):
+        if 0xD800 <= c < 0xE000:
+            continue
+        ch = chr(c)
+        if sa.normalize_str("a" + ch + "b") == "ab":
+            marks.append(c)
+        h = low.normalize_str(ch)
+        if h != ch.lower():
+            assert len(h) == 1, "multi-character lowercase %x" % c
+            lower.append((c, ord(h)))
+    return ranges(marks), lower
 
 
 def table(name, rs):
@@ -158,6 +199,36 @@ bool uni_onig_numeric_extra(uint32_t c)
     return r && in_ranges(r, n, c);
 }
 
+bool uni_nf_ccc0(uint32_t c)
+{
+    return in_ranges(NF_CCC0, sizeof(NF_CCC0) / sizeof(NF_CCC0[0]), c);
+}
+
+bool uni_nf_keep(uint32_t c)
+{
+    return in_ranges(NF_KEEP, sizeof(NF_KEEP) / sizeof(NF_KEEP[0]), c);
+}
+
+bool uni_strip_mark(uint32_t c)
+{
+    return c >= 0x300 && in_ranges(STRIP_MARK, sizeof(STRIP_MARK) / sizeof(STRIP_MARK[0]), c);
+}
+
+uint32_t uni_lower_extra(uint32_t c)
+{
+    size_t lo = 0, hi = sizeof(LOWER_EXTRA) / sizeof(LOWER_EXTRA[0]);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (LOWER_EXTRA[mid][0] == c)
+            return LOWER_EXTRA[mid][1];
+        if (LOWER_EXTRA[mid][0] < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
 bool uni_bert_punct(uint32_t c)
 {
     if (c < 0x80)
@@ -180,10 +251,14 @@ def main():
     import tokenizers
     other, mn, pu = probe()
     extra = onig_extra()
+    ccc0, keep = nf_tables()
+    marks, lower = strip_lower_tables()
     with open(sys.argv[1], "w") as f:
         f.write(HEAD % tokenizers.__version__)
         f.write("\n" + table("BERT_OTHER", other) + "\n\n" + table("BERT_MN", mn) + "\n\n" +
                 table("BERT_PUNCT", pu) + "\n")
+        f.write("\n" + table("NF_CCC0", ccc0) + "\n\n" + table("NF_KEEP", keep) + "\n")
+        f.write("\n" + table("STRIP_MARK", marks) + "\n\n" + table("LOWER_EXTRA", lower) + "\n")
         for p, rs in extra.items():
             f.write("\n" + table("EXTRA_" + p, rs) + "\n")
         f.write("\n" + extra_index(extra) + "\n")

@@ -821,6 +821,100 @@ static void test_vocab_txt(void **state)
     hftok_free(t);
 }
 
+/* ---- every code point ------------------------------------------------------------------ */
+
+static void put_cp(FILE *f, uint32_t c)
+{
+    char u[4];
+    size_t n;
+    if (c == '\\' || c == '\n' || c == '\r') {
+        fputs(c == '\\' ? "\\\\" : c == '\n' ? "\\n" : "\\r", f);
+        return;
+    }
+    n = uni_encode(c, u);
+    fwrite(u, 1, n, f);
+}
+
+/* A corpus with every code point outside surrogates and private use: runs
+ * of 64 consecutive characters, then the same characters as "ca" words. */
+static const char *all_codepoints_corpus(void)
+{
+    static char path[4096];
+    uint32_t c, k;
+    FILE *f;
+    fmt_path(path, sizeof path, "%s/all-codepoints.txt", work_dir());
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    for (k = 0; k < 2; k++) {
+        uint32_t per = k ? 32 : 64, in_line = 0;
+        for (c = 0x20; c < 0xF0000; c++) {
+            if ((c >= 0xD800 && c < 0xF900))
+                continue;
+            put_cp(f, c);
+            if (k)
+                fputs("a ", f);
+            if (++in_line == per) {
+                fputc('\n', f);
+                in_line = 0;
+            }
+        }
+        if (in_line)
+            fputc('\n', f);
+    }
+    fclose(f);
+    return path;
+}
+
+/* Unicode-version corners: the reference's character tables are of other
+ * Unicode versions than utf8proc's and PCRE2's; every code point goes
+ * through the BERT pipeline, the Unicode normalizers, Lowercase,
+ * StripAccents and the byte-level regexes. */
+static void test_parity_all_codepoints(void **state)
+{
+    static const char *const variants[] = {"norm_nfkd", "norm_nfc", "norm_lowercase",
+                                           "norm_stripaccents", "pre_punct_isolated"};
+    char vpath[4096], out[4096];
+    const char *corpus = all_codepoints_corpus(), *names[] = {"deepseek", "qwen3"};
+    json_error_t err;
+    json_t *vars, *var;
+    hftok *t;
+    size_t i, k;
+    (void)state;
+    if (!ref_available())
+        skip();
+    if (minilm_path() && (t = load_path(minilm_path()))) {
+        assert_int_equal(parity(t, minilm_path(), corpus, "all-MiniLM-L6-v2", ""), 0);
+        hftok_free(t);
+    }
+    for (k = 0; k < 2; k++) {
+        if (!fetched(names[k]) || !(t = load_path(fetched(names[k]))))
+            continue;
+        assert_int_equal(parity(t, fetched(names[k]), corpus, names[k], ""), 0);
+        hftok_free(t);
+    }
+    fmt_path(vpath, sizeof vpath, "%s/tests/data/tokenizers/variants.json",
+             env_or("KILN_SOURCE_DIR", "."));
+    vars = json_load_file(vpath, 0, &err);
+    assert_non_null(vars);
+    json_array_foreach(vars, i, var) {
+        const char *name = json_string_value(json_object_get(var, "name"));
+        for (k = 0; k < KILN_ARRAY_LEN(variants); k++) {
+            if (strcmp(name, variants[k]) != 0)
+                continue;
+            json_t *root = variant_json(var);
+            char *text = json_dumps(root, JSON_COMPACT);
+            t = load_str(text);
+            fmt_path(out, sizeof out, "%s/%s.json", work_dir(), name);
+            assert_int_equal(json_dump_file(root, out, JSON_COMPACT), 0);
+            assert_int_equal(parity(t, out, corpus, name, ""), 0);
+            hftok_free(t);
+            free(text);
+            json_decref(root);
+        }
+    }
+    json_decref(vars);
+}
+
 /* ---- throughput (informational, KILN_HFTOK_BENCH=1) ---------------------------------------- */
 
 static void bench_one(const char *label, const char *path)
@@ -895,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_gguf_qwen2),
         cmocka_unit_test(test_gguf_bert),
         cmocka_unit_test(test_vocab_txt),
+        cmocka_unit_test(test_parity_all_codepoints),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
