@@ -1256,6 +1256,9 @@ static kiln_status cfg_bert(cfg_keys *c, model_config *m)
     m->absolute_positions = true;
     m->attention_bias = m->attention_out_bias = m->mlp_bias = true;
     m->tie_word_embeddings = false;
+    /* GGUF does not record a sentence-transformers Normalize module; llama.cpp
+     * L2-normalises embeddings unless told otherwise, and so does kiln. */
+    m->normalize = true;
     m->type_vocab_size = tt && tt->n_dims == 2 ? tt->ne[1] : 2;
     if ((st = cfg_int(c, "tokenizer.ggml.token_type_count", false, &m->type_vocab_size)) ||
         (st = cfg_int(c, arch_key(c, "pooling_type"), false, &pool)))

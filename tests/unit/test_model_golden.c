@@ -511,9 +511,9 @@ static void test_gemma3_270m_q4km(void **state)
 
 /* sentence-transformers layout: mean pooling, Normalize. */
 static void test_bert(void **state) { run_bert("bert", true); }
-/* GGUF: mean pooling from bert.pooling_type; no normalisation flag in the
- * format (the cosine comparison does not depend on it). */
-static void test_bert_gguf(void **state) { run_bert("gguf/bert.gguf", false); }
+/* GGUF: mean pooling from bert.pooling_type; the format records no
+ * normalisation, and kiln L2-normalises as llama.cpp does by default. */
+static void test_bert_gguf(void **state) { run_bert("gguf/bert.gguf", true); }
 
 int main(void)
 {
