@@ -874,7 +874,7 @@ static void test_parity_all_codepoints(void **state)
     static const char *const variants[] = {"norm_nfkd", "norm_nfc", "norm_lowercase",
                                            "norm_stripaccents", "pre_punct_isolated"};
     char vpath[4096], out[4096];
-    const char *corpus = all_codepoints_corpus(), *names[] = {"deepseek", "qwen3"};
+    const char *cpath = all_codepoints_corpus(), *names[] = {"deepseek", "qwen3"};
     json_error_t err;
     json_t *vars, *var;
     hftok *t;
@@ -883,13 +883,13 @@ static void test_parity_all_codepoints(void **state)
     if (!ref_available())
         skip();
     if (minilm_path() && (t = load_path(minilm_path()))) {
-        assert_int_equal(parity(t, minilm_path(), corpus, "all-MiniLM-L6-v2", ""), 0);
+        assert_int_equal(parity(t, minilm_path(), cpath, "all-MiniLM-L6-v2", ""), 0);
         hftok_free(t);
     }
     for (k = 0; k < 2; k++) {
         if (!fetched(names[k]) || !(t = load_path(fetched(names[k]))))
             continue;
-        assert_int_equal(parity(t, fetched(names[k]), corpus, names[k], ""), 0);
+        assert_int_equal(parity(t, fetched(names[k]), cpath, names[k], ""), 0);
         hftok_free(t);
     }
     fmt_path(vpath, sizeof vpath, "%s/tests/data/tokenizers/variants.json",
@@ -906,7 +906,7 @@ static void test_parity_all_codepoints(void **state)
             t = load_str(text);
             fmt_path(out, sizeof out, "%s/%s.json", work_dir(), name);
             assert_int_equal(json_dump_file(root, out, JSON_COMPACT), 0);
-            assert_int_equal(parity(t, out, corpus, name, ""), 0);
+            assert_int_equal(parity(t, out, cpath, name, ""), 0);
             hftok_free(t);
             free(text);
             json_decref(root);
