@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <pthread.h>
 
 #include "base/alloc.h"
 #include "base/buf.h"
@@ -915,6 +916,61 @@ static void test_parity_all_codepoints(void **state)
     json_decref(vars);
 }
 
+/* ---- concurrency ------------------------------------------------------------------------ */
+
+typedef struct thread_job {
+    const hftok *t;
+    const corpus *c;
+    kiln_ids ids; /* all lines' ids back to back */
+    kiln_status st;
+} thread_job;
+
+static void *encode_all_lines(void *arg)
+{
+    thread_job *j = arg;
+    size_t i, len;
+    for (i = 0; i < j->c->n && !j->st; i++) {
+        const char *s = corpus_line(j->c, i, &len);
+        j->st = hftok_encode(j->t, s, len, true, &j->ids);
+    }
+    return NULL;
+}
+
+/* One handle, four threads encoding at once: the same ids as one thread. */
+static void test_threads(void **state)
+{
+    char path[4096];
+    thread_job jobs[5];
+    pthread_t th[4];
+    corpus c;
+    hftok *t;
+    int k;
+    (void)state;
+    fmt_path(path, sizeof path, "%s/tests/data/tokenizers/bpe_bytelevel.json",
+             env_or("KILN_SOURCE_DIR", "."));
+    t = load_path(path);
+    assert_non_null(t);
+    assert_true(corpus_read(corpus_path(0), &c));
+    memset(jobs, 0, sizeof jobs);
+    for (k = 0; k < 5; k++) {
+        jobs[k].t = t;
+        jobs[k].c = &c;
+    }
+    encode_all_lines(&jobs[4]);
+    for (k = 0; k < 4; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, encode_all_lines, &jobs[k]), 0);
+    for (k = 0; k < 4; k++) {
+        assert_int_equal(pthread_join(th[k], NULL), 0);
+        assert_int_equal(jobs[k].st, KILN_OK);
+        assert_int_equal(jobs[k].ids.len, jobs[4].ids.len);
+        assert_memory_equal(jobs[k].ids.data, jobs[4].ids.data, jobs[4].ids.len * sizeof(int32_t));
+    }
+    for (k = 0; k < 5; k++)
+        ids_free(&jobs[k].ids);
+    corpus_free(&c);
+    hftok_free(t);
+}
+
 /* ---- throughput (informational, KILN_HFTOK_BENCH=1) ---------------------------------------- */
 
 static void bench_one(const char *label, const char *path)
@@ -978,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_decode_bytes),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_truncation_minilm),
         cmocka_unit_test(test_parity_minilm),
         cmocka_unit_test(test_parity_variants),
