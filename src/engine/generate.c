@@ -553,19 +553,13 @@ static kiln_status gen_embed_tokenize(const tokenizer *t, const char *const *tex
     for (int32_t i = 0; i < n; i++) {
         size_t start = ids->len;
         size_t len = lens ? lens[i] : strlen(texts[i]);
-        kiln_status st = tok_encode(t, texts[i], len, true, ids);
+        /* the caller's limit replaces the tokenizer file's own truncation */
+        kiln_status st = tok_encode_trunc(t, texts[i], len, true, max_len, ids);
         if (st)
             return kiln_err_wrap(st, "document %d", i);
         size_t got = ids->len - start;
         if (got == 0)
             return kiln_err_set(KILN_ERR_INVALID_ARG, "document %d: no tokens", i);
-        if (got > (size_t)max_len) {
-            int32_t last = ids->data[ids->len - 1];
-            ids->len = start + (size_t)max_len;
-            if (tok_is_special(t, last))
-                ids->data[ids->len - 1] = last;
-            got = (size_t)max_len;
-        }
         docs[i] = (gen_doc){.off = start, .len = (int32_t)got, .idx = i};
     }
     return KILN_OK;

@@ -35,6 +35,7 @@ typedef struct hf_call {
     bpe_scratch *bsc;
     pcre2_match_data *md;
     kiln_ids pp_tmp;
+    int64_t max_len;    /* -1: the file's truncation; 0: none; > 0: this many ids */
 } hf_call;
 
 static void call_free(hf_call *c)
@@ -58,6 +59,7 @@ static kiln_status call_init(hf_call *c, const hftok *t, kiln_ids *out)
     memset(c, 0, sizeof(*c));
     c->t = t;
     c->out = out;
+    c->max_len = -1;
     if ((rc = pretok_state_new(t->pre, &c->pst)))
         return rc;
     if (t->bpe && (rc = bpe_scratch_new(&c->bsc)))
@@ -111,9 +113,11 @@ static kiln_status finish_ids(hf_call *c, size_t mark, bool add_special)
 {
     const hftok *t = c->t;
     kiln_ids *out = c->out;
-    if (t->truncate) {
+    bool truncate = c->max_len < 0 ? t->truncate : c->max_len > 0;
+    size_t limit = c->max_len < 0 ? t->trunc_max : (size_t)c->max_len;
+    if (truncate) {
         size_t added = add_special ? pp_added(t->post) : 0;
-        size_t max = t->trunc_max > added ? t->trunc_max - added : 0;
+        size_t max = limit > added ? limit - added : 0;
         size_t n = out->len - mark;
         if (n > max) {
             if (t->trunc_left)
@@ -154,9 +158,16 @@ static kiln_status encode_all(hf_call *c, const char *s, size_t len, bool add_sp
 kiln_status hftok_encode(const hftok *t, const char *text, size_t len, bool add_special,
                          kiln_ids *out)
 {
+    return hftok_encode_trunc(t, text, len, add_special, -1, out);
+}
+
+kiln_status hftok_encode_trunc(const hftok *t, const char *text, size_t len, bool add_special,
+                               int64_t max_len, kiln_ids *out)
+{
     hf_call c;
     size_t mark = out->len;
     kiln_status rc = call_init(&c, t, out);
+    c.max_len = max_len < 0 ? -1 : max_len;
     if (!rc)
         rc = encode_all(&c, len ? text : "", len, add_special);
     call_free(&c);

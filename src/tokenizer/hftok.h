@@ -77,6 +77,12 @@ kiln_status hftok_encode(const hftok *t, const char *text, size_t len, bool add_
                          kiln_ids *out);
 /* Append the text of ids[0..n) to *out, as decode(ids, skip_special_tokens)
  * of the library.  Errors: KILN_ERR_RANGE (an id with no token), OOM. */
+/* hftok_encode with the truncation chosen by the caller instead of the
+ * file's: max_len < 0 as the file says, 0 none, > 0 at most max_len ids
+ * (special tokens added by the post-processor included, as the reference
+ * counts them). */
+kiln_status hftok_encode_trunc(const hftok *t, const char *text, size_t len, bool add_special,
+                               int64_t max_len, kiln_ids *out);
 kiln_status hftok_decode(const hftok *t, const int32_t *ids, size_t n, bool skip_special,
                          kiln_buf *out);
 

@@ -185,6 +185,24 @@ kiln_status tok_encode(const tokenizer *t, const char *text, size_t len, bool ad
                  : spm_encode(t->spm, text, len, add_special, out);
 }
 
+kiln_status tok_encode_trunc(const tokenizer *t, const char *text, size_t len, bool add_special,
+                             int64_t max_len, kiln_ids *out)
+{
+    if (t->hf)
+        return hftok_encode_trunc(t->hf, text, len, add_special, max_len, out);
+    size_t mark = out->len;
+    kiln_status st = spm_encode(t->spm, text, len, add_special, out);
+    if (st || max_len <= 0 || out->len - mark <= (size_t)max_len)
+        return st;
+    /* keep a closing EOS the encoder added */
+    int32_t eos = spm_eos_id(t->spm);
+    bool closing = add_special && eos >= 0 && out->data[out->len - 1] == eos;
+    out->len = mark + (size_t)max_len;
+    if (closing)
+        out->data[out->len - 1] = eos;
+    return KILN_OK;
+}
+
 kiln_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
                        kiln_buf *out)
 {

@@ -41,6 +41,15 @@ void tok_free(tokenizer *t); /* NULL is a no-op */
 kiln_status tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
                        kiln_ids *out);
 
+/* tok_encode with the caller's truncation instead of the tokenizer file's
+ * (tokenizer.json "truncation", e.g. 128 in all-MiniLM-L6-v2 while
+ * sentence-transformers uses 256): max_len < 0 as the file says, 0 none,
+ * > 0 at most max_len ids, special tokens included (a sequence's closing
+ * [SEP]/EOS is kept).  Tokenizers without a truncation setting (SentencePiece)
+ * cut the ids before the closing special token themselves. */
+kiln_status tok_encode_trunc(const tokenizer *t, const char *text, size_t len, bool add_special,
+                             int64_t max_len, kiln_ids *out);
+
 /* Append the text of ids[0..n) to *out (skip_special drops special tokens).
  * Ids out of range -> KILN_ERR_RANGE. */
 kiln_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
