@@ -180,7 +180,16 @@ static json_t *bench_tokenize_one(const char *src, const char *corpus_path,
         tok_free(t);
         return NULL;
     }
-    json_t *r = report_new("tokenize", base && base[1] ? base + 1 : src), *s = json_object();
+    /* name the tokenizer by its directory when the file name says nothing */
+    char shape[512];
+    snprintf(shape, sizeof shape, "%s", base && base[1] ? base + 1 : src);
+    if (base && base > src && (!strcmp(base + 1, "tokenizer.json") || !strcmp(base + 1, "tokenizer.model"))) {
+        const char *dir = base - 1;
+        while (dir > src && dir[-1] != '/')
+            dir--;
+        snprintf(shape, sizeof shape, "%.*s", (int)(base - dir), dir);
+    }
+    json_t *r = report_new("tokenize", shape), *s = json_object();
     json_object_set_new(s, "threads", json_integer(1));
     json_object_set_new(s, "tokenizer", json_string(tok_kind_name(t)));
     json_object_set_new(s, "corpus", json_string(corpus_path));
