@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- random numbers --------------------------------------------------------- */
 
@@ -192,6 +194,31 @@ static uint8_t *rand_weight(kiln_dtype dt, int64_t m, int64_t k, size_t *row_byt
     return w;
 }
 
+/* ---- guarded buffers ------------------------------------------------------------- */
+
+/* A copy of src[0..bytes) that ends exactly where an inaccessible page
+ * begins, so a kernel reading one byte past it faults in every build, not
+ * only under AddressSanitizer.  Free with guarded_free(p, bytes). */
+static void *guarded_copy(const void *src, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t span = (bytes + page - 1) / page * page + page;
+    unsigned char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+    assert_true(base != MAP_FAILED);
+    assert_int_equal(mprotect(base + span - page, page, PROT_NONE), 0);
+    unsigned char *p = base + span - page - bytes;
+    memcpy(p, src, bytes);
+    return p;
+}
+
+static void guarded_free(void *p, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t span = (bytes + page - 1) / page * page + page;
+    munmap((unsigned char *)p + bytes + page - span, span);
+}
+
 /* ---- matmul ----------------------------------------------------------------------- */
 
 static const kiln_dtype mm_types[] = {
@@ -200,8 +227,10 @@ static const kiln_dtype mm_types[] = {
 };
 
 /* One matmul shape on every backend; 1- and 2-thread results must match
- * bit for bit. */
-static void run_matmul(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with_bias)
+ * bit for bit.  With `guard`, the weights and activations the backend reads
+ * end at an inaccessible page (guarded_copy). */
+static void run_matmul_at(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with_bias,
+                          bool guard)
 {
     size_t rb;
     float *wref;
@@ -219,6 +248,9 @@ static void run_matmul(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with
             ref[t * m + r] = s;
             mag[t * m + r] = a;
         }
+    size_t wbytes = rb * (size_t)m, xbytes = (size_t)(n * k) * sizeof(float);
+    const uint8_t *wuse = guard ? guarded_copy(wb, wbytes) : wb;
+    const float *xuse = guard ? guarded_copy(x, xbytes) : x;
     float *prev = NULL;
     char what[96];
     snprintf(what, sizeof what, "matmul %s n=%lld m=%lld k=%lld", dtype_name(dt), (long long)n,
@@ -226,11 +258,12 @@ static void run_matmul(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with
     for (int ci = 0; ci < N_CFG; ci++) {
         cfg *c = &cfgs[ci];
         bk_tensor w, bt;
-        assert_int_equal(OPS(c)->weight(c->be, dt, k, m, wb, rb * (size_t)m, &w), KILN_OK);
+        assert_int_equal(OPS(c)->weight(c->be, dt, k, m, wuse, wbytes, &w), KILN_OK);
         assert_int_equal(OPS(c)->weight(c->be, KILN_DT_F32, m, 1, bias, (size_t)m * 4, &bt),
                          KILN_OK);
         float *y = poisoned(n * m);
-        assert_int_equal(OPS(c)->matmul(c->be, x, n, &w, with_bias ? &bt : NULL, y), KILN_OK);
+        assert_int_equal(OPS(c)->matmul(c->be, xuse, n, &w, with_bias ? &bt : NULL, y),
+                         KILN_OK);
         check_close(what, c, y, ref, mag, n * m, 1e-5);
         if (prev && cfgs[ci - 1].simd == c->simd && cfgs[ci - 1].blas == c->blas &&
             memcmp(prev, y, (size_t)(n * m) * sizeof *y))
@@ -239,12 +272,21 @@ static void run_matmul(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with
         prev = y;
     }
     free(prev);
+    if (guard) {
+        guarded_free((void *)wuse, wbytes);
+        guarded_free((void *)xuse, xbytes);
+    }
     free(wb);
     free(wref);
     free(x);
     free(bias);
     free(ref);
     free(mag);
+}
+
+static void run_matmul(kiln_dtype dt, int64_t n, int64_t m, int64_t k, bool with_bias)
+{
+    run_matmul_at(dt, n, m, k, with_bias, false);
 }
 
 static void test_matmul_types(void **state)
@@ -273,6 +315,32 @@ static void test_matmul_shapes(void **state)
     run_matmul(KILN_DT_Q4_K, 5, 40, 512, false);
     run_matmul(KILN_DT_Q6_K, 8, 17, 256, true);
     run_matmul(KILN_DT_Q4_0, 130, 20, 96, false);
+}
+
+/* Every weight type with the last weight row and the last activation row
+ * ending at an inaccessible page: the decode path (n = 1..7, 1 to 4 x rows
+ * per dot call, permuted activations for the nibble types), the first gemm
+ * sizes (n = 8, 9), and row lengths that leave every remainder modulo 8 and
+ * 32 for the scalar types (vector loads must stop at the row's end). */
+static void test_matmul_row_ends(void **state)
+{
+    static const int64_t scalar_k[] = {1, 3, 7, 8, 9, 15, 31, 33, 47, 63, 65, 100};
+    for (size_t ti = 0; ti < sizeof mm_types / sizeof mm_types[0]; ti++) {
+        kiln_dtype dt = mm_types[ti];
+        int64_t be = dtype_get(dt)->block_elems;
+        for (int64_t n = 1; n <= 9; n++) {
+            int64_t k = be == 1 ? scalar_k[(ti + (size_t)n) % KILN_ARRAY_LEN(scalar_k)]
+                                : be * (1 + n % 3);
+            int64_t m = 1 + (n + (int64_t)ti) % 7;
+            run_matmul_at(dt, n, m, k, n % 2 == 0, true);
+        }
+    }
+    /* every k in 1..40 for f32 at n = 1..7, and a square f32 weight at
+     * every decode n */
+    for (int64_t k = 1; k <= 40; k++)
+        run_matmul_at(KILN_DT_F32, 1 + k % 7, 1 + k % 5, k, false, true);
+    for (int64_t n = 1; n < 8; n++)
+        run_matmul_at(KILN_DT_F32, n, 64, 64, true, true);
 }
 
 static void test_matmul_errors(void **state)
@@ -1009,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_matmul_shapes),
+        cmocka_unit_test(test_matmul_row_ends),
         cmocka_unit_test(test_matmul_errors),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_layernorm),

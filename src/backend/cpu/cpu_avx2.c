@@ -17,6 +17,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CPU_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AI __attribute__((always_inline))
@@ -26,11 +27,16 @@
 
 #ifdef CPU_X86
 
+/* __builtin_cpu_supports("avx2") also checks that the OS saves the YMM
+ * state.  F16C is read from CPUID leaf 1 directly: clang before 16 rejects
+ * "f16c" as a feature name for the builtin. */
 bool cpu_avx2_usable(void)
 {
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return false;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
 /* ---- helpers ------------------------------------------------------------- */
