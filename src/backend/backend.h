@@ -45,6 +45,8 @@ typedef struct bk_tensor {
     int64_t ne1;          /* rows (out_features); 1 for a vector               */
     size_t row_bytes;
     const void *data;     /* backend memory; NULL = absent (optional bias)     */
+    void *storage;        /* memory the backend made for it (weight_random on
+                             the CPU); NULL for a view of the caller's bytes  */
 } bk_tensor;
 
 /* ---- a step's batch ------------------------------------------------------
@@ -152,6 +154,12 @@ typedef struct bk_ops {
     kiln_status (*weight)(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
                           const void *src, size_t src_bytes, bk_tensor *out);
     void (*weight_free)(backend *be, bk_tensor *w);
+    /* A weight of ne1 rows of ne0 elements filled on the backend with
+     * hr_uniform(seed, i, lo, hi) for element i (base/hashrand.h), in the
+     * backend's weight type (CPU: F32; CUDA: the activation type): the
+     * --dummy-weights model of a config, no file needed. */
+    kiln_status (*weight_random)(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
+                                 float hi, bk_tensor *out);
     kiln_status (*batch_upload)(backend *be, const bk_batch_host *h, bk_batch *out);
     kiln_status (*kv_alloc)(backend *be, const bk_kv_cache *shape, bk_kv_cache *out);
     void (*kv_free)(backend *be, bk_kv_cache *kv);

@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "base/buf.h"
+#include "cli/cli.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
 #include "model/model.h"
@@ -32,6 +33,7 @@ typedef struct cli_gen {
     const char *model_path;
     const char *template_file;     /* --chat-template                           */
     int threads;                   /* --threads; 0: all cores                   */
+    cli_device dev;                /* --device, --dtype                         */
     int32_t n_ctx;                 /* --ctx; 0: min(model positions, 4096)      */
     int32_t max_batch_tokens;      /* --batch                                   */
     sampler_params sp;             /* temperature 0 (greedy) unless --temp      */

@@ -2,6 +2,7 @@
  * cmd_embed.c - `kiln embed`: one embedding per input line.
  *
  *   kiln embed -m MODEL [--input FILE] [--format jsonl|f32] [--threads N]
+ *              [--device auto|cpu|cuda[:N]] [--dtype bf16|f16]
  *
  * Every line of FILE (stdin without --input; a final line without a
  * newline counts, "\r\n" endings are accepted) is one document.  jsonl
@@ -32,6 +33,7 @@ typedef struct emb_opts {
     const char *model, *input;
     bool f32;
     int threads;
+    cli_device dev;
     int32_t max_batch_tokens;
     int32_t max_len;
 } emb_opts;
@@ -48,17 +50,24 @@ static int emb_usage(FILE *f)
                "  --max-len N      tokens kept per document (default: the model's\n"
                "                   max_seq_length or position count)\n"
                "  --threads N      CPU threads (default: all cores)\n");
+    cli_device_usage(f);
     return f == stdout ? 0 : 2;
 }
 
 static int emb_parse(int argc, char **argv, emb_opts *o)
 {
     memset(o, 0, sizeof *o);
+    cli_device_init(&o->dev);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
+        int dv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
             return emb_usage(stdout);
+        if ((dv = cli_device_parse(&o->dev, argc, argv, &i)) < 0)
+            return emb_usage(stderr);
+        if (dv)
+            continue;
         if (!v) {
             fprintf(stderr, "kiln embed: unexpected argument '%s'\n", a);
             return emb_usage(stderr);
@@ -186,7 +195,7 @@ int cmd_embed(int argc, char **argv)
         o.max_len = emb_st_max_len(o.model);
     int32_t mbt = o.max_batch_tokens ? o.max_batch_tokens : 512;
     model_load_opts mo = {.max_batch_tokens = mbt};
-    if (st || (st = emb_split(&in, &lines, &lens, &n)) || (st = bk_cpu_create(o.threads, &be)))
+    if (st || (st = emb_split(&in, &lines, &lens, &n)) || (st = cli_device_create(&o.dev, o.threads, &be)))
         goto out;
     /* the default batch holds at least one document of the longest kind */
     if (!o.max_batch_tokens && o.max_len > mbt)

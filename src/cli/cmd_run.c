@@ -36,6 +36,7 @@ void cli_gen_init(cli_gen *g)
     g->sp.max_tokens = 256;
     g->sp.stop = g->stops;
     g->max_batch_tokens = 512;
+    cli_device_init(&g->dev);
 }
 
 void cli_gen_usage(FILE *f)
@@ -60,6 +61,7 @@ void cli_gen_usage(FILE *f)
             "  --threads N              CPU threads (default: all cores)\n"
             "  --chat-template FILE     Jinja chat template instead of the model's\n",
             SAMPLER_MAX_STOPS);
+    cli_device_usage(f);
 }
 
 static int cli_gen_bad(const char *opt, const char *val, const char *want)
@@ -108,6 +110,9 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
     long n;
 
+    int dv = cli_device_parse(&g->dev, argc, argv, i);
+    if (dv)
+        return dv;
     if (!strcmp(a, "--ignore-eos")) {
         g->sp.ignore_eos = true;
         return 1;
@@ -234,7 +239,7 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
         g->sp.seed = clock_now_ns() ^ ((uint64_t)getpid() << 32);
     if ((st = sampler_params_check(&g->sp)))
         return st;
-    if ((st = bk_cpu_create(g->threads, &g->be)) ||
+    if ((st = cli_device_create(&g->dev, g->threads, &g->be)) ||
         (st = model_load(g->model_path, g->be, &mo, &g->m)) ||
         (st = tok_open(g->model_path, &g->t)))
         return st;

@@ -767,3 +767,20 @@ done:
     kiln_free(path);
     return st;
 }
+
+kiln_status hf_config_load(const char *path, model_config *out)
+{
+    json_t *root = NULL;
+    struct stat sb;
+    kiln_status st;
+
+    mcfg_init(out);
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return hf_config_load_dir(path, out);
+    if ((st = hf_load_json(path, &root)))
+        return st;
+    if ((st = hf_read_all(root, out)))
+        kiln_err_wrap(st, "%s", path);
+    json_decref(root);
+    return st;
+}

@@ -32,4 +32,8 @@ kiln_status hf_config_parse(const char *json, size_t len, model_config *out);
  * run (Dense, weighted-mean pooling, ...). */
 kiln_status hf_config_load_dir(const char *dir, model_config *out);
 
+/* A directory as hf_config_load_dir; a file as a config.json of its own
+ * (no sentence-transformers modules).  Errors as hf_config_load_dir. */
+kiln_status hf_config_load(const char *path, model_config *out);
+
 #endif /* KILN_FORMAT_HF_CONFIG_H */

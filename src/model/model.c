@@ -17,11 +17,14 @@
  *   4. The workspace: one backend allocation carved into activation buffers
  *      for opts->max_batch_tokens rows.
  * Any failure unwinds through model_free, which tolerates a partial model.
+ * model_load_dummy skips step 1: the config is given, and every weight the
+ * config asks for is generated on the backend (model_dummy_weight).
  */
 #include "model/model_impl.h"
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/hashrand.h"
 #include "base/log.h"
 #include "format/quant.h"
 
@@ -85,7 +88,47 @@ static const msrc_tensor *model_lookup(const kiln_model *m, model_loader *ld, co
 bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
                       int layer)
 {
+    if (m->dummy)
+        return false; /* a dummy model has what the config asks for, no more */
     return model_lookup(m, ld, hf, gguf, layer) != NULL;
+}
+
+/* ---- dummy weights ---------------------------------------------------------- */
+
+static kiln_status model_own(kiln_model *m, bk_tensor *t);
+
+/* A weight of a dummy model: values from the model seed and the weight's
+ * Hugging Face name, so every backend makes the same model.  Norm scales
+ * lie around 1 (or around 0 where the norm adds one itself), biases near
+ * 0, matrices uniform in +-1/sqrt(in_features) (activations keep their
+ * scale through the layers, as at initialisation). */
+static kiln_status model_dummy_weight(kiln_model *m, model_loader *ld, const char *hf,
+                                      int layer, int64_t rows, int64_t cols, bk_tensor *out)
+{
+    float lo, hi, r = 1.0f / sqrtf((float)cols);
+    bool vec = rows == MODEL_VEC;
+    kiln_status st;
+
+    snprintf(ld->name, sizeof ld->name, hf, layer);
+    if (vec && (strstr(ld->name, "norm") || strstr(ld->name, "LayerNorm.weight"))) {
+        lo = m->norm_add_one ? -0.1f : 0.9f;
+        hi = lo + 0.2f;
+    } else if (vec) {
+        lo = -0.02f;
+        hi = 0.02f;
+    } else {
+        lo = -r;
+        hi = r;
+    }
+    st = m->be->ops->weight_random(m->be, cols, vec ? 1 : rows,
+                                   m->dummy_seed ^ hr_hash_str(ld->name), lo, hi, out);
+    if (st)
+        return kiln_err_wrap(st, "model: dummy tensor '%s'", ld->name);
+    if ((st = model_own(m, out))) {
+        m->be->ops->weight_free(m->be, out);
+        memset(out, 0, sizeof *out);
+    }
+    return st;
 }
 
 /* "[a, b]" of a shape into buf. */
@@ -139,11 +182,13 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
     int64_t want[2] = {rows == MODEL_VEC ? cols : rows, cols};
     int32_t want_dims = rows == MODEL_VEC ? 1 : 2;
     char ws[64], hs[96];
-    const msrc_tensor *t = model_lookup(m, ld, hf, gguf, layer);
+    const msrc_tensor *t;
     kiln_status st;
 
     memset(out, 0, sizeof *out);
-    if (!t) {
+    if (m->dummy)
+        return required ? model_dummy_weight(m, ld, hf, layer, rows, cols, out) : KILN_OK;
+    if (!(t = model_lookup(m, ld, hf, gguf, layer))) {
         if (!required)
             return KILN_OK;
         return kiln_err_set(KILN_ERR_FORMAT, "model: tensor '%s' is missing (expected shape %s)",
@@ -234,7 +279,7 @@ static float model_embed_scale(const kiln_model *m)
     if (!m->cfg.embed_scale_sqrt_hidden)
         return 1.0f;
     s = sqrtf((float)m->cfg.hidden_size);
-    if (m->gguf)
+    if (m->gguf || m->dummy)
         return s; /* llama.cpp scales by sqrtf(n_embd) */
     t = model_lookup(m, &ld, "embed_tokens.weight", "token_embd.weight", -1);
     if (t && t->dtype == KILN_DT_BF16)
@@ -254,48 +299,87 @@ static void model_conventions(kiln_model *m)
     m->embed_scale = model_embed_scale(m);
 }
 
+/* A model shell on `be` for opts' batch size; KILN_ERR_INVALID_ARG or OOM. */
+static kiln_status model_new(backend *be, const model_load_opts *opts, kiln_model **out)
+{
+    *out = NULL;
+    if (!be || !opts || opts->max_batch_tokens <= 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "model_load: a backend and max_batch_tokens > 0 are required");
+    if (!(*out = kiln_calloc(1, sizeof **out)))
+        return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+    (*out)->be = be;
+    (*out)->max_tokens = opts->max_batch_tokens;
+    return KILN_OK;
+}
+
+/* Steps 2-4 of the load order, once m->cfg (and src or dummy) are set. */
+static kiln_status model_build(kiln_model *m)
+{
+    model_loader ld = {{0}};
+    kiln_status st;
+
+    if (!(m->arch = model_arch_find(m->cfg.arch)))
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: architecture '%s' is not supported",
+                            m->cfg.arch_name);
+    model_conventions(m);
+    if (!(m->layers = kiln_calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
+        return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+    if ((st = m->arch->load(m, &ld)) || (st = model_ws_alloc(m)))
+        return st;
+    kiln_log(KILN_LOG_INFO, "model: %s (%s) loaded: %lld layers, hidden %lld, %lld weights",
+             m->src ? msrc_name(m->src) : "dummy", m->cfg.arch_name, (long long)m->cfg.n_layers,
+             (long long)m->cfg.hidden_size, (long long)m->n_owned);
+    return KILN_OK;
+}
+
 kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
                        kiln_model **out)
 {
-    model_loader ld = {{0}};
     kiln_model *m;
     kiln_status st;
 
     *out = NULL;
-    if (!path || !be || !opts || opts->max_batch_tokens <= 0)
-        return kiln_err_set(KILN_ERR_INVALID_ARG,
-                            "model_load: path, backend and max_batch_tokens > 0 are required");
-    if (!(m = kiln_calloc(1, sizeof *m)))
-        return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
-    m->be = be;
-    m->max_tokens = opts->max_batch_tokens;
+    if (!path)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model_load: no path");
+    if ((st = model_new(be, opts, &m)))
+        return st;
     if ((st = msrc_open(path, &m->src))) {
         model_free(m); /* msrc_open's message names the path already */
         return st;
     }
     m->cfg = *msrc_config(m->src);
     m->gguf = msrc_get_kind(m->src) == MSRC_GGUF;
-    if (!(m->arch = model_arch_find(m->cfg.arch))) {
-        st = kiln_err_set(KILN_ERR_UNSUPPORTED, "model: architecture '%s' is not supported",
-                          m->cfg.arch_name);
-        goto fail;
+    if ((st = model_build(m))) {
+        kiln_err_wrap(st, "%s", path);
+        model_free(m);
+        return st;
     }
-    model_conventions(m);
-    if (!(m->layers = kiln_calloc((size_t)m->cfg.n_layers, sizeof *m->layers))) {
-        st = kiln_err_set(KILN_ERR_OOM, "model: out of memory");
-        goto fail;
-    }
-    if ((st = m->arch->load(m, &ld)) || (st = model_ws_alloc(m)))
-        goto fail;
-    kiln_log(KILN_LOG_INFO, "model: %s (%s) loaded: %lld layers, hidden %lld, %lld weights",
-             msrc_name(m->src), m->cfg.arch_name, (long long)m->cfg.n_layers,
-             (long long)m->cfg.hidden_size, (long long)m->n_owned);
     *out = m;
     return KILN_OK;
-fail:
-    kiln_err_wrap(st, "%s", path);
-    model_free(m);
-    return st;
+}
+
+kiln_status model_load_dummy(const model_config *cfg, uint64_t seed, backend *be,
+                             const model_load_opts *opts, kiln_model **out)
+{
+    kiln_model *m;
+    kiln_status st;
+
+    *out = NULL;
+    if (!cfg)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model_load_dummy: no config");
+    if ((st = model_new(be, opts, &m)))
+        return st;
+    m->cfg = *cfg;
+    m->dummy = true;
+    m->dummy_seed = seed;
+    if ((st = model_build(m))) {
+        kiln_err_wrap(st, "dummy %s model", cfg->arch_name);
+        model_free(m);
+        return st;
+    }
+    *out = m;
+    return KILN_OK;
 }
 
 void model_free(kiln_model *m)

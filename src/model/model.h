@@ -40,6 +40,14 @@ typedef struct model_load_opts {
  * KILN_ERR_OOM.  *out owned: model_free(). */
 kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
                        kiln_model **out);
+/* A model of config `cfg` (copied) whose weights are generated on `be`
+ * from `seed` (--dummy-weights: benchmarks at a real model's shape with no
+ * file; the same seed gives the same weights on every backend, up to the
+ * backend's weight type).  Errors as model_load, without the file ones.
+ * *out owned: model_free(). */
+kiln_status model_load_dummy(const model_config *cfg, uint64_t seed, backend *be,
+                             const model_load_opts *opts, kiln_model **out);
+
 /* Release the weights, the workspace and the source; NULL is a no-op.  The
  * backend is not destroyed (it was borrowed). */
 void model_free(kiln_model *m);

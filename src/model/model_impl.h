@@ -92,7 +92,10 @@ typedef struct model_arch_ops {
 } model_arch_ops;
 
 struct kiln_model {
-    model_source *src;            /* open for the model's life (weights are mapped) */
+    model_source *src;            /* open for the model's life (weights are mapped);
+                                     NULL for a dummy model                         */
+    bool dummy;                   /* weights generated from dummy_seed, no file     */
+    uint64_t dummy_seed;
     backend *be;                  /* borrowed                                       */
     model_config cfg;
     const model_arch_ops *arch;

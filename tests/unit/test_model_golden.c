@@ -16,12 +16,21 @@
  * batched (cosine >= 0.99999).
  * The GGUF copies of the variants (tests/golden/models/gguf/) hold the same
  * weights in llama.cpp's layout and are checked against the same goldens.
+ *
+ * KILN_TEST_BACKEND picks the backend: "cpu" (the default, the tolerances
+ * above), "cuda-bf16" or "cuda-f16" (registered as GPU tests): logits
+ * within 2e-2 of max |hf|, BERT cosine >= 0.999, and the greedy
+ * continuation teacher-forced (transformers' token fed back each step)
+ * with kiln's argmax equal to transformers' at >= 95% of the steps.
  * When scripts/fetch-models.sh has run, the default generation model (Gemma
  * 3 270M, GGUF Q4_K_M) is checked against transformers running the same
  * file (tests/golden/make_gemma3_gguf_golden.py): 10 prompts, the whole
  * last-position logit vector within 1e-3 and 32 identical greedy tokens.
  */
 #include "model/model.h"
+#ifdef KILN_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,8 +51,12 @@
 #define BLOCK 16
 #define N_BLOCKS 64
 #define MAX_BLOCKS 8
-#define LOGIT_TOL 1e-4
-#define COS_TOL 0.99999
+
+/* Tolerances of the backend under test (group_setup). */
+static double LOGIT_TOL = 1e-4;
+static double COS_TOL = 0.99999;
+static double G3_LOGIT_TOL = 1e-3;
+static double GREEDY_MIN = 1.0;   /* fraction of greedy steps that must agree */
 
 typedef struct prompt {
     int n;
@@ -65,9 +78,60 @@ static backend *g_be;
 
 static int group_setup(void **state)
 {
-    if (bk_cpu_create(4, &g_be))
-        fail_msg("bk_cpu_create: %s", kiln_last_error());
+    const char *want = getenv("KILN_TEST_BACKEND");
+    kiln_status st;
+
+    if (!want || !*want || !strcmp(want, "cpu")) {
+        st = bk_cpu_create(4, &g_be);
+    } else {
+#ifdef KILN_HAVE_CUDA
+        bool f16 = !strcmp(want, "cuda-f16");
+        if (!f16 && strcmp(want, "cuda-bf16"))
+            fail_msg("KILN_TEST_BACKEND=%s: expected cpu, cuda-bf16 or cuda-f16", want);
+        st = bk_cuda_create(0, f16 ? KILN_DT_F16 : KILN_DT_BF16, &g_be);
+        LOGIT_TOL = G3_LOGIT_TOL = 2e-2;
+        COS_TOL = 0.999;
+        GREEDY_MIN = 0.95;
+#else
+        fail_msg("KILN_TEST_BACKEND=%s: this build has no CUDA backend", want);
+#endif
+    }
+    if (st)
+        fail_msg("backend %s: %s", want ? want : "cpu", kiln_last_error());
+    print_message("backend %s (%s activations)\n", g_be->ops->name,
+                  dtype_name(g_be->ops->act_dtype));
     return 0;
+}
+
+/* Greedy agreement over a run: steps where kiln's argmax was
+ * transformers' token, of all steps. */
+typedef struct agree {
+    int same, total;
+} agree;
+
+/* Count one greedy step; with exact agreement required, fail at once. */
+static void agree_step(agree *a, const char *what, int pi, int k, int pos, int32_t tok,
+                       int32_t ref)
+{
+    a->total++;
+    if (tok == ref) {
+        a->same++;
+        return;
+    }
+    if (GREEDY_MIN >= 1.0)
+        fail_msg("%s: prompt %d: greedy token %d (position %d) is %d, transformers gave %d",
+                 what, pi, k, pos, tok, ref);
+    print_message("%s: prompt %d: greedy token %d (position %d) is %d, transformers gave %d\n",
+                  what, pi, k, pos, tok, ref);
+}
+
+static void agree_check(const agree *a, const char *what)
+{
+    double f = a->total ? (double)a->same / a->total : 1.0;
+    print_message("%s: %d of %d greedy tokens agree (%.1f %%)\n", what, a->same, a->total,
+                  100.0 * f);
+    if (f < GREEDY_MIN)
+        fail_msg("%s: greedy agreement %.3f < %.2f", what, f, GREEDY_MIN);
 }
 
 static int group_teardown(void **state)
@@ -302,6 +366,7 @@ static void run_decoder(const char *name, const char *rel)
      *    prefills with decodes */
     int start[MAX_PROMPTS], done[MAX_PROMPTS] = {0}, left = g.n_prompts;
     int32_t gen[MAX_PROMPTS][GEN];
+    agree ag = {0, 0};
     for (int i = 0; i < g.n_prompts; i++)
         start[i] = (i * 3) / 2;
     for (int stepi = 0; left > 0; stepi++) {
@@ -326,15 +391,13 @@ static void run_decoder(const char *name, const char *rel)
             json_t *want = json_object_get(g.p[i].j, "greedy");
             int32_t tok = argmax(logits + (size_t)k * (size_t)g.vocab, g.vocab);
             int32_t ref = (int32_t)json_integer_value(json_array_get(want, (size_t)done[i]));
-            if (tok != ref)
-                fail_msg("%s: prompt %d: greedy token %d (position %d) is %d, transformers "
-                         "gave %d", name, i, done[i], g.p[i].n + done[i], tok, ref);
-            gen[i][done[i]++] = tok;
+            agree_step(&ag, name, i, done[i], g.p[i].n + done[i], tok, ref);
+            gen[i][done[i]++] = ref; /* teacher-forced: transformers' token goes on */
             if (done[i] == GEN)
                 left--;
         }
     }
-    print_message("%s: %d x %d greedy tokens identical\n", name, g.n_prompts, GEN);
+    agree_check(&ag, name);
 
     free(logits);
     g_be->ops->kv_free(g_be, &kv);
@@ -432,7 +495,6 @@ static void run_bert(const char *rel, bool normalize)
 /* ---- the default generation model ------------------------------------------------ */
 
 #define G3_PROMPT_MAX 64
-#define G3_LOGIT_TOL 1e-3
 
 /* Prompt `name`'s whole last-position logit vector from the golden
  * directory: n little-endian int16 q, logit = q * scale / 32767. */
@@ -492,6 +554,7 @@ static void test_gemma3_270m_q4km(void **state)
     step st;
     bk_batch b;
     int bad_logits = 0, bad_greedy = 0;
+    agree ag = {0, 0};
 
     kt_model_or_skip(path, sizeof path, "gemma-3-270m-q4_k_m.gguf");
     snprintf(gdir, sizeof gdir, "%s/tests/golden/models/gemma3_270m_q4km",
@@ -579,10 +642,13 @@ static void test_gemma3_270m_q4km(void **state)
                               (double)(val[0] - val[1]),
                               json_number_value(json_array_get(margin, (size_t)k)));
                 bad_greedy++;
-                break;
+                if (GREEDY_MIN >= 1.0)
+                    break;
             }
-            toks[n + k] = id[0];
-            if (k == GEN - 1)
+            ag.total++;
+            ag.same += id[0] == ref;
+            toks[n + k] = ref; /* teacher-forced; equal to kiln's token when exact */
+            if (k == GEN - 1 && !bad_greedy)
                 print_message("gemma3 270m prompt %zu: %d greedy tokens identical\n", i, GEN);
         }
     }
@@ -590,6 +656,10 @@ static void test_gemma3_270m_q4km(void **state)
     g_be->ops->kv_free(g_be, &kv);
     model_free(m);
     json_decref(root);
+    if (GREEDY_MIN < 1.0) {
+        agree_check(&ag, "gemma3 270m");
+        bad_greedy = 0;
+    }
     if (bad_logits || bad_greedy)
         fail_msg("gemma3 270m: %d prompt(s) past the logit tolerance, %d greedy divergence(s)",
                  bad_logits, bad_greedy);

@@ -4,7 +4,8 @@
  *
  * Invariants:
  *   1. Activations and the KV cache are F32 host memory; weights are views
- *      of the caller's bytes (no copy), valid while those bytes live.
+ *      of the caller's bytes (no copy), valid while those bytes live, but
+ *      for weight_random's, which own their F32 memory (bk_tensor.storage).
  *   2. Every pointer bk alloc hands out is 64-byte aligned; the 16 bytes
  *      before it hold the pointer kiln_malloc returned.
  *   3. Scratch buffers only grow, on the thread that calls the op, before a
@@ -17,6 +18,7 @@
 #include "base/alloc.h"
 #include "base/checked.h"
 #include "base/error.h"
+#include "base/hashrand.h"
 #include "format/quant.h"
 
 #include <stdlib.h>
@@ -172,8 +174,39 @@ static kiln_status cpu_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_
 
 static void cpu_weight_free(backend *be, bk_tensor *w)
 {
-    if (w)
-        memset(w, 0, sizeof *w);
+    if (!w)
+        return;
+    cpu_free(be, w->storage);
+    memset(w, 0, sizeof *w);
+}
+
+/* An F32 weight of its own memory, element i = hr_uniform(seed, i, lo, hi). */
+static kiln_status cpu_weight_random(backend *be, int64_t ne0, int64_t ne1, uint64_t seed,
+                                     float lo, float hi, bk_tensor *out)
+{
+    size_t n, bytes;
+    float *p;
+    kiln_status st;
+
+    memset(out, 0, sizeof *out);
+    if (ne0 <= 0 || ne1 <= 0 || !(lo <= hi))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu weight_random: bad shape %lld x %lld",
+                            (long long)ne1, (long long)ne0);
+    if (!ck_mul_size((size_t)ne0, (size_t)ne1, &n) || !ck_mul_size(n, sizeof(float), &bytes))
+        return kiln_err_set(KILN_ERR_RANGE, "cpu weight_random: %lld x %lld elements overflow",
+                            (long long)ne1, (long long)ne0);
+    if ((st = cpu_alloc(be, bytes, (void **)&p)))
+        return kiln_err_wrap(st, "cpu weight_random (%lld x %lld)", (long long)ne1,
+                             (long long)ne0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = hr_uniform(seed, i, lo, hi);
+    out->dtype = KILN_DT_F32;
+    out->ne0 = ne0;
+    out->ne1 = ne1;
+    out->row_bytes = (size_t)ne0 * sizeof(float);
+    out->data = p;
+    out->storage = p;
+    return KILN_OK;
 }
 
 /* ---- batches ------------------------------------------------------------- */
@@ -342,6 +375,7 @@ static const bk_ops cpu_ops = {
     .sync = cpu_sync,
     .weight = cpu_weight,
     .weight_free = cpu_weight_free,
+    .weight_random = cpu_weight_random,
     .batch_upload = cpu_batch_upload,
     .kv_alloc = cpu_kv_alloc,
     .kv_free = cpu_kv_free,

@@ -393,7 +393,8 @@ static void cuda_destroy(backend *be)
         .name = "cuda", .act_dtype = (dt), .destroy = cuda_destroy,                  \
         .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,               \
         .download = cuda_download, .sync = cuda_sync, .weight = cuda_weight,         \
-        .weight_free = cuda_weight_free, .batch_upload = cuda_batch_upload,          \
+        .weight_free = cuda_weight_free, .weight_random = cuda_weight_random,        \
+        .batch_upload = cuda_batch_upload,                                           \
         .kv_alloc = cuda_kv_alloc, .kv_free = cuda_kv_free, .embed = cuda_embed,     \
         .matmul = cuda_matmul, .rmsnorm = cuda_rmsnorm,                              \
         .add_rmsnorm = cuda_add_rmsnorm, .layernorm = cuda_layernorm,                \

@@ -115,6 +115,10 @@ kiln_status cuda_batch_check(const bk_batch_host *h, const char *op);
 kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
                         const void *src, size_t src_bytes, bk_tensor *out);
 void cuda_weight_free(backend *be, bk_tensor *w);
+/* A weight of the activation type filled on the compute stream with
+ * cuops_fill_random. */
+kiln_status cuda_weight_random(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
+                               float hi, bk_tensor *out);
 /* Free the staging buffers and events (destroy). */
 void cuda_stage_free(cuda_backend *cb);
 

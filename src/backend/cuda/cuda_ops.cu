@@ -2,8 +2,8 @@
  * cuda_ops.cu - element-wise, row-wise and batch kernels of the CUDA
  * backend: embedding lookup, RMSNorm (plain and fused with the residual
  * add), LayerNorm (+ residual), add, bias add, rotary embedding, gated
- * linear units, activations, soft-capping, row gathering, sequence pooling
- * and the widening copy behind to_host_f32.  Contract: cuda_ops.h.
+ * linear units, activations, soft-capping, row gathering, sequence pooling,
+ * the widening copy behind to_host_f32 and the random fill of dummy weights.  Contract: cuda_ops.h.
  *
  * Each op has three layers: a static __global__ kernel templated on the
  * element type T (__nv_bfloat16 or __half), a static launcher that does the
@@ -30,6 +30,7 @@
 #include "backend/cuda/cuda_ops.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "base/hashrand.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -346,6 +347,37 @@ extern "C" kiln_status cuops_add(kiln_dtype dt, const void *a, const void *b, in
     if (n <= 0)
         return KILN_OK;
     return OPS_DISPATCH("add", dt, add_launch, a, b, n, y, stream);
+}
+
+/* ==== random fill (dummy weights) ========================================= */
+
+template <typename T>
+static __global__ void fill_random_kernel(T *y,       /* (n) */
+                                          int64_t n, uint64_t seed, float lo, float hi)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        put(y + i, hr_uniform(seed, (uint64_t)i, lo, hi));
+}
+
+template <typename T>
+static kiln_status fill_random_launch(void *y, int64_t n, uint64_t seed, float lo, float hi,
+                                      cudaStream_t stream)
+{
+    kiln_status st = KILN_OK;
+
+    fill_random_kernel<T><<<ew_blocks(n), OPS_EW_THREADS, 0, stream>>>((T *)y, n, seed, lo, hi);
+    KILN_CUDA_LAUNCH_CHECK("fill_random", stream);
+err:
+    return st;
+}
+
+extern "C" kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint64_t seed,
+                                         float lo, float hi, cudaStream_t stream)
+{
+    if (n <= 0)
+        return KILN_OK;
+    return OPS_DISPATCH("fill_random", dt, fill_random_launch, y, n, seed, lo, hi, stream);
 }
 
 template <typename T>

@@ -55,6 +55,10 @@ kiln_status cuops_layernorm(kiln_dtype dt, const void *x, const void *res, const
 kiln_status cuops_add(kiln_dtype dt, const void *a, const void *b, int64_t n, void *y,
                       cudaStream_t stream);
 
+/* y[i] = hr_uniform(seed, i, lo, hi) rounded to dt, i < n (base/hashrand.h). */
+kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint64_t seed, float lo,
+                              float hi, cudaStream_t stream);
+
 /* y(n, m) += bias(m). */
 kiln_status cuops_add_bias(kiln_dtype dt, void *y, const void *bias, int64_t n, int64_t m,
                            cudaStream_t stream);

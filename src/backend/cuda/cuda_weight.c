@@ -25,6 +25,7 @@
 #include "backend/cuda/cuda_impl.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/dequant.h"
 #include "base/checked.h"
 #include "base/error.h"
@@ -133,6 +134,37 @@ kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
         cuda_mem_free(cb, dst);
         return kiln_err_wrap(st, "cuda weight (%lld x %lld %s)", (long long)ne1, (long long)ne0,
                              di->name);
+    }
+    out->dtype = cb->act;
+    out->ne0 = ne0;
+    out->ne1 = ne1;
+    out->row_bytes = (size_t)ne0 * 2;
+    out->data = dst;
+    return KILN_OK;
+}
+
+kiln_status cuda_weight_random(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
+                               float hi, bk_tensor *out)
+{
+    cuda_backend *cb = cuda_of(be);
+    uint64_t elems, bytes;
+    void *dst = NULL;
+    kiln_status st;
+
+    memset(out, 0, sizeof *out);
+    if (ne0 <= 0 || ne1 <= 0 || !(lo <= hi))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda weight_random: bad shape %lld x %lld",
+                            (long long)ne1, (long long)ne0);
+    if (!ck_mul_u64((uint64_t)ne0, (uint64_t)ne1, &elems) || !ck_mul_u64(elems, 2, &bytes) ||
+        bytes > SIZE_MAX)
+        return kiln_err_set(KILN_ERR_RANGE, "cuda weight_random: %lld x %lld elements overflow",
+                            (long long)ne1, (long long)ne0);
+    if ((st = cuda_mem_alloc(cb, (size_t)bytes, "weight", &dst)))
+        return kiln_err_wrap(st, "cuda weight_random (%lld x %lld)", (long long)ne1,
+                             (long long)ne0);
+    if ((st = cuops_fill_random(cb->act, dst, (int64_t)elems, seed, lo, hi, cb->stream))) {
+        cuda_mem_free(cb, dst);
+        return st;
     }
     out->dtype = cb->act;
     out->ne0 = ne0;

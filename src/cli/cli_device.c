@@ -1,0 +1,105 @@
+/*
+ * cli_device.c - --device and --dtype: which backend a subcommand runs on.
+ *
+ *   --device auto    the first CUDA GPU when this kiln has the CUDA backend
+ *                    and a usable GPU is there, else the CPU (logged)
+ *   --device cpu     the CPU backend (fp32 activations, --threads workers)
+ *   --device cuda[:N] CUDA device N (0); no fallback: an error says why
+ *   --dtype bf16|f16 the CUDA activation and weight type (bf16)
+ */
+#include "cli/cli.h"
+
+#include "base/error.h"
+#include "base/log.h"
+#ifdef KILN_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+
+void cli_device_init(cli_device *d)
+{
+    memset(d, 0, sizeof *d);
+    d->kind = CLI_DEVICE_AUTO;
+    d->dtype = KILN_DT_BF16;
+}
+
+void cli_device_usage(FILE *f)
+{
+    fprintf(f, "  --device auto|cpu|cuda[:N]  backend (auto: a CUDA GPU if there is one)\n"
+               "  --dtype bf16|f16         GPU activation and weight type (bf16)\n");
+}
+
+/* "cuda" or "cuda:N" -> N; -1 when s is not one of them. */
+static int cli_cuda_ordinal(const char *s)
+{
+    char *end;
+    long n;
+    if (strncmp(s, "cuda", 4))
+        return -1;
+    if (!s[4])
+        return 0;
+    if (s[4] != ':' || !s[5])
+        return -1;
+    n = strtol(s + 5, &end, 10);
+    return *end || n < 0 || n > 1024 ? -1 : (int)n;
+}
+
+int cli_device_parse(cli_device *d, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    int ord;
+
+    if (strcmp(a, "--device") && strcmp(a, "--dtype"))
+        return 0;
+    if (!v) {
+        fprintf(stderr, "kiln: %s needs a value\n", a);
+        return -1;
+    }
+    (*i)++;
+    if (!strcmp(a, "--dtype")) {
+        if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16"))
+            d->dtype = KILN_DT_BF16;
+        else if (!strcmp(v, "f16") || !strcmp(v, "fp16") || !strcmp(v, "float16"))
+            d->dtype = KILN_DT_F16;
+        else {
+            fprintf(stderr, "kiln: --dtype '%s': expected bf16 or f16\n", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(v, "auto")) {
+        d->kind = CLI_DEVICE_AUTO;
+    } else if (!strcmp(v, "cpu")) {
+        d->kind = CLI_DEVICE_CPU;
+    } else if ((ord = cli_cuda_ordinal(v)) >= 0) {
+        d->kind = CLI_DEVICE_CUDA;
+        d->ordinal = ord;
+    } else {
+        fprintf(stderr, "kiln: --device '%s': expected auto, cpu, cuda or cuda:N\n", v);
+        return -1;
+    }
+    return 1;
+}
+
+kiln_status cli_device_create(const cli_device *d, int threads, backend **out)
+{
+    kiln_status st;
+
+    *out = NULL;
+    if (d->kind == CLI_DEVICE_CPU)
+        return bk_cpu_create(threads, out);
+#ifdef KILN_HAVE_CUDA
+    if ((st = bk_cuda_create(d->ordinal, d->dtype, out)) == KILN_OK || d->kind == CLI_DEVICE_CUDA)
+        return st ? kiln_err_wrap(st, "--device cuda:%d", d->ordinal) : KILN_OK;
+    KILN_LOG_I("device auto: no usable GPU (%s); running on the CPU", kiln_last_error());
+#else
+    if (d->kind == CLI_DEVICE_CUDA)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED,
+                            "--device cuda: this kiln was built without the CUDA backend "
+                            "(build with -DKILN_CUDA=ON)");
+#endif
+    (void)st;
+    return bk_cpu_create(threads, out);
+}
