@@ -10,6 +10,14 @@
 #
 #   OUT            where logs go (default: build-gpu/out)
 #   KILN_CUDA_ARCH CUDA architectures to build (default 90)
+#   KILN_GPU_TESTS ctest -R filter of the GPU tests to run (default: all;
+#                  "none" skips them)
+#   KILN_GPU_BENCH which benchmarks (below): none, quick (default), full,
+#                  or a list of names
+#
+# What comes back under $OUT: summary.txt (the table printed last),
+# logs.tgz (device, build, test and benchmark logs) and results.tgz (the
+# benchmark JSON records, also left in build-gpu/results/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,13 +67,18 @@ if cmake -S . -B build-gpu -DKILN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
 else
     row "build (sm_$arch)" "FAIL" "see build.log"
     tail -30 "$OUT/build.log"
-    printf '%s\n' "${rows[@]}"
+    printf '%s\n' "${rows[@]}" | tee "$OUT/summary.txt"
     exit 1
 fi
 
 # ---- GPU tests -----------------------------------------------------------
 status=0
-ctest --test-dir build-gpu -L gpu -V >"$OUT/gpu-tests.log" 2>&1 || status=1
+if [ "${KILN_GPU_TESTS:-}" != none ]; then
+    ctest --test-dir build-gpu -L gpu -V ${KILN_GPU_TESTS:+-R "$KILN_GPU_TESTS"} \
+        >"$OUT/gpu-tests.log" 2>&1 || status=1
+else
+    : >"$OUT/gpu-tests.log"
+fi
 while read -r line; do
     name=$(sed -E 's/.*Test +#[0-9]+: ([^ ]+) .*/\1/' <<<"$line")
     res=$(grep -qE '\*\*\*|Failed' <<<"$line" && echo FAIL || echo ok)
@@ -74,6 +87,44 @@ while read -r line; do
 done < <(grep -E 'Test +#[0-9]+:' "$OUT/gpu-tests.log")
 grep -E 'SKIPPED|FAILED|PASSED|OK|seed' "$OUT/gpu-tests.log" | head -40 >"$OUT/gpu-tests-summary.txt"
 
+# ---- benchmarks ------------------------------------------------------------
+# name | kiln bench arguments (dummy weights: no model files on the GPU host)
+BENCHES=(
+    "lat-8b-b1|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256"
+    "pre-8b-1x2048|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048"
+    "pre-8b-8x512|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 512"
+    "lat-1b-b1|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128"
+    "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
+    "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128"
+    "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128"
+)
+case "${KILN_GPU_BENCH:-quick}" in
+    none) want="" ;;
+    quick) want="lat-8b-b1 pre-8b-1x2048" ;;
+    full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1) ;;
+    *) want=$KILN_GPU_BENCH ;;
+esac
+res=$root/build-gpu/results
+mkdir -p "$res" "$OUT/logs"
+for b in "${BENCHES[@]}"; do
+    name=${b%%|*}
+    grep -qw -- "$name" <<<"$want" || continue
+    t0=$(date +%s)
+    # shellcheck disable=SC2086 # the arguments are split on purpose
+    if build-gpu/kiln bench ${b#*|} --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
+        line=$(grep -E '^(decode|prefill) ' "$OUT/logs/bench-$name.log" | head -1 |
+               awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
+        row "bench $name" "ok" "$line ($(( $(date +%s) - t0 )) s)"
+    else
+        row "bench $name" "FAIL" "see logs/bench-$name.log"
+        status=1
+    fi
+done
+
+mv "$OUT/device.txt" "$OUT/build.log" "$OUT/gpu-tests.log" "$OUT/gpu-tests-summary.txt" \
+    "$OUT/logs/" 2>/dev/null
+tar -czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
+compgen -G "$res/*.json" >/dev/null && tar -czf "$OUT/results.tgz" -C "$res" .
 echo
-printf '%s\n' "${rows[@]}"
+printf '%s\n' "${rows[@]}" | tee "$OUT/summary.txt"
 exit $status

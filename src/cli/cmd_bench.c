@@ -31,6 +31,7 @@
  * A peer that cannot run is reported and recorded as peer: null.
  */
 #include "cli/cli.h"
+#include "cli/bench.h"
 
 #include "backend/backend.h"
 #include "base/alloc.h"
@@ -170,9 +171,9 @@ static const char *bench_peer_for(const char *src, char *path, size_t cap)
 
 /* The peer interpreter: --peer-python, else $KILN_PYTHON, else the
  * project's .venv, else python3 from PATH. */
-static const char *bench_peer_python;
+const char *bench_peer_python;
 
-static const char *bench_python(void)
+const char *bench_python(void)
 {
     static char py[4200];
     const char *env = getenv("KILN_PYTHON");
@@ -187,7 +188,7 @@ static const char *bench_python(void)
 
 /* Run a peer command whose stdout is one JSON object; NULL (and a note
  * on stderr naming the command) when it cannot run or prints no JSON. */
-static json_t *bench_run_peer(const char *cmd)
+json_t *bench_run_peer(const char *cmd)
 {
     static char out[65536];
     fflush(stdout);
@@ -283,6 +284,8 @@ static int bench_usage(FILE *f)
                "  llama.cpp through llama-cpp-python, against the decode roofline.\n"
                "embed: documents/s of an embedding model (default 1000 documents of\n"
                "  16..256 tokens) beside sentence-transformers.\n"
+               "latency, prefill: model steps on any device, also at a config's shape\n"
+               "  with --dummy-weights (kiln bench latency --help).\n"
                "Results go to DIR (default bench/results) as JSON.  Peers run under\n"
                "--peer-python, else $KILN_PYTHON, else .venv/bin/python.\n");
     return f == stdout ? 0 : 2;
@@ -364,7 +367,7 @@ typedef struct bench_opts {
     bool peer;
 } bench_opts;
 
-static bool bench_int(const char *s, long lo, long hi, long *out)
+bool bench_int(const char *s, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
@@ -438,7 +441,7 @@ static int bench_parse(const char *mode, int argc, char **argv, bench_opts *o)
 
 /* "gemma-3-270m-q4_k_m" from models/gemma-3-270m-q4_k_m.gguf, the
  * directory name for a model directory. */
-static void bench_model_name(const char *path, char *buf, size_t cap)
+void bench_model_name(const char *path, char *buf, size_t cap)
 {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
@@ -448,6 +451,15 @@ static void bench_model_name(const char *path, char *buf, size_t cap)
         b--;
     if (n - b > 5 && !strncmp(path + n - 5, ".gguf", 5))
         n -= 5;
+    if (n - b == 11 && !strncmp(path + b, "config.json", 11) && b > 1) {
+        /* <dir>/config.json: the directory names the shape */
+        n = b - 1;
+        b = n;
+        while (b > 0 && path[b - 1] != '/')
+            b--;
+    } else if (n - b > 5 && !strncmp(path + n - 5, ".json", 5)) {
+        n -= 5;
+    }
     snprintf(buf, cap, "%.*s", (int)(n - b), path + b);
 }
 
@@ -510,7 +522,7 @@ static void bench_bw_chunk(void *ctx, size_t begin, size_t end, int thread_idx)
 
 /* Streaming read bandwidth (GB/s, 1e9 bytes) of a 512 MiB buffer with
  * `threads` threads, best of 5 passes; 0 when it cannot be measured. */
-static double bench_read_gbs(int threads)
+double bench_read_gbs(int threads)
 {
     const size_t bytes = (size_t)512 << 20;
     size_t chunks = (size_t)threads * 4;
@@ -548,7 +560,7 @@ static int bench_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double bench_median(const double *v, int n)
+double bench_median(const double *v, int n)
 {
     double s[1000];
     memcpy(s, v, (size_t)n * sizeof *s);
@@ -556,7 +568,7 @@ static double bench_median(const double *v, int n)
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
-static json_t *bench_runs_json(const double *v, int n)
+json_t *bench_runs_json(const double *v, int n)
 {
     json_t *a = json_array();
     for (int i = 0; i < n; i++)
@@ -566,7 +578,7 @@ static json_t *bench_runs_json(const double *v, int n)
 
 /* A temporary file under $TMPDIR (or /tmp) holding `len` bytes; its path
  * goes to path (unlink it when done).  false when it cannot be written. */
-static bool bench_tmp_file(const char *data, size_t len, char *path, size_t cap)
+bool bench_tmp_file(const char *data, size_t len, char *path, size_t cap)
 {
     const char *dir = getenv("TMPDIR");
     snprintf(path, cap, "%s/kiln-bench-XXXXXX", dir && *dir ? dir : "/tmp");
@@ -586,7 +598,7 @@ static bool bench_tmp_file(const char *data, size_t len, char *path, size_t cap)
 
 /* One result record; settings are shared (referenced) between records of
  * one run, peer_value < 0 records peer: null. */
-static json_t *bench_record(const char *benchmark, const char *shape, json_t *settings,
+json_t *bench_record(const char *benchmark, const char *shape, json_t *settings,
                             double value, const char *unit, double ceiling, const char *what,
                             const json_t *peer, double peer_value)
 {
@@ -610,13 +622,13 @@ static json_t *bench_record(const char *benchmark, const char *shape, json_t *se
     return r;
 }
 
-static void bench_table_head(void)
+void bench_table_head(void)
 {
-    printf("%-9s %-24s %7s %11s %11s %7s %11s %8s  %s\n", "benchmark", "model", "threads", "kiln",
-           "peer", "ratio", "ceiling", "of ceil", "unit");
+    printf("%-14s %-20s %7s %11s %11s %7s %11s %8s  %s\n", "benchmark", "model",
+           "thr/bat", "kiln", "peer", "ratio", "ceiling", "of ceil", "unit");
 }
 
-static void bench_table_row(const json_t *r)
+void bench_table_row(const json_t *r)
 {
     const json_t *s = json_object_get(r, "settings");
     double v = json_number_value(json_object_get(r, "value"));
@@ -627,15 +639,23 @@ static void bench_table_row(const json_t *r)
         snprintf(peer_s, sizeof peer_s, "%.2f", json_number_value(pv));
         snprintf(ratio_s, sizeof ratio_s, "%.2f", v / json_number_value(pv));
     }
-    printf("%-9s %-24s %7d %11.2f %11s %7s %11.1f %7.1f%%  %s\n",
+    const char *unit = json_string_value(json_object_get(r, "unit"));
+    /* a time is better when lower: its share of the ceiling is floor / value,
+     * and the kiln/peer ratio is peer / kiln */
+    bool time = unit && !strncmp(unit, "ms", 2);
+    if (time && pv && json_number_value(pv) > 0 && v > 0)
+        snprintf(ratio_s, sizeof ratio_s, "%.2f", json_number_value(pv) / v);
+    printf("%-14s %-20s %7d %11.4g %11s %7s %11.4g %7.1f%%  %s\n",
            json_string_value(json_object_get(r, "benchmark")),
            json_string_value(json_object_get(r, "shape")),
-           (int)json_integer_value(json_object_get(s, "threads")), v, peer_s, ratio_s, c,
-           c > 0 ? 100.0 * v / c : 0.0, json_string_value(json_object_get(r, "unit")));
+           (int)json_integer_value(json_object_get(s, json_object_get(s, "threads") ? "threads"
+                                                                                   : "batch")),
+           v, peer_s, ratio_s, c,
+           c > 0 && v > 0 ? 100.0 * (time ? c / v : v / c) : 0.0, unit ? unit : "");
 }
 
 /* Write the records, print where; the exit code of the mode. */
-static int bench_finish(json_t *all, const char *out_dir, const char *prefix)
+int bench_finish(json_t *all, const char *out_dir, const char *prefix)
 {
     char path[4400];
     int rc = 0;
@@ -1050,6 +1070,10 @@ int cmd_bench(int argc, char **argv)
         return bench_generate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "embed"))
         return bench_embed(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "latency"))
+        return bench_latency(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "prefill"))
+        return bench_prefill(argc - 1, argv + 1);
     fprintf(stderr, "kiln bench: unknown mode '%s'\n", argv[1]);
     return 2;
 }

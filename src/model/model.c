@@ -404,6 +404,37 @@ backend *model_backend(const kiln_model *m) { return m->be; }
 
 bool model_is_encoder(const kiln_model *m) { return m->arch->encoder; }
 
+static uint64_t model_tensor_bytes(const bk_tensor *t)
+{
+    return t->data ? (uint64_t)t->row_bytes * (uint64_t)t->ne1 : 0;
+}
+
+/* model_stats_of walks a layer's slots as an array. */
+_Static_assert(sizeof(model_layer) % sizeof(bk_tensor) == 0, "model_layer holds bk_tensors only");
+
+void model_stats_of(const kiln_model *m, model_stats *out)
+{
+    const bk_tensor *embd[] = {&m->tok_embd, &m->pos_embd, &m->type_embd};
+    bool tied = m->lm_head.data == m->tok_embd.data;
+
+    memset(out, 0, sizeof *out);
+    for (int64_t i = 0; i < m->n_owned; i++)
+        out->weight_bytes += model_tensor_bytes(m->owned[i]);
+    for (size_t i = 0; i < KILN_ARRAY_LEN(embd); i++)
+        out->embd_bytes += model_tensor_bytes(embd[i]);
+    out->step_bytes = out->weight_bytes - out->embd_bytes;
+    if (tied && !m->arch->encoder)
+        out->step_bytes += model_tensor_bytes(&m->lm_head);
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const bk_tensor *t = (const bk_tensor *)&m->layers[l];
+        for (size_t k = 0; k < sizeof(model_layer) / sizeof(bk_tensor); k++)
+            if (t[k].data && t[k].ne1 > 1)
+                out->layer_matmul_params += (uint64_t)t[k].ne0 * (uint64_t)t[k].ne1;
+    }
+    if (!m->arch->encoder && m->lm_head.data)
+        out->head_params = (uint64_t)m->lm_head.ne0 * (uint64_t)m->lm_head.ne1;
+}
+
 void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out)
 {
     memset(out, 0, sizeof *out);

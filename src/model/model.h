@@ -62,6 +62,20 @@ bool model_is_encoder(const kiln_model *m);
  * the backend) with n_blocks blocks of block_size tokens. */
 void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out);
 
+/* What the loaded weights weigh, as held by the backend (bytes in the
+ * backend's weight type). */
+typedef struct model_stats {
+    uint64_t weight_bytes;        /* every weight                                 */
+    uint64_t embd_bytes;          /* token (+ position, type) embedding tables    */
+    uint64_t step_bytes;          /* read by a decode step: all weights but the
+                                     embedding tables, of which one row a token
+                                     is read (the tied lm_head counted once)      */
+    uint64_t layer_matmul_params; /* elements of the blocks' matrices            */
+    uint64_t head_params;         /* elements of lm_head                          */
+} model_stats;
+
+void model_stats_of(const kiln_model *m, model_stats *out);
+
 /* Decoder step: run batch b (its K/V go into kv), then write the logits of
  * the rows b->out_rows to logits (n_out, vocab_size) as host f32.
  * Errors: KILN_ERR_INVALID_ARG for a batch over max_batch_tokens, backend

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_device.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +57,19 @@ bool bk_is_cuda(const backend *be);
  * weights, KV cache, staging and workspaces. */
 size_t bk_cuda_bytes_in_use(const backend *be);
 size_t bk_cuda_bytes_peak(const backend *be);
+
+/* The device the backend runs on (borrowed, valid for the backend's
+ * life); NULL when `be` is not a CUDA backend.  free_mem is as of creation. */
+const cudev_info *bk_cuda_info(const backend *be);
+
+/* Measured ceilings (cuda_ceiling.c), waited for before returning:
+ * device-to-device copy of `bytes`, read + write counted, in GB/s; and the
+ * rate of an n x n x n matmul through the backend's own cuBLASLt path in
+ * its activation type, in TFLOP/s.  Best of 10 runs after a warm-up.
+ * Errors: KILN_ERR_INVALID_ARG (not CUDA, bad size), KILN_ERR_OOM,
+ * KILN_ERR_DEVICE. */
+kiln_status bk_cuda_copy_gbs(backend *be, size_t bytes, double *gbs);
+kiln_status bk_cuda_gemm_tflops(backend *be, int64_t n, double *tflops);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,56 @@
+/*
+ * bench.h - pieces the `kiln bench` modes share (cmd_bench.c) and the
+ * modes of cmd_bench_step.c (latency, prefill: model steps on any backend,
+ * the GPU first).
+ */
+#ifndef KILN_CLI_BENCH_H
+#define KILN_CLI_BENCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* --peer-python, when given. */
+extern const char *bench_peer_python;
+
+/* The interpreter peers run under: --peer-python, else $KILN_PYTHON, else
+ * .venv/bin/python of the source tree, else python3. */
+const char *bench_python(void);
+
+/* Run a peer command whose stdout is one JSON object: owned, or NULL (and
+ * a note on stderr naming the command) when it cannot run. */
+json_t *bench_run_peer(const char *cmd);
+
+/* Parse a whole number in [lo, hi]. */
+bool bench_int(const char *s, long lo, long hi, long *out);
+
+double bench_median(const double *v, int n);     /* n <= 1000 */
+json_t *bench_runs_json(const double *v, int n);
+
+/* A temporary file holding `len` bytes; its path into path (unlink it). */
+bool bench_tmp_file(const char *data, size_t len, char *path, size_t cap);
+
+/* One result record (telemetry/report.h keys); settings referenced, not
+ * stolen; peer_value < 0 records peer: null.  Owned, NULL on OOM. */
+json_t *bench_record(const char *benchmark, const char *shape, json_t *settings, double value,
+                     const char *unit, double ceiling, const char *what, const json_t *peer,
+                     double peer_value);
+
+/* The table printed after a run. */
+void bench_table_head(void);
+void bench_table_row(const json_t *r);
+
+/* Write the records to out_dir/<prefix>-<time>.json; the mode's exit code. */
+int bench_finish(json_t *all, const char *out_dir, const char *prefix);
+
+/* "gemma-3-270m-q4_k_m" from a model path. */
+void bench_model_name(const char *path, char *buf, size_t cap);
+
+/* Streaming read bandwidth of host memory with `threads` threads, GB/s. */
+double bench_read_gbs(int threads);
+
+/* cmd_bench_step.c */
+int bench_latency(int argc, char **argv);
+int bench_prefill(int argc, char **argv);
+
+#endif /* KILN_CLI_BENCH_H */

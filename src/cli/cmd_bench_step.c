@@ -1,0 +1,499 @@
+/*
+ * cmd_bench_step.c - `kiln bench latency` and `kiln bench prefill`: whole
+ * model steps on any backend (the GPU first), at a real model's shape with
+ * --dummy-weights (no file needed) or on a model file.
+ *
+ *   kiln bench latency (-m MODEL | --dummy-weights --config FILE)
+ *         [--device D] [--dtype bf16|f16] [--batch B] [--prompt-tokens P]
+ *         [--gen-tokens G] [--repeat R] [--no-peer] [--peer-python PY] [--out DIR]
+ *   kiln bench prefill (same) [--batch B] [--prompt-tokens P]
+ *
+ * latency: B sequences of P arbitrary prompt tokens prefilled together,
+ * then G tokens each decoded greedily together through the paged KV
+ * cache (the static batch runner: gen_run with max_seqs B).  Reports the
+ * decode rate (tokens/s over the whole batch, steps 2..G) and the
+ * per-token latency (ms per decode step).  Ceiling: the decode roofline,
+ * the device-to-device copy bandwidth measured in the same run (read +
+ * write counted) over the bytes a step reads (model_stats.step_bytes plus
+ * every sequence's K/V at its mean context).
+ *
+ * prefill: one step of B x P prompt tokens (the last token of each
+ * sequence gets logits).  Reports TFLOP/s: 2 x the blocks' matrix
+ * elements per token, causal attention's 4 x heads x head_dim x P(P+1)/2
+ * per layer and sequence, and the lm_head of one row per sequence.
+ * Ceiling: the rate of an 8192^3 matmul through the same backend's matmul
+ * path, measured in the same run.
+ *
+ * The peer is Hugging Face transformers (bench/peers/hf_peer.py) on the
+ * same config with random weights, the same dtype, batch and lengths, in
+ * the same call.  On the CPU backend the ceilings are the host's
+ * streaming read bandwidth and no GEMM peak.
+ */
+#include "cli/bench.h"
+#include "cli/cli.h"
+
+#include "backend/backend.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "engine/generate.h"
+#include "format/hf_config.h"
+#include "model/model.h"
+#include "telemetry/nvml.h"
+#include "telemetry/report.h"
+#ifdef KILN_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef KILN_SOURCE_DIR
+#define KILN_SOURCE_DIR "."
+#endif
+
+#define STEP_MAX_BATCH 1024
+#define STEP_MAX_RUNS 100
+#define STEP_COPY_BYTES ((size_t)1 << 30)
+#define STEP_GEMM_N 8192
+
+typedef struct step_opts {
+    const char *model, *config, *out_dir;
+    bool dummy, peer;
+    cli_device dev;
+    int threads, repeat;
+    int32_t batch, prompt_tokens, gen_tokens;
+} step_opts;
+
+static int step_usage(FILE *f)
+{
+    fprintf(f, "usage: kiln bench latency|prefill (-m MODEL | --dummy-weights --config FILE)\n"
+               "           [--device D] [--dtype bf16|f16] [--batch B] [--prompt-tokens P]\n"
+               "           [--gen-tokens G] [--repeat R] [--threads N] [--no-peer]\n"
+               "           [--peer-python PY] [--out DIR]\n\n"
+               "latency: B sequences of P prompt tokens, then G tokens each decoded\n"
+               "  together (defaults 1, 128, 256): decode tokens/s and ms per step\n"
+               "  against the decode roofline (measured copy bandwidth / bytes a step\n"
+               "  reads), beside Hugging Face transformers on the same shape.\n"
+               "prefill: one step of B x P prompt tokens (defaults 1 x 2048): TFLOP/s\n"
+               "  against the measured matmul peak of the same backend.\n"
+               "--dummy-weights --config FILE: random weights at the shape of a\n"
+               "  config.json (bench/configs/), made on the device; no model file.\n");
+    cli_device_usage(f);
+    return f == stdout ? 0 : 2;
+}
+
+/* -1 to go on, else the exit code. */
+static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
+{
+    bool lat = !strcmp(mode, "latency");
+    memset(o, 0, sizeof *o);
+    cli_device_init(&o->dev);
+    o->out_dir = KILN_SOURCE_DIR "/bench/results";
+    o->batch = 1;
+    o->prompt_tokens = lat ? 128 : 2048;
+    o->gen_tokens = lat ? 256 : 1;
+    o->repeat = 3;
+    o->peer = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = 0;
+        int dv;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return step_usage(stdout);
+        if ((dv = cli_device_parse(&o->dev, argc, argv, &i)) < 0)
+            return step_usage(stderr);
+        if (dv)
+            continue;
+        if (!strcmp(a, "--no-peer") || !strcmp(a, "--dummy-weights")) {
+            if (a[2] == 'n')
+                o->peer = false;
+            else
+                o->dummy = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "kiln bench %s: unexpected argument '%s'\n", mode, a);
+            return step_usage(stderr);
+        }
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model = v;
+        else if (!strcmp(a, "--config"))
+            o->config = v;
+        else if (!strcmp(a, "--out"))
+            o->out_dir = v;
+        else if (!strcmp(a, "--peer-python"))
+            bench_peer_python = v;
+        else if (!strcmp(a, "--threads") && bench_int(v, 0, 4096, &n))
+            o->threads = (int)n;
+        else if (!strcmp(a, "--repeat") && bench_int(v, 1, STEP_MAX_RUNS, &n))
+            o->repeat = (int)n;
+        else if (!strcmp(a, "--batch") && bench_int(v, 1, STEP_MAX_BATCH, &n))
+            o->batch = (int32_t)n;
+        else if (!strcmp(a, "--prompt-tokens") && bench_int(v, 1, 1 << 20, &n))
+            o->prompt_tokens = (int32_t)n;
+        else if (lat && !strcmp(a, "--gen-tokens") && bench_int(v, 2, 1 << 20, &n))
+            o->gen_tokens = (int32_t)n;
+        else {
+            fprintf(stderr, "kiln bench %s: bad option or value: %s %s\n", mode, a, v);
+            return step_usage(stderr);
+        }
+    }
+    if (o->dummy != (o->config != NULL) || o->dummy == (o->model != NULL)) {
+        fprintf(stderr, "kiln bench %s: give -m MODEL, or --dummy-weights with --config FILE\n",
+                mode);
+        return step_usage(stderr);
+    }
+    return -1;
+}
+
+/* ---- the run's environment ------------------------------------------------ */
+
+typedef struct step_env {
+    backend *be;
+    kiln_model *m;
+    gen_runner *run;
+    model_stats ms;
+    char shape[256];
+    char device[300], driver[200];
+    double copy_gbs;          /* CUDA: device-to-device, read + write; CPU: host read */
+    double gemm_tflops;       /* CUDA only; 0 on the CPU                              */
+    int32_t *ids;             /* (batch, prompt_tokens)                               */
+} step_env;
+
+static void step_env_free(step_env *e)
+{
+    kiln_free(e->ids);
+    gen_free(e->run);
+    model_free(e->m);
+    if (e->be)
+        e->be->ops->destroy(e->be);
+}
+
+/* Device, driver and the ceilings, measured before the model is loaded
+ * (the copy needs 2 GiB free). */
+static kiln_status step_ceilings(step_env *e, const step_opts *o)
+{
+    report_cpu_name(e->device, sizeof e->device);
+    snprintf(e->driver, sizeof e->driver, "host");
+#ifdef KILN_HAVE_CUDA
+    if (bk_is_cuda(e->be)) {
+        const cudev_info *di = bk_cuda_info(e->be);
+        char drv[96];
+        kiln_status st;
+        if (!nvml_driver_version(drv, sizeof drv))
+            snprintf(drv, sizeof drv, "unknown");
+        snprintf(e->device, sizeof e->device, "%s", di->name);
+        snprintf(e->driver, sizeof e->driver, "%s (CUDA %d.%d)", drv, di->driver_version / 1000,
+                 di->driver_version % 1000 / 10);
+        if ((st = bk_cuda_copy_gbs(e->be, STEP_COPY_BYTES, &e->copy_gbs)) ||
+            (st = bk_cuda_gemm_tflops(e->be, STEP_GEMM_N, &e->gemm_tflops)))
+            return kiln_err_wrap(st, "bench: measuring the device's ceilings");
+        return KILN_OK;
+    }
+#endif
+    e->copy_gbs = bench_read_gbs(o->threads > 0 ? o->threads : e->be->threads);
+    return KILN_OK;
+}
+
+static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
+{
+    int64_t tokens = (int64_t)o->batch * o->prompt_tokens;
+    model_load_opts mo = {.max_batch_tokens = (int32_t)(tokens < 16384 ? tokens : 16384)};
+    model_config cfg;
+    kiln_status st;
+
+    if (mo.max_batch_tokens < o->batch)
+        mo.max_batch_tokens = o->batch;
+    if ((st = cli_device_create(&o->dev, o->threads, &e->be)) || (st = step_ceilings(e, o)))
+        return st;
+    if (o->dummy) {
+        if ((st = hf_config_load(o->config, &cfg)) ||
+            (st = model_load_dummy(&cfg, 0x6b696c6e, e->be, &mo, &e->m)))
+            return st;
+        bench_model_name(o->config, e->shape, sizeof e->shape);
+    } else {
+        if ((st = model_load(o->model, e->be, &mo, &e->m)))
+            return st;
+        bench_model_name(o->model, e->shape, sizeof e->shape);
+    }
+    const model_config *c = model_config_of(e->m);
+    if (model_is_encoder(e->m))
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "bench: %s is an encoder; use kiln bench embed",
+                            e->shape);
+    model_stats_of(e->m, &e->ms);
+    gen_opts go = {.max_seqs = o->batch, .n_ctx = n_ctx, .max_batch_tokens = mo.max_batch_tokens};
+    if ((st = gen_create(e->m, NULL, &go, &e->run)))
+        return st;
+    if (!(e->ids = kiln_calloc((size_t)tokens, sizeof *e->ids)))
+        return kiln_err_set(KILN_ERR_OOM, "bench: out of memory for %lld prompt ids",
+                            (long long)tokens);
+    /* valid but arbitrary ids (a fixed xorshift stream): a step's cost does
+     * not depend on which ids it carries */
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    for (int64_t k = 0; k < tokens; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        e->ids[k] = (int32_t)(x % (uint64_t)c->vocab_size);
+    }
+    return KILN_OK;
+}
+
+/* Settings every record of the run carries. */
+static json_t *step_settings(const step_env *e, const step_opts *o)
+{
+    const model_config *c = model_config_of(e->m);
+    json_t *s = json_object();
+    json_object_set_new(s, "backend", json_string(e->be->ops->name));
+    json_object_set_new(s, "dtype", json_string(dtype_name(e->be->ops->act_dtype)));
+    json_object_set_new(s, "weights", json_string(o->dummy ? "dummy (random, on the device)"
+                                                           : o->model));
+    json_object_set_new(s, "batch", json_integer(o->batch));
+    json_object_set_new(s, "prompt_tokens", json_integer(o->prompt_tokens));
+    json_object_set_new(s, "gen_tokens", json_integer(o->gen_tokens));
+    json_object_set_new(s, "repeat", json_integer(o->repeat));
+    json_object_set_new(s, "cuda_graphs", json_false());
+    json_object_set_new(s, "block_size", json_integer(gen_options(e->run)->block_size));
+    json_object_set_new(s, "arch", json_string(c->arch_name));
+    json_object_set_new(s, "weight_bytes", json_integer((json_int_t)e->ms.weight_bytes));
+    json_object_set_new(s, "step_bytes", json_integer((json_int_t)e->ms.step_bytes));
+    json_object_set_new(s, "copy_gbs", json_real(e->copy_gbs));
+    json_object_set_new(s, "gemm_tflops", json_real(e->gemm_tflops));
+    return s;
+}
+
+/* The record with the run's device and driver. */
+static json_t *step_record(const step_env *e, const char *benchmark, json_t *settings,
+                           double value, const char *unit, double ceiling, const char *what,
+                           const json_t *peer, const char *peer_key)
+{
+    double pv = peer && json_is_number(json_object_get(peer, peer_key))
+                    ? json_number_value(json_object_get(peer, peer_key))
+                    : -1;
+    json_t *r = bench_record(benchmark, e->shape, settings, value, unit, ceiling, what, peer, pv);
+    if (r) {
+        json_object_set_new(r, "device", json_string(e->device));
+        json_object_set_new(r, "driver", json_string(e->driver));
+    }
+    return r;
+}
+
+/* The transformers peer in `mode`, or NULL. */
+static json_t *step_peer(const step_env *e, const step_opts *o, const char *mode)
+{
+    char cmd[16384];
+    if (!o->peer)
+        return NULL;
+    if (!o->dummy) {
+        fprintf(stderr, "kiln bench: the transformers peer runs --dummy-weights shapes only "
+                        "(recorded as peer: null)\n");
+        return NULL;
+    }
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/bench/peers/hf_peer.py' %s '%s' --dtype %s --device %s --batch %d "
+             "--prompt-tokens %d --gen-tokens %d --repeat %d",
+             bench_python(), KILN_SOURCE_DIR, mode, o->config,
+             e->be->ops->act_dtype == KILN_DT_F16 ? "f16" : e->be->ops->act_dtype == KILN_DT_BF16
+                                                                ? "bf16"
+                                                                : "f32",
+             strcmp(e->be->ops->name, "cuda") ? "cpu" : "cuda", o->batch, o->prompt_tokens,
+             o->gen_tokens, o->repeat);
+    return bench_run_peer(cmd);
+}
+
+/* ---- running ---------------------------------------------------------------- */
+
+typedef struct step_done {
+    gen_request rq[STEP_MAX_BATCH];
+    gen_summary s[STEP_MAX_BATCH];
+    int32_t n_done;
+} step_done;
+
+static void step_on_done(void *user, int32_t req, const gen_summary *s)
+{
+    step_done *d = user;
+    d->s[req] = *s;
+    d->s[req].tokens = NULL;
+    d->n_done++;
+}
+
+/* One run of every sequence: the slowest prefill and decode, seconds. */
+static kiln_status step_run(step_env *e, const step_opts *o, int32_t gen, step_done *d,
+                            double *prompt_s, double *gen_s)
+{
+    gen_request *rq = d->rq;
+    sampler_params sp;
+    kiln_status st;
+
+    sampler_params_default(&sp);
+    sp.max_tokens = gen;
+    sp.ignore_eos = true;
+    for (int32_t b = 0; b < o->batch; b++)
+        rq[b] = (gen_request){.prompt = e->ids + (size_t)b * (size_t)o->prompt_tokens,
+                              .n_prompt = o->prompt_tokens, .params = sp,
+                              .on_done = step_on_done, .user = d};
+    d->n_done = 0;
+    if ((st = gen_run(e->run, rq, o->batch)))
+        return st;
+    *prompt_s = *gen_s = 0;
+    for (int32_t b = 0; b < o->batch; b++) {
+        if (d->s[b].n_gen != gen)
+            return kiln_err_set(KILN_ERR_INTERNAL, "bench: sequence %d made %d of %d tokens", b,
+                                d->s[b].n_gen, gen);
+        if (d->s[b].prompt_s > *prompt_s)
+            *prompt_s = d->s[b].prompt_s;
+        if (d->s[b].gen_s > *gen_s)
+            *gen_s = d->s[b].gen_s;
+    }
+    return d->n_done == o->batch ? KILN_OK
+                                 : kiln_err_set(KILN_ERR_INTERNAL, "bench: %d of %d finished",
+                                                d->n_done, o->batch);
+}
+
+/* K/V bytes one sequence's step reads at context ctx. */
+static double step_kv_bytes(const step_env *e, double ctx)
+{
+    const model_config *c = model_config_of(e->m);
+    return ctx * 2.0 * (double)c->n_layers * (double)c->n_kv_heads * (double)c->head_dim *
+           (double)bk_act_bytes(e->be, 1);
+}
+
+int bench_latency(int argc, char **argv)
+{
+    step_opts o;
+    step_env e = {0};
+    step_done *d = NULL;
+    json_t *all = NULL, *settings = NULL, *peer = NULL;
+    double tps[STEP_MAX_RUNS], lat[STEP_MAX_RUNS], ps, gs;
+    kiln_status st;
+    int rc = step_parse("latency", argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    const int32_t B = o.batch, G = o.gen_tokens;
+
+    if ((st = step_setup(&e, &o, o.prompt_tokens + G)))
+        goto out;
+    if (!(d = kiln_calloc(1, sizeof *d))) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory");
+        goto out;
+    }
+    for (int r = 0; r <= o.repeat; r++) { /* run 0 warms up (plans, caches, clocks) */
+        if ((st = step_run(&e, &o, G, d, &ps, &gs)))
+            goto out;
+        if (r) {
+            tps[r - 1] = gs > 0 ? (double)B * (G - 1) / gs : 0;
+            lat[r - 1] = gs > 0 ? gs * 1e3 / (G - 1) : 0;
+        }
+    }
+    peer = step_peer(&e, &o, "latency");
+
+    /* roofline: bytes of one decode step at the mean context of the decode */
+    double step_bytes = (double)e.ms.step_bytes +
+                        B * step_kv_bytes(&e, o.prompt_tokens + (G - 1) / 2.0);
+    double roof_steps = e.copy_gbs * 1e9 / step_bytes;
+    settings = step_settings(&e, &o);
+    json_object_set_new(settings, "step_bytes_with_kv", json_real(step_bytes));
+    all = json_array();
+    json_t *rt = step_record(&e, "decode", settings, bench_median(tps, o.repeat), "tokens/s",
+                             roof_steps * B, "decode roofline: copy_gbs (measured in this run, "
+                             "read + write) / step_bytes_with_kv, x batch", peer, "decode_tps");
+    json_t *rl = step_record(&e, "decode_latency", settings, bench_median(lat, o.repeat),
+                             "ms/token", 1e3 / roof_steps, "decode roofline: step_bytes_with_kv "
+                             "/ copy_gbs (a floor: lower is better)", peer, "latency_ms");
+    if (!rt || !rl) {
+        json_decref(rt), json_decref(rl);
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for results");
+        goto out;
+    }
+    json_object_set_new(rt, "runs", bench_runs_json(tps, o.repeat));
+    json_object_set_new(rl, "runs", bench_runs_json(lat, o.repeat));
+    json_array_append_new(all, rt);
+    json_array_append_new(all, rl);
+    bench_table_head();
+    bench_table_row(rt);
+    bench_table_row(rl);
+    printf("%s on %s: a step reads %.2f GB; copy bandwidth %.0f GB/s; decode roofline "
+           "%.1f steps/s; kiln %.1f%% of it\n", e.shape, e.device, step_bytes / 1e9, e.copy_gbs,
+           roof_steps, 100.0 * bench_median(tps, o.repeat) / (roof_steps * B));
+    rc = bench_finish(all, o.out_dir, "latency");
+out:
+    if (st)
+        rc = cli_fail();
+    json_decref(all);
+    json_decref(settings);
+    json_decref(peer);
+    kiln_free(d);
+    step_env_free(&e);
+    return rc;
+}
+
+/* FLOPs of one prefill of b sequences of p tokens (see the file comment). */
+static double step_prefill_flops(const step_env *e, int32_t b, int32_t p)
+{
+    const model_config *c = model_config_of(e->m);
+    double per_seq = 2.0 * (double)e->ms.layer_matmul_params * p +
+                     4.0 * (double)c->n_layers * (double)c->n_heads * (double)c->head_dim *
+                         ((double)p * (p + 1) / 2.0) +
+                     2.0 * (double)e->ms.head_params;
+    return per_seq * b;
+}
+
+int bench_prefill(int argc, char **argv)
+{
+    step_opts o;
+    step_env e = {0};
+    step_done *d = NULL;
+    json_t *all = NULL, *settings = NULL, *peer = NULL;
+    double tf[STEP_MAX_RUNS], ps, gs;
+    kiln_status st;
+    int rc = step_parse("prefill", argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    if ((st = step_setup(&e, &o, o.prompt_tokens + 1)))
+        goto out;
+    if (!(d = kiln_calloc(1, sizeof *d))) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory");
+        goto out;
+    }
+    double flops = step_prefill_flops(&e, o.batch, o.prompt_tokens);
+    for (int r = 0; r <= o.repeat; r++) {
+        if ((st = step_run(&e, &o, 1, d, &ps, &gs)))
+            goto out;
+        if (r)
+            tf[r - 1] = ps > 0 ? flops / ps / 1e12 : 0;
+    }
+    peer = step_peer(&e, &o, "prefill");
+    settings = step_settings(&e, &o);
+    json_object_set_new(settings, "flops", json_real(flops));
+    json_object_set_new(settings, "timing", json_string("request in -> first token sampled "
+                                                        "(prefill step, logits copied out, "
+                                                        "sampling)"));
+    all = json_array();
+    json_t *rp = step_record(&e, "prefill", settings, bench_median(tf, o.repeat), "TFLOP/s",
+                             e.gemm_tflops, e.gemm_tflops > 0
+                                                ? "matmul peak: 8192^3 through the backend's "
+                                                  "cuBLASLt path, measured in this run"
+                                                : "none measured on this backend",
+                             peer, "prefill_tflops");
+    if (!rp) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for results");
+        goto out;
+    }
+    json_object_set_new(rp, "runs", bench_runs_json(tf, o.repeat));
+    json_array_append_new(all, rp);
+    bench_table_head();
+    bench_table_row(rp);
+    printf("%s on %s: %d x %d tokens, %.2f TFLOP a step; matmul peak %.1f TFLOP/s\n", e.shape,
+           e.device, o.batch, o.prompt_tokens, flops / 1e12, e.gemm_tflops);
+    rc = bench_finish(all, o.out_dir, "prefill");
+out:
+    if (st)
+        rc = cli_fail();
+    json_decref(all);
+    json_decref(settings);
+    json_decref(peer);
+    kiln_free(d);
+    step_env_free(&e);
+    return rc;
+}
