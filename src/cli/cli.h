@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "base/buf.h"
+#include "tokenizer/chat.h"
 
 #include <stdio.h>
 
@@ -31,6 +32,26 @@ kiln_status cli_read_all(FILE *f, kiln_buf *out);
 /* Append lead, then s[0..n) as a JSON string literal (bytes >= 0x80 are
  * copied as they are). */
 kiln_status cli_json_string(kiln_buf *out, const char *lead, const char *s, size_t n);
+
+/* ---- chat templates (cli_template.c) --------------------------------------- */
+
+/* The chat template `kiln run --chat`, `kiln chat` and `kiln chat-format`
+ * render src's conversations with, the first of
+ *   1. `file` (--chat-template) when not NULL;
+ *   2. the model's own (GGUF tokenizer.chat_template, tokenizer_config.json,
+ *      chat_template.jinja / .json: chat_tmpl_load);
+ *   3. for a model that carries none (Gemma 3's GGUF), the template of its
+ *      architecture, chat_templates/<arch>.jinja (gemma3.jinja), searched in
+ *      $KILN_DATA_DIR/chat_templates, then <directory of the kiln
+ *      binary>/../share/kiln/chat_templates, then <source
+ *      tree>/share/kiln/chat_templates (a build run in place).
+ * bos/eos token strings come from src whichever template is used.  arch:
+ * the model's architecture name ("gemma3"), or NULL to read it from src (a
+ * tokenizer file has none, so step 3 does not apply to it).  Errors: those
+ * of chat_tmpl_load; KILN_ERR_NOT_FOUND naming src and arch when no step
+ * has a template.  *out owned: chat_tmpl_free(). */
+kiln_status cli_template_load(const char *src, const char *file, const char *arch,
+                              chat_tmpl **out);
 
 /* ---- --device / --dtype (cli_device.c) ------------------------------------ */
 

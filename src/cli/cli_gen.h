@@ -3,14 +3,10 @@
  * options, loading model + tokenizer + runner + chat template, and turning
  * a conversation into prompt ids.  Implemented in cmd_run.c.
  *
- * Chat templates: the model's own (GGUF tokenizer.chat_template,
- * tokenizer_config.json, chat_template.jinja) unless --chat-template FILE
- * is given; a model that carries none (Gemma 3's GGUF) gets the template
- * of its architecture from kiln's data directory, chat_templates/<arch>.jinja
- * (e.g. gemma3.jinja), searched in
- *   1. $KILN_DATA_DIR/chat_templates
- *   2. <directory of the kiln binary>/../share/kiln/chat_templates
- *   3. <source tree>/share/kiln/chat_templates (a build run in place)
+ * Chat templates: found by cli_template_load (cli.h), as `kiln chat-format`
+ * finds them: --chat-template FILE, else the model's own, else the template
+ * of its architecture from kiln's data directory (Gemma 3's GGUF carries
+ * none).
  */
 #ifndef KILN_CLI_GEN_H
 #define KILN_CLI_GEN_H

@@ -5,6 +5,8 @@
  * FILE.json is a list of messages ({"role", "content", ...}) or an object
  * {"messages": [...], "tools": [...], ...other template variables}; "-"
  * reads stdin.  The prompt is written as is, without a trailing newline.
+ * The template is found as `kiln run --chat` finds it (cli_template_load):
+ * --chat-template FILE, the model's own, or kiln's for its architecture.
  */
 #include "cli/cli.h"
 
@@ -22,6 +24,8 @@ static int cf_usage(FILE *f)
                "SRC: a model directory, a GGUF file, a tokenizer.json or a\n"
                "tokenizer_config.json.  FILE.json (or - for stdin) is a list of messages or\n"
                "an object with \"messages\" (and \"tools\", other template variables).\n"
+               "A model that carries no template (Gemma 3's GGUF) gets kiln's template for\n"
+               "its architecture (share/kiln/chat_templates/<arch>.jinja).\n"
                "  --chat-template FILE    use this Jinja template instead of the model's\n"
                "  --no-generation-prompt  do not open an assistant turn at the end\n");
     return f == stdout ? 0 : 2;
@@ -69,7 +73,7 @@ int cmd_chat_format(int argc, char **argv)
         fprintf(stderr, "kiln chat-format: -m SRC and --messages FILE are required\n");
         return cf_usage(stderr);
     }
-    if (chat_tmpl_load(src, tpl_file, &c) || cf_load_request(messages, &req) ||
+    if (cli_template_load(src, tpl_file, NULL, &c) || cf_load_request(messages, &req) ||
         chat_render(c, req, gen_prompt, &out))
         rc = cli_fail();
     else if (out.len && fwrite(out.data, 1, out.len, stdout) != out.len)

@@ -183,51 +183,6 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 
 /* ---- loading -------------------------------------------------------------- */
 
-static bool cli_is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* chat_templates/<arch>.jinja in kiln's data directories, into path. */
-static bool cli_builtin_template(const char *arch, char *path, size_t cap)
-{
-    char exe[PATH_MAX];
-    const char *env = getenv("KILN_DATA_DIR");
-    if (env && *env) {
-        snprintf(path, cap, "%s/chat_templates/%s.jinja", env, arch);
-        if (cli_is_file(path))
-            return true;
-    }
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        snprintf(path, cap, "%s/../share/kiln/chat_templates/%s.jinja", exe, arch);
-        if (cli_is_file(path))
-            return true;
-    }
-    snprintf(path, cap, "%s/share/kiln/chat_templates/%s.jinja", KILN_SOURCE_DIR, arch);
-    return cli_is_file(path);
-}
-
-static kiln_status cli_load_template(cli_gen *g)
-{
-    char path[2 * PATH_MAX];
-    kiln_status st = chat_tmpl_load(g->model_path, g->template_file, &g->chat);
-    if (st != KILN_ERR_NOT_FOUND || g->template_file)
-        return st;
-    const char *arch = model_config_of(g->m)->arch_name;
-    if (!cli_builtin_template(arch, path, sizeof path))
-        return kiln_err_set(KILN_ERR_NOT_FOUND, "%s has no chat template and kiln has none for "
-                            "architecture '%s'; pass one with --chat-template FILE",
-                            g->model_path, arch);
-    KILN_LOG_I("chat template of %s: %s", arch, path);
-    return chat_tmpl_load(g->model_path, path, &g->chat);
-}
-
 kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
 {
     model_load_opts mo = {.max_batch_tokens = g->max_batch_tokens};
@@ -248,7 +203,8 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
                             g->model_path, model_config_of(g->m)->arch_name);
     if ((st = gen_create(g->m, g->t, &go, &g->run)))
         return st;
-    if (chat && (st = cli_load_template(g)))
+    if (chat && (st = cli_template_load(g->model_path, g->template_file,
+                                        model_config_of(g->m)->arch_name, &g->chat)))
         return st;
     KILN_LOG_I("%s: %s loaded in %.2f s (context %d tokens)", cmd, g->model_path,
                (double)(clock_now_ns() - t0) * 1e-9, gen_options(g->run)->n_ctx);
