@@ -8,7 +8,9 @@
  * SentencePiece .model file.  Without TEXT (IDs) the input is all of stdin.
  * With --lines every stdin line is one input in which the escapes \n, \r and
  * \\ stand for newline, carriage return and backslash; output is one line
- * per input (detokenize escapes its output the same way).
+ * per input (detokenize escapes its output the same way).  Invalid UTF-8
+ * input is tokenized as the reference reads it (U+FFFD per maximal invalid
+ * subsequence, tokenizer.h); the usage text says so.
  */
 #include "cli/cli.h"
 
@@ -42,9 +44,17 @@ static int tk_usage(FILE *f, bool detok)
     if (!detok)
         fprintf(f, "  --ids           print ids separated by spaces (default)\n"
                    "  --pieces        print the tokens' pieces as a JSON array\n"
-                   "  --no-special    do not add BOS/EOS/CLS/SEP\n");
+                   "  --no-special    do not add BOS/EOS/CLS/SEP\n\n"
+                   "Invalid UTF-8 in the input is read as Python's\n"
+                   "bytes.decode(\"utf-8\", errors=\"replace\") reads it: each maximal invalid\n"
+                   "subsequence (a stray byte, a truncated sequence) becomes one U+FFFD, and\n"
+                   "that text is tokenized; the ids are those the reference library gives for\n"
+                   "the decoded string.\n");
     else
-        fprintf(f, "  --skip-special  leave special tokens out of the text\n");
+        fprintf(f, "  --skip-special  leave special tokens out of the text\n\n"
+                   "The text is always valid UTF-8: bytes of byte-level or byte-fallback\n"
+                   "tokens that form no character come out as U+FFFD, as the reference\n"
+                   "library decodes them.\n");
     return f == stdout ? 0 : 2;
 }
 
