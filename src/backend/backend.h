@@ -37,6 +37,7 @@ extern "C" {
 #endif
 
 typedef struct backend backend;
+typedef struct bk_graph bk_graph;   /* a captured step (CUDA graph) */
 
 /* A weight as a backend holds it.  Row r starts at data + r * row_bytes. */
 typedef struct bk_tensor {
@@ -205,6 +206,23 @@ typedef struct bk_ops {
     kiln_status (*softcap)(backend *be, void *x, int64_t n, float cap);
     /* f32 host copy of n elements of activation memory */
     kiln_status (*to_host_f32)(backend *be, const void *x, int64_t n, float *dst);
+    /* ids[r] = index of the largest element of row r of x (rows, cols): the
+     * lowest index among equals, NaN never chosen (0 for a row of NaN), as
+     * the host sampler's greedy choice.  ids is backend memory (rows). */
+    kiln_status (*argmax)(backend *be, const void *x, int64_t rows, int64_t cols,
+                          int32_t *ids);
+
+    /* Step capture (CUDA graphs); NULL on backends without.  Between
+     * graph_begin and graph_end every op is recorded, not run, and nothing
+     * may wait for the device; graph_end returns the instantiated graph
+     * (owned: graph_free) or an error when an op could not be captured.
+     * graph_launch replays it on the backend's stream; KILN_ERR_RANGE when
+     * memory it reads has moved since (the batch buffer grew): capture
+     * again. */
+    kiln_status (*graph_begin)(backend *be);
+    kiln_status (*graph_end)(backend *be, bk_graph **out);
+    kiln_status (*graph_launch)(backend *be, bk_graph *g);
+    void (*graph_free)(backend *be, bk_graph *g);
 } bk_ops;
 
 /* Every backend struct starts with this header. */

@@ -29,7 +29,15 @@
  *   4. pending holds decoded text not yet handed out: only a tail that may
  *      still grow into a stop string, so the text handed out never
  *      contains a stop string.
- *   5. Nothing is allocated by gen_step(); admission opens a tok_stream.
+ *   5. Nothing is allocated by gen_step(); admission opens a tok_stream
+ *      (graph capture allocates inside the backend, once per key).
+ *   6. A greedy step pads its batch to a bucket only when it is pure
+ *      decode; padding rows are token 0 at position 0 of a one-token
+ *      sequence whose block table is pad_block, a KV block outside the
+ *      pool kv_cache hands out, so they never touch a live sequence.  A
+ *      graph is keyed by (bucket, context class) because the attention
+ *      split chosen at capture depends on the longest context; any split
+ *      is correct for any context, so a replay is exact either way.
  */
 #include "engine/generate.h"
 
@@ -42,6 +50,21 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Context classes of a graph key: ceil(log2(longest context)). */
+#define GEN_GRAPH_CTX 32
+
+typedef enum gen_graph_state {
+    GEN_GRAPH_NONE = 0,      /* key not seen yet                               */
+    GEN_GRAPH_WARM,          /* one eager step ran (plans, tables, scratch made) */
+    GEN_GRAPH_READY,         /* g holds the captured step                      */
+    GEN_GRAPH_FAILED,        /* capture failed: this key runs eager            */
+} gen_graph_state;
+
+typedef struct gen_graph {
+    gen_graph_state state;
+    bk_graph *g;
+} gen_graph;
 
 typedef struct gen_seq {
     const gen_request *rq;   /* NULL: slot free                                */
@@ -79,6 +102,15 @@ struct gen_runner {
     int32_t *b_out_rows;     /* (max_seqs)                                     */
     int32_t *b_out_slot;     /* (max_seqs) slot of each output row             */
     float *logits;           /* (max_seqs, vocab)                              */
+    /* greedy steps on the backend and their graphs (invariant 6) */
+    int32_t seq_cap;         /* rows of the per-sequence arrays: max_seqs, or
+                                the top bucket when that is larger             */
+    int32_t *ids_dev;        /* (seq_cap) backend memory; NULL: no argmax      */
+    int32_t *ids_host;       /* (seq_cap)                                      */
+    int32_t pad_block;       /* KV block padding rows write to; -1: none       */
+    int32_t n_buckets;       /* buckets 1, 2, 4, ... usable (0: no graphs)     */
+    gen_graph graphs[GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX];
+    gen_stats stats;
 };
 
 const char *gen_stop_reason_name(gen_stop_reason r)
@@ -164,8 +196,8 @@ static kiln_status gen_fill_opts(const kiln_model *m, const tokenizer *t, const 
 static kiln_status gen_alloc_arrays(gen_runner *r)
 {
     const gen_opts *o = &r->o;
-    size_t ns = (size_t)o->max_seqs, nt = (size_t)o->max_batch_tokens;
-    r->seqs = kiln_calloc(ns, sizeof *r->seqs);
+    size_t ns = (size_t)r->seq_cap, nt = (size_t)o->max_batch_tokens;
+    r->seqs = kiln_calloc((size_t)o->max_seqs, sizeof *r->seqs);
     r->b_tokens = kiln_calloc(nt, sizeof(int32_t));
     r->b_pos = kiln_calloc(nt, sizeof(int32_t));
     r->b_slots = kiln_calloc(nt, sizeof(int32_t));
@@ -174,11 +206,18 @@ static kiln_status gen_alloc_arrays(gen_runner *r)
     r->b_tables = kiln_calloc(ns * (size_t)r->max_blocks, sizeof(int32_t));
     r->b_out_rows = kiln_calloc(ns, sizeof(int32_t));
     r->b_out_slot = kiln_calloc(ns, sizeof(int32_t));
-    r->logits = kiln_calloc(ns * (size_t)r->vocab, sizeof(float));
+    r->logits = kiln_calloc((size_t)o->max_seqs * (size_t)r->vocab, sizeof(float));
+    r->ids_host = kiln_calloc(ns, sizeof(int32_t));
     if (!r->seqs || !r->b_tokens || !r->b_pos || !r->b_slots || !r->b_seq_start ||
-        !r->b_seq_len || !r->b_tables || !r->b_out_rows || !r->b_out_slot || !r->logits)
+        !r->b_seq_len || !r->b_tables || !r->b_out_rows || !r->b_out_slot || !r->logits ||
+        !r->ids_host)
         return kiln_err_set(KILN_ERR_OOM, "generate: out of memory for the batch arrays");
-    for (size_t i = 0; i < ns; i++) {
+    if (r->be->ops->argmax) {
+        kiln_status st = r->be->ops->alloc(r->be, ns * sizeof(int32_t), (void **)&r->ids_dev);
+        if (st)
+            return kiln_err_wrap(st, "generate: greedy ids");
+    }
+    for (size_t i = 0; i < (size_t)o->max_seqs; i++) {
         gen_seq *q = &r->seqs[i];
         kiln_status st;
         if (!(q->tokens = kiln_calloc((size_t)o->n_ctx, sizeof(int32_t))))
@@ -197,7 +236,8 @@ static kiln_status gen_alloc_kv(gen_runner *r)
     kiln_status st = kv_create(o->n_blocks, o->block_size, o->max_seqs, r->max_blocks, &r->kv);
     if (st)
         return st;
-    model_kv_shape(r->m, o->n_blocks, o->block_size, &shape);
+    /* one block past the pool for the padding rows of graph buckets */
+    model_kv_shape(r->m, o->n_blocks + (r->pad_block >= 0), o->block_size, &shape);
     if ((st = r->be->ops->kv_alloc(r->be, &shape, &r->kvmem))) {
         double mib = 2.0 * shape.n_layers * shape.n_blocks * shape.block_size *
                      shape.n_kv_heads * shape.head_dim * (shape.dtype == KILN_DT_F32 ? 4 : 2) /
@@ -207,6 +247,31 @@ static kiln_status gen_alloc_kv(gen_runner *r)
     }
     r->have_kvmem = true;
     return KILN_OK;
+}
+
+/* Buckets 1, 2, 4, ... up to the first one that holds max_seqs, those of
+ * them a step can carry (max_batch_tokens, at most 256 rows); none
+ * without graph capture on the backend or with no_graphs. */
+static void gen_plan_buckets(gen_runner *r)
+{
+    const bk_ops *op = r->be->ops;
+    r->seq_cap = r->o.max_seqs;
+    r->n_buckets = 0;
+    r->pad_block = -1;
+    if (r->o.no_graphs || !op->argmax || !op->graph_begin)
+        return;
+    while (r->n_buckets < GEN_GRAPH_BUCKETS) {
+        int32_t b = 1 << r->n_buckets;
+        if (b > r->o.max_batch_tokens)
+            break;
+        r->n_buckets++;
+        if (b >= r->o.max_seqs) {
+            r->seq_cap = b;
+            break;
+        }
+    }
+    if (r->n_buckets)
+        r->pad_block = r->o.n_blocks;
 }
 
 kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen_runner **out)
@@ -234,8 +299,9 @@ kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen
     r->max_blocks = (r->o.n_ctx + r->o.block_size - 1) / r->o.block_size;
     if (!r->o.n_blocks) {
         int64_t nb = (int64_t)r->o.max_seqs * r->max_blocks;
-        r->o.n_blocks = nb > INT32_MAX ? INT32_MAX : (int32_t)nb;
+        r->o.n_blocks = nb > INT32_MAX - 1 ? INT32_MAX - 1 : (int32_t)nb;
     }
+    gen_plan_buckets(r);
     if ((st = gen_alloc_arrays(r)) || (st = gen_alloc_kv(r)))
         goto fail;
     *out = r;
@@ -255,6 +321,13 @@ void gen_free(gen_runner *r)
         tok_stream_free(r->seqs[i].ts);
         buf_free(&r->seqs[i].pending);
     }
+    for (int i = 0; i < GEN_GRAPH_BUCKETS; i++)
+        for (int j = 0; j < GEN_GRAPH_CTX; j++)
+            if (r->graphs[i][j].g)
+                r->be->ops->graph_free(r->be, r->graphs[i][j].g);
+    if (r->ids_dev)
+        r->be->ops->free(r->be, r->ids_dev);
+    kiln_free(r->ids_host);
     if (r->have_kvmem)
         r->be->ops->kv_free(r->be, &r->kvmem);
     kv_free(r->kv);
@@ -272,6 +345,8 @@ void gen_free(gen_runner *r)
 }
 
 const gen_opts *gen_options(const gen_runner *r) { return &r->o; }
+
+const gen_stats *gen_stats_of(const gen_runner *r) { return &r->stats; }
 
 /* ---- one sequence ------------------------------------------------------------ */
 
@@ -403,11 +478,10 @@ static kiln_status gen_finish(gen_runner *r, int32_t slot, gen_stop_reason reaso
     return KILN_OK;
 }
 
-/* Sample the next token of `slot` from its logits row and act on it. */
-static kiln_status gen_take(gen_runner *r, int32_t slot, float *row)
+/* Act on `tok`, the next token of `slot`. */
+static kiln_status gen_take(gen_runner *r, int32_t slot, int32_t tok)
 {
     gen_seq *q = &r->seqs[slot];
-    int32_t tok = sampler_sample(q->smp, row);
     kiln_status st;
     bool stopped;
 
@@ -464,6 +538,112 @@ static kiln_status gen_put_seq(gen_runner *r, int32_t slot, int32_t room, int32_
     return KILN_OK;
 }
 
+/* True when every output row of the step samples greedily with no
+ * penalties, so the backend can choose the tokens (bk argmax). */
+static bool gen_step_greedy(const gen_runner *r, int32_t n_out)
+{
+    if (!r->ids_dev || n_out == 0)
+        return false;
+    for (int32_t i = 0; i < n_out; i++) {
+        const sampler_params *p = &r->seqs[r->b_out_slot[i]].rq->params;
+        if (!(p->temperature <= 0.0f || p->top_k == 1) || p->repetition_penalty != 1.0f ||
+            p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)
+            return false;
+    }
+    return true;
+}
+
+/* The smallest bucket holding ns rows, 0 when none does. */
+static int32_t gen_bucket(const gen_runner *r, int32_t ns)
+{
+    for (int32_t i = 0; i < r->n_buckets; i++)
+        if ((1 << i) >= ns)
+            return 1 << i;
+    return 0;
+}
+
+/* Pad the decode batch h (one token per sequence) to `bucket` rows with
+ * rows of pad_block (invariant 6); every row is an output row. */
+static void gen_pad(gen_runner *r, bk_batch_host *h, int32_t bucket)
+{
+    int32_t bs = r->o.block_size;
+    for (int32_t s = h->n_seqs; s < bucket; s++) {
+        r->b_tokens[s] = 0;
+        r->b_pos[s] = 0;
+        r->b_slots[s] = r->pad_block * bs;
+        r->b_seq_start[s] = s;
+        r->b_seq_len[s] = 1;
+        for (int32_t j = 0; j < r->max_blocks; j++)
+            r->b_tables[(size_t)s * (size_t)r->max_blocks + (size_t)j] = r->pad_block;
+        r->b_out_rows[s] = s;
+    }
+    r->b_seq_start[bucket] = bucket;
+    r->stats.padded_rows += bucket - h->n_seqs;
+    h->n_tokens = h->n_seqs = h->n_out = bucket;
+}
+
+/* ceil(log2(longest context of b)), the graph key's context class. */
+static int32_t gen_ctx_class(const gen_runner *r, int32_t n_seqs)
+{
+    int32_t longest = 1, c = 0;
+    for (int32_t s = 0; s < n_seqs; s++)
+        if (r->b_seq_len[s] > longest)
+            longest = r->b_seq_len[s];
+    while (c < GEN_GRAPH_CTX - 1 && (1 << c) < longest)
+        c++;
+    return c;
+}
+
+/* The greedy forward of uploaded batch b; with a bucket, through the
+ * bucket's graph once warmed up (capture on the second step of a key). */
+static kiln_status gen_forward_greedy(gen_runner *r, const bk_batch *b, int32_t bucket)
+{
+    const bk_ops *op = r->be->ops;
+    kiln_status st;
+    if (!bucket)
+        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+    int32_t bi = 0;
+    while ((1 << bi) < bucket)
+        bi++;
+    gen_graph *g = &r->graphs[bi][gen_ctx_class(r, b->n_seqs)];
+    if (g->state == GEN_GRAPH_READY) {
+        st = op->graph_launch(r->be, g->g);
+        if (st != KILN_ERR_RANGE) {
+            r->stats.graph_replays += st == KILN_OK;
+            return st;
+        }
+        /* the batch buffer moved: capture again */
+        op->graph_free(r->be, g->g);
+        g->g = NULL;
+        g->state = GEN_GRAPH_WARM;
+    }
+    if (g->state != GEN_GRAPH_WARM) {
+        if (g->state == GEN_GRAPH_NONE)
+            g->state = GEN_GRAPH_WARM;
+        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+    }
+    uint64_t t0 = clock_now_ns();
+    if ((st = op->graph_begin(r->be)))
+        return st;
+    kiln_status fst = model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+    st = op->graph_end(r->be, &g->g);
+    r->stats.capture_s += (double)(clock_now_ns() - t0) * 1e-9;
+    if (fst || st) {
+        kiln_log(KILN_LOG_WARN, "generate: capturing the decode step of %d sequences failed "
+                 "(%s); that batch size runs without a graph", bucket, kiln_last_error());
+        g->state = GEN_GRAPH_FAILED;
+        r->stats.graph_fallbacks++;
+        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+    }
+    g->state = GEN_GRAPH_READY;
+    r->stats.graphs_captured++;
+    KILN_LOG_D("generate: captured the decode step of %d sequences (%.1f ms)", bucket,
+               (double)(clock_now_ns() - t0) * 1e-6);
+    st = op->graph_launch(r->be, g->g);
+    r->stats.graph_replays += st == KILN_OK;
+    return st;
+}
+
 static kiln_status gen_step(gen_runner *r)
 {
     int32_t rows = 0, ns = 0, n_out = 0, mbt = r->o.max_batch_tokens;
@@ -489,12 +669,32 @@ static kiln_status gen_step(gen_runner *r)
         .out_rows = r->b_out_rows,
     };
     bk_batch b;
+    r->stats.steps++;
+    if (gen_step_greedy(r, n_out)) {
+        /* pure decode: pad to a bucket, maybe run a graph */
+        int32_t bucket = rows == ns && n_out == ns ? gen_bucket(r, ns) : 0;
+        if (bucket)
+            gen_pad(r, &h, bucket);
+        if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
+            (st = gen_forward_greedy(r, &b, bucket)) ||
+            (st = r->be->ops->download(r->be, r->ids_host, r->ids_dev,
+                                       (size_t)n_out * sizeof(int32_t))))
+            return st;
+        r->stats.device_greedy++;
+        for (int32_t i = 0; i < n_out; i++)
+            if ((st = gen_take(r, r->b_out_slot[i], r->ids_host[i])))
+                return st;
+        return KILN_OK;
+    }
     if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
         (st = model_forward(r->m, &b, &r->kvmem, r->logits)))
         return st;
-    for (int32_t i = 0; i < n_out; i++)
-        if ((st = gen_take(r, r->b_out_slot[i], r->logits + (size_t)i * (size_t)r->vocab)))
+    for (int32_t i = 0; i < n_out; i++) {
+        int32_t slot = r->b_out_slot[i];
+        int32_t tok = sampler_sample(r->seqs[slot].smp, r->logits + (size_t)i * (size_t)r->vocab);
+        if ((st = gen_take(r, slot, tok)))
             return st;
+    }
     return KILN_OK;
 }
 

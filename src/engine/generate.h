@@ -8,7 +8,11 @@
  * sequences together one token per step; a step may mix the decode tokens
  * of some sequences with the prompt chunks of others.  Up to max_seqs
  * requests run at once; when one finishes, the next waiting one is taken
- * in.  Text reaches the caller as it becomes final (tok_stream: whole
+ * in.  When every output row of a step samples greedily (no penalties)
+ * and the backend has argmax, the tokens are chosen on the backend and
+ * only ids are copied out; such steps that are pure decode are padded to
+ * a batch-size bucket and, on backends with graph capture, captured once
+ * per (bucket, context class) after a warm-up step and replayed.  Text reaches the caller as it becomes final (tok_stream: whole
  * UTF-8 characters, stop strings held back until they can no longer
  * match), then a summary with timings and the reason the request stopped.
  *
@@ -76,7 +80,22 @@ typedef struct gen_opts {
     int32_t max_batch_tokens; /* as given to model_load; 0: 512                      */
     int32_t n_eos;            /* 0: gen_default_eos()                                */
     int32_t eos[GEN_MAX_EOS];
+    bool no_graphs;           /* never capture decode steps (--no-cuda-graphs)       */
 } gen_opts;
+
+/* Decode steps are captured as CUDA graphs per batch-size bucket. */
+#define GEN_GRAPH_BUCKETS 9   /* 1, 2, 4, ..., 256 sequences                        */
+
+/* What the runner did, counted over its life (gen_stats_of). */
+typedef struct gen_stats {
+    int64_t steps;            /* forward steps                                       */
+    int64_t device_greedy;    /* steps whose tokens were chosen on the backend       */
+    int64_t graphs_captured;  /* graphs made (one per bucket and context class)      */
+    int64_t graph_replays;    /* steps run by replaying a graph                      */
+    int64_t graph_fallbacks;  /* captures that failed: that key runs eager (logged)  */
+    int64_t padded_rows;      /* rows added to fill a bucket                         */
+    double capture_s;         /* time spent capturing and instantiating              */
+} gen_stats;
 
 typedef struct gen_runner gen_runner;
 
@@ -98,6 +117,9 @@ void gen_free(gen_runner *r); /* NULL is a no-op */
 
 /* The settings in use (defaults filled in). */
 const gen_opts *gen_options(const gen_runner *r);
+
+/* Counters of the runner (borrowed, live). */
+const gen_stats *gen_stats_of(const gen_runner *r);
 
 /* Run requests reqs[0..n) to completion.  Every request is checked before
  * anything runs: KILN_ERR_RANGE naming the request when its prompt plus

@@ -95,7 +95,7 @@ static kiln_status gemma3_load(kiln_model *m, model_loader *ld)
 /* ---- forward ------------------------------------------------------------------ */
 
 static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
-                                  float *logits)
+                                  const model_out *out)
 {
     backend *be = m->be;
     const bk_ops *op = be->ops;
@@ -170,7 +170,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
     }
 
     /* 9. final norm, tied lm_head and final-logit soft-capping */
-    return model_logits(m, b, w->h, logits);
+    return model_logits(m, b, w->h, out);
 }
 
 const model_arch_ops gemma3_arch_ops = {

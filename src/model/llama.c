@@ -102,7 +102,7 @@ static kiln_status llama_load(kiln_model *m, model_loader *ld)
 /* ---- forward ------------------------------------------------------------------ */
 
 static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
-                                 float *logits)
+                                 const model_out *out)
 {
     backend *be = m->be;
     const bk_ops *op = be->ops;
@@ -172,7 +172,7 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
     }
 
     /* 9. final norm and lm_head of the output rows */
-    return model_logits(m, b, w->h, logits);
+    return model_logits(m, b, w->h, out);
 }
 
 /* ---- registry entries -------------------------------------------------------- */

@@ -460,7 +460,7 @@ static kiln_status model_check_batch(const kiln_model *m, const bk_batch *b)
     return KILN_OK;
 }
 
-kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logits)
+kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_out *out)
 {
     const bk_ops *op = m->be->ops;
     const model_config *c = &m->cfg;
@@ -475,7 +475,8 @@ kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logit
         (st = op->rmsnorm(m->be, m->ws.x, b->n_out, d, &m->out_norm, c->norm_eps,
                           m->norm_add_one, m->ws.x)))
         return st;
-    /* lm_head in chunks of rows, each copied out as host f32 */
+    /* lm_head in chunks of rows, each copied out as host f32 or reduced to
+     * its greedy ids on the backend */
     for (int32_t r = 0; r < b->n_out; r += MODEL_LOGIT_CHUNK) {
         int32_t rows = b->n_out - r < MODEL_LOGIT_CHUNK ? b->n_out - r : MODEL_LOGIT_CHUNK;
         if ((st = op->matmul(m->be, model_row(m, m->ws.x, r, d), rows, &m->lm_head, NULL,
@@ -484,13 +485,19 @@ kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logit
         if (c->final_logit_softcap > 0.0f &&
             (st = op->softcap(m->be, m->ws.logits, rows * vocab, c->final_logit_softcap)))
             return st;
-        if ((st = op->to_host_f32(m->be, m->ws.logits, rows * vocab, logits + (int64_t)r * vocab)))
+        if (out->ids)
+            st = op->argmax(m->be, m->ws.logits, rows, vocab, out->ids + r);
+        else
+            st = op->to_host_f32(m->be, m->ws.logits, rows * vocab,
+                                 out->logits + (int64_t)r * vocab);
+        if (st)
             return st;
     }
     return KILN_OK;
 }
 
-kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits)
+/* Checks shared by the decoder entry points. */
+static kiln_status model_check_decoder(kiln_model *m, const bk_batch *b, const bk_kv_cache *kv)
 {
     kiln_status st;
     if (m->arch->encoder)
@@ -502,10 +509,35 @@ kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, flo
         kv->head_dim != m->cfg.head_dim)
         return kiln_err_set(KILN_ERR_INVALID_ARG,
                             "model: KV cache does not have this model's shape");
+    return KILN_OK;
+}
+
+kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits)
+{
+    model_out out = {logits, NULL};
+    kiln_status st = model_check_decoder(m, b, kv);
+    if (st)
+        return st;
     if (b->n_out > 0 && !logits)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "model: no logits buffer for %d outputs",
                             b->n_out);
-    return m->arch->forward(m, b, kv, logits);
+    return m->arch->forward(m, b, kv, &out);
+}
+
+kiln_status model_forward_greedy(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
+                                 int32_t *ids)
+{
+    model_out out = {NULL, ids};
+    kiln_status st = model_check_decoder(m, b, kv);
+    if (st)
+        return st;
+    if (!m->be->ops->argmax)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: the %s backend has no argmax",
+                            m->be->ops->name);
+    if (b->n_out > 0 && !ids)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: no ids buffer for %d outputs",
+                            b->n_out);
+    return m->arch->forward(m, b, kv, &out);
 }
 
 /* Pooling of the config; sentence-transformers' default (mean) when the

@@ -76,6 +76,14 @@ typedef struct model_ws {
 
 typedef struct model_loader model_loader;
 
+/* Where a decoder step's outputs go: host f32 logits (n_out, vocab), or,
+ * when ids is set, the greedy token of each output row into backend memory
+ * (n_out int32), and no logits leave the backend. */
+typedef struct model_out {
+    float *logits;
+    int32_t *ids;
+} model_out;
+
 /* An architecture: how its weights are named and how it runs. */
 typedef struct model_arch_ops {
     mcfg_arch arch;
@@ -86,7 +94,8 @@ typedef struct model_arch_ops {
     /* Map every weight of the architecture (model_load_weight). */
     kiln_status (*load)(kiln_model *m, model_loader *ld);
     /* Decoders: model_forward. */
-    kiln_status (*forward)(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits);
+    kiln_status (*forward)(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
+                           const model_out *out);
     /* Encoders: run b, leave the last hidden state in ws.h. */
     kiln_status (*encode)(kiln_model *m, const bk_batch *b);
 } model_arch_ops;
@@ -176,9 +185,9 @@ static inline void *model_row(const kiln_model *m, void *p, int64_t rows, int64_
 }
 
 /* The final norm, lm_head and soft-capping of the rows b->out_rows of the
- * hidden state `h` (n_tokens, hidden), written to host `logits`
- * (n_out, vocab).  The norm is RMSNorm (add_one per the model). */
-kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, float *logits);
+ * hidden state `h` (n_tokens, hidden), written to `out` (host logits or
+ * device greedy ids).  The norm is RMSNorm (add_one per the model). */
+kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_out *out);
 
 /* The architectures (llama.c, gemma3.c, bert.c). */
 extern const model_arch_ops llama_arch_ops;

@@ -7,7 +7,7 @@
  * so the two differ only by how they compute.  Block tables are random
  * permutations of the pool (blocks scattered), with unused entries -1.
  * Batches mix decode sequences (one new token) and prefill chunks over
- * contexts of 1..3000 tokens; GQA ratios 1/2/4/8, head_dim 64/128/256,
+ * contexts of 1..3000 tokens; GQA ratios 1/2/4/8, head_dim 16/32/64/128/256,
  * block sizes 8/16/32 (and now and then 12), sliding windows, softcap, non-causal cached
  * attention, and encoder batches without a cache (bidirectional or causal).
  *
@@ -353,7 +353,7 @@ static void run_case(const attn_case *c)
 
 /* ==== random cases =========================================================== */
 
-static const int head_dims[] = {64, 128, 256};
+static const int head_dims[] = {16, 32, 64, 128, 256};
 static const int groups[] = {1, 2, 4, 8};
 static const int block_sizes[] = {8, 16, 32};
 
@@ -361,7 +361,7 @@ static void random_case(attn_case *c, kiln_dtype dt, bool use_cache)
 {
     memset(c, 0, sizeof *c);
     c->dtype = dt;
-    c->head_dim = head_dims[rnd_int(0, 2)];
+    c->head_dim = head_dims[rnd_int(0, (int)KILN_ARRAY_LEN(head_dims) - 1)];
     c->group = groups[rnd_int(0, 3)];
     c->n_kv_heads = rnd_int(1, c->group >= 4 ? 2 : 3);
     /* now and then a size that is not a power of two (the division path) */
@@ -430,7 +430,7 @@ static void test_split_decode(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
-    for (int di = 0; di < 3; di++) {
+    for (int di = 0; di < (int)KILN_ARRAY_LEN(head_dims); di++) {
         for (int bi = 0; bi < 3; bi++) {
             attn_case c = {.dtype = KILN_DT_BF16, .head_dim = head_dims[di], .n_kv_heads = 1,
                            .group = groups[(di + bi) % 4], .block_size = block_sizes[bi],

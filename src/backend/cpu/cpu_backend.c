@@ -393,6 +393,7 @@ static const bk_ops cpu_ops = {
     .pool = cpu_pool,
     .softcap = cpu_softcap,
     .to_host_f32 = cpu_to_host_f32,
+    .argmax = cpu_argmax,
 };
 
 static bool cpu_env_on(const char *name)

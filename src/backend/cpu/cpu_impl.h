@@ -137,6 +137,7 @@ kiln_status cpu_glu(backend *be, const void *gate, const void *up, int64_t n, in
                     bk_act act, void *y);
 kiln_status cpu_act(backend *be, void *x, int64_t n, bk_act act);
 kiln_status cpu_softcap(backend *be, void *x, int64_t n, float cap);
+kiln_status cpu_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids);
 kiln_status cpu_gather_rows(backend *be, const void *x, int64_t d, const bk_batch *b, void *y);
 kiln_status cpu_pool(backend *be, const void *x, int64_t d, const bk_batch *b, bk_pool mode,
                      bool normalize, void *y);

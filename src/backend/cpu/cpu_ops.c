@@ -429,3 +429,18 @@ kiln_status cpu_pool(backend *be, const void *x, int64_t d, const bk_batch *b, b
     }
     return KILN_OK;
 }
+
+kiln_status cpu_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids)
+{
+    const float *v = x;
+    if (rows < 0 || cols <= 0 || (rows && (!x || !ids)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu argmax: bad arguments");
+    for (int64_t r = 0; r < rows; r++, v += cols) {
+        int64_t best = -1;
+        for (int64_t c = 0; c < cols; c++)
+            if (v[c] == v[c] && (best < 0 || v[c] > v[best]))
+                best = c;
+        ids[r] = best < 0 ? 0 : (int32_t)best;
+    }
+    return KILN_OK;
+}

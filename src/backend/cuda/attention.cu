@@ -161,9 +161,10 @@ static kiln_status attn_check_args(const bk_batch *b, const bk_batch_host *hb, c
     if (a->n_heads <= 0 || a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: %d query heads is not a multiple "
                             "of %d KV heads", a->n_heads, a->n_kv_heads);
-    if (a->head_dim != 64 && a->head_dim != 128 && a->head_dim != 256)
+    if (a->head_dim != 16 && a->head_dim != 32 && a->head_dim != 64 && a->head_dim != 128 &&
+        a->head_dim != 256)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no CUDA kernel "
-                            "(64, 128, 256)", a->head_dim);
+                            "(16, 32, 64, 128, 256)", a->head_dim);
     if (dtype != KILN_DT_BF16 && dtype != KILN_DT_F16)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: type %s has no CUDA kernel "
                             "(bf16, f16)", dtype_name(dtype));

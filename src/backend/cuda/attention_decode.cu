@@ -38,16 +38,31 @@
 #define DC_FULL 0xffffffffu
 
 template <int D> struct dc_cfg {
-    static constexpr int N = 8192 / D;            /* keys per chunk: 128, 64, 32        */
+    /* keys per chunk: 128 up to head_dim 64, then 64, 32 */
+    static constexpr int N = D <= 64 ? DC_THREADS : 8192 / D;
     static constexpr int TPK = DC_THREADS / N;    /* threads per key for scores: 1, 2, 4 */
     static constexpr int STR = D + 8 * TPK;       /* shared row stride in elements       */
     static constexpr int VPR = D / 8;             /* 16-byte vectors per row             */
-    static constexpr int VPT = VPR / TPK;         /* vectors per thread for scores: 8    */
+    static constexpr int VPT = VPR / TPK;         /* vectors per thread for scores: 8
+                                                     (2, 4 at head_dim 16, 32)           */
     static constexpr int SLICES = DC_THREADS / VPR; /* key slices of the P V step        */
+    /* alpha, m, l of each head, ahead of everything (16-byte multiple) */
+    template <int GMAX> static constexpr __host__ __device__ size_t head_bytes()
+    {
+        return ((size_t)3 * GMAX * sizeof(float) + 15) / 16 * 16;
+    }
+    /* the loop's stages, q and scores; after the loop the same bytes hold
+     * the slices' partial sums, which at small head_dim take more room */
+    template <typename T, int GMAX> static constexpr size_t body_bytes()
+    {
+        return (size_t)4 * N * STR * sizeof(T) + (size_t)(GMAX * D + GMAX * N) * sizeof(float) >
+                       (size_t)SLICES * GMAX * D * sizeof(float)
+                   ? (size_t)4 * N * STR * sizeof(T) + (size_t)(GMAX * D + GMAX * N) * sizeof(float)
+                   : (size_t)SLICES * GMAX * D * sizeof(float);
+    }
     template <typename T, int GMAX> static constexpr size_t smem_bytes()
     {
-        return (size_t)4 * N * STR * sizeof(T) +
-               (size_t)(GMAX * D + GMAX * N + 3 * GMAX) * sizeof(float);
+        return head_bytes<GMAX>() + body_bytes<T, GMAX>();
     }
 };
 
@@ -83,13 +98,14 @@ static __global__ void __launch_bounds__(DC_THREADS)
     constexpr int VPR = dc_cfg<D>::VPR, VPT = dc_cfg<D>::VPT, SLICES = dc_cfg<D>::SLICES;
     constexpr int WHEADS = (GMAX + 3) / 4;        /* softmax heads per warp */
     extern __shared__ __align__(16) unsigned char attn_smem[];
-    T *K_s = (T *)attn_smem;                      /* (2, N, STR)             */
+    float *alpha_s = (float *)attn_smem;          /* (GMAX)                  */
+    float *m_s = alpha_s + GMAX, *l_s = m_s + GMAX; /* (GMAX) each           */
+    unsigned char *body = attn_smem + dc_cfg<D>::template head_bytes<GMAX>();
+    T *K_s = (T *)body;                           /* (2, N, STR)             */
     T *V_s = K_s + 2 * N * STR;                   /* (2, N, STR)             */
     float *q_s = (float *)(V_s + 2 * N * STR);    /* (GMAX, D)               */
     float *P_s = q_s + GMAX * D;                  /* (GMAX, N) scores, weights */
-    float *alpha_s = P_s + GMAX * N;              /* (GMAX)                  */
-    float *m_s = alpha_s + GMAX, *l_s = m_s + GMAX; /* (GMAX) each           */
-    float *red_s = (float *)attn_smem;            /* (SLICES, GMAX, D) after the loop */
+    float *red_s = (float *)body;                 /* (SLICES, GMAX, D) after the loop */
 
     const int32_t s = blockIdx.x, z = blockIdx.z;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
@@ -340,12 +356,14 @@ static kiln_status decode_dispatch_dim(const attn_args *a, int32_t n_split,
                                        const attn_split_ws *ws, cudaStream_t stream)
 {
     switch (a->head_dim) {
+    case 16: return decode_dispatch_group<T, 16>(a, n_split, ws, stream);
+    case 32: return decode_dispatch_group<T, 32>(a, n_split, ws, stream);
     case 64: return decode_dispatch_group<T, 64>(a, n_split, ws, stream);
     case 128: return decode_dispatch_group<T, 128>(a, n_split, ws, stream);
     case 256: return decode_dispatch_group<T, 256>(a, n_split, ws, stream);
     default:
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no decode kernel "
-                            "(64, 128, 256)", a->head_dim);
+                            "(16, 32, 64, 128, 256)", a->head_dim);
     }
 }
 

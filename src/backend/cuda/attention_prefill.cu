@@ -317,12 +317,14 @@ template <typename T>
 static kiln_status prefill_dispatch_dim(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     switch (a->head_dim) {
+    case 16: return prefill_run<T, 16>(a, n_tiles, stream);
+    case 32: return prefill_run<T, 32>(a, n_tiles, stream);
     case 64: return prefill_run<T, 64>(a, n_tiles, stream);
     case 128: return prefill_run<T, 128>(a, n_tiles, stream);
     case 256: return prefill_run<T, 256>(a, n_tiles, stream);
     default:
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
-                            "(64, 128, 256)", a->head_dim);
+                            "(16, 32, 64, 128, 256)", a->head_dim);
     }
 }
 

@@ -190,6 +190,7 @@ static kiln_status batch_reserve(cuda_backend *cb, size_t need)
     if ((st = cuda_mem_alloc(cb, cap * sizeof(int32_t), "batch", (void **)&cb->batch_dev)))
         goto err;
     cb->batch_cap = cap;
+    cb->batch_epoch++; /* graphs captured before read the old buffer */
 err:
     return st;
 }
@@ -401,6 +402,9 @@ static void cuda_destroy(backend *be)
         .add = cuda_add, .rope = cuda_rope, .attention = cuda_attention_op,          \
         .glu = cuda_glu, .act = cuda_act, .gather_rows = cuda_gather_rows,           \
         .pool = cuda_pool, .softcap = cuda_softcap, .to_host_f32 = cuda_to_host_f32, \
+        .argmax = cuda_argmax, .graph_begin = cuda_graph_begin,                      \
+        .graph_end = cuda_graph_end, .graph_launch = cuda_graph_launch,              \
+        .graph_free = cuda_graph_free,                                               \
     }
 
 static const bk_ops cuda_ops_bf16 = CUDA_OPS_TABLE(KILN_DT_BF16);

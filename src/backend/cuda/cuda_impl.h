@@ -70,6 +70,7 @@ typedef struct cuda_backend {
     size_t batch_cap;
     cudaEvent_t batch_copied;        /* the last batch copy has read batch_host      */
     bk_batch batch;                  /* device view of the last upload               */
+    uint64_t batch_epoch;            /* bumped each time batch_dev is reallocated    */
     bk_batch_host hbatch;            /* host view of the same arrays (in batch_host) */
 
     /* rotary tables */
@@ -154,7 +155,15 @@ kiln_status cuda_gather_rows(backend *be, const void *x, int64_t d, const bk_bat
 kiln_status cuda_pool(backend *be, const void *x, int64_t d, const bk_batch *b, bk_pool mode,
                       bool normalize, void *y);
 kiln_status cuda_softcap(backend *be, void *x, int64_t n, float cap);
+kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids);
 /* Free the rotary tables (destroy). */
 void cuda_entry_free(cuda_backend *cb);
+
+/* ---- step capture (cuda_graph.c) -------------------------------------------- */
+
+kiln_status cuda_graph_begin(backend *be);
+kiln_status cuda_graph_end(backend *be, bk_graph **out);
+kiln_status cuda_graph_launch(backend *be, bk_graph *g);
+void cuda_graph_free(backend *be, bk_graph *g);
 
 #endif /* KILN_BACKEND_CUDA_IMPL_H */

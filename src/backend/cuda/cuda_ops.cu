@@ -3,7 +3,8 @@
  * backend: embedding lookup, RMSNorm (plain and fused with the residual
  * add), LayerNorm (+ residual), add, bias add, rotary embedding, gated
  * linear units, activations, soft-capping, row gathering, sequence pooling,
- * the widening copy behind to_host_f32 and the random fill of dummy weights.  Contract: cuda_ops.h.
+ * the widening copy behind to_host_f32, the random fill of dummy weights and
+ * the row argmax of greedy sampling.  Contract: cuda_ops.h.
  *
  * Each op has three layers: a static __global__ kernel templated on the
  * element type T (__nv_bfloat16 or __half), a static launcher that does the
@@ -589,6 +590,78 @@ extern "C" kiln_status cuops_softcap(kiln_dtype dt, void *x, int64_t n, float ca
     if (n <= 0)
         return KILN_OK;
     return OPS_DISPATCH("softcap", dt, softcap_launch, x, n, cap, stream);
+}
+
+/* ==== argmax (greedy sampling on the device) =============================== */
+
+#define OPS_ARGMAX_THREADS 1024
+
+/* (v, i) beats (bv, bi): larger, or equal with a lower index; NaN never wins. */
+static __device__ __forceinline__ bool argmax_better(float v, int32_t i, float bv, int32_t bi)
+{
+    return v > bv || (v == bv && i < bi);
+}
+
+/* Grid (rows), OPS_ARGMAX_THREADS threads: ids[r] = argmax of row r of x. */
+template <typename T>
+static __global__ void __launch_bounds__(OPS_ARGMAX_THREADS)
+    argmax_kernel(const T *x,      /* (rows, cols) */
+                  int64_t cols,
+                  int32_t *ids)    /* (rows)       */
+{
+    __shared__ float sv[32];
+    __shared__ int32_t si[32];
+    const T *row = x + (int64_t)blockIdx.x * cols;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
+
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = ld(row + c);
+        if (argmax_better(v, (int32_t)c, bv, bi))
+            bv = v, bi = (int32_t)c;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, bv, o);
+        int32_t i = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (argmax_better(v, i, bv, bi))
+            bv = v, bi = i;
+    }
+    if (lane == 0)
+        sv[warp] = bv, si[warp] = bi;
+    __syncthreads(); /* every warp's best is in shared memory */
+    if (warp == 0) {
+        bv = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
+        bi = lane < (int)(blockDim.x >> 5) ? si[lane] : INT32_MAX;
+        for (int o = 16; o > 0; o >>= 1) {
+            float v = __shfl_xor_sync(0xffffffffu, bv, o);
+            int32_t i = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (argmax_better(v, i, bv, bi))
+                bv = v, bi = i;
+        }
+        if (lane == 0)
+            ids[blockIdx.x] = bi == INT32_MAX ? 0 : bi; /* all NaN: 0, as the host sampler */
+    }
+}
+
+template <typename T>
+static kiln_status argmax_launch(const void *x, int64_t rows, int64_t cols, int32_t *ids,
+                                 cudaStream_t stream)
+{
+    kiln_status st = KILN_OK;
+
+    argmax_kernel<T><<<(unsigned)rows, OPS_ARGMAX_THREADS, 0, stream>>>((const T *)x, cols, ids);
+    KILN_CUDA_LAUNCH_CHECK("argmax", stream);
+err:
+    return st;
+}
+
+extern "C" kiln_status cuops_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
+                                    int32_t *ids, cudaStream_t stream)
+{
+    if (rows <= 0 || cols <= 0)
+        return KILN_OK;
+    return OPS_DISPATCH("argmax", dt, argmax_launch, x, rows, cols, ids, stream);
 }
 
 /* ==== rows of a batch: gather, pool ======================================= */

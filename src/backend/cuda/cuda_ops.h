@@ -59,6 +59,12 @@ kiln_status cuops_add(kiln_dtype dt, const void *a, const void *b, int64_t n, vo
 kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint64_t seed, float lo,
                               float hi, cudaStream_t stream);
 
+/* ids[r] = the index of the largest element of row r of x (rows, cols):
+ * the lowest such index on ties, NaN never chosen (0 for a row of NaN).
+ * ids is device memory (rows). */
+kiln_status cuops_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, int32_t *ids,
+                         cudaStream_t stream);
+
 /* y(n, m) += bias(m). */
 kiln_status cuops_add_bias(kiln_dtype dt, void *y, const void *bias, int64_t n, int64_t m,
                            cudaStream_t stream);
