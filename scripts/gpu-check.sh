@@ -14,6 +14,7 @@
 #                  "none" skips them)
 #   KILN_GPU_BENCH which benchmarks (below): none, quick (default), full,
 #                  or a list of names
+#   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
 #
 # What comes back under $OUT: summary.txt (the table printed last),
 # logs.tgz (device, build, test and benchmark logs) and results.tgz (the
@@ -87,20 +88,40 @@ while read -r line; do
 done < <(grep -E 'Test +#[0-9]+:' "$OUT/gpu-tests.log")
 grep -E 'SKIPPED|FAILED|PASSED|OK|seed' "$OUT/gpu-tests.log" | head -40 >"$OUT/gpu-tests-summary.txt"
 
+# ---- compute-sanitizer memcheck on the tiny models ---------------------------
+# KILN_GPU_MEMCHECK=0 skips it.
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ "${KILN_GPU_MEMCHECK:-1}" != 0 ] && [ -x "$san" ]; then
+    for t in gpu_test_engine test_model_golden; do
+        t0=$(date +%s)
+        if (cd build-gpu && KILN_SOURCE_DIR=$root KILN_TEST_BACKEND=cuda-bf16 \
+                "$san" --tool memcheck --error-exitcode 99 --print-limit 20 "./$t") \
+                >"$OUT/memcheck-$t.log" 2>&1; then
+            row "memcheck $t" "ok" "$(grep -m1 -oE 'ERROR SUMMARY: [0-9]+ errors' \
+                "$OUT/memcheck-$t.log") ($(( $(date +%s) - t0 )) s)"
+        else
+            row "memcheck $t" "FAIL" "see logs/memcheck-$t.log"
+            status=1
+        fi
+    done
+fi
+
 # ---- benchmarks ------------------------------------------------------------
 # name | kiln bench arguments (dummy weights: no model files on the GPU host)
 BENCHES=(
     "lat-8b-b1|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256"
     "pre-8b-1x2048|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048"
     "pre-8b-8x512|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 512"
+    "lat-8b-b1-eager|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256 --no-cuda-graphs --no-peer"
     "lat-1b-b1|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128"
+    "lat-1b-b1-eager|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128 --no-cuda-graphs --no-peer"
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128"
 )
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
-    quick) want="lat-8b-b1 pre-8b-1x2048" ;;
+    quick) want="lat-8b-b1 lat-8b-b1-eager pre-8b-1x2048" ;;
     full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1) ;;
     *) want=$KILN_GPU_BENCH ;;
 esac
@@ -122,7 +143,7 @@ for b in "${BENCHES[@]}"; do
 done
 
 mv "$OUT/device.txt" "$OUT/build.log" "$OUT/gpu-tests.log" "$OUT/gpu-tests-summary.txt" \
-    "$OUT/logs/" 2>/dev/null
+    "$OUT"/memcheck-*.log "$OUT/logs/" 2>/dev/null
 tar -czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 compgen -G "$res/*.json" >/dev/null && tar -czf "$OUT/results.tgz" -C "$res" .
 echo

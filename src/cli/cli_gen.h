@@ -30,6 +30,7 @@ typedef struct cli_gen {
     const char *template_file;     /* --chat-template                           */
     int threads;                   /* --threads; 0: all cores                   */
     cli_device dev;                /* --device, --dtype                         */
+    bool no_graphs;                /* --no-cuda-graphs                          */
     int32_t n_ctx;                 /* --ctx; 0: min(model positions, 4096)      */
     int32_t max_batch_tokens;      /* --batch                                   */
     sampler_params sp;             /* temperature 0 (greedy) unless --temp      */

@@ -24,6 +24,9 @@
  * Ceiling: the rate of an 8192^3 matmul through the same backend's matmul
  * path, measured in the same run.
  *
+ * Decode steps run as CUDA graphs (gen_run's buckets) unless
+ * --no-cuda-graphs; the records carry the runner's graph counters.
+ *
  * The peer is Hugging Face transformers (bench/peers/hf_peer.py) on the
  * same config with random weights, the same dtype, batch and lengths, in
  * the same call.  On the CPU backend the ceilings are the host's
@@ -59,7 +62,7 @@
 
 typedef struct step_opts {
     const char *model, *config, *out_dir;
-    bool dummy, peer;
+    bool dummy, peer, no_graphs;
     cli_device dev;
     int threads, repeat;
     int32_t batch, prompt_tokens, gen_tokens;
@@ -69,8 +72,8 @@ static int step_usage(FILE *f)
 {
     fprintf(f, "usage: kiln bench latency|prefill (-m MODEL | --dummy-weights --config FILE)\n"
                "           [--device D] [--dtype bf16|f16] [--batch B] [--prompt-tokens P]\n"
-               "           [--gen-tokens G] [--repeat R] [--threads N] [--no-peer]\n"
-               "           [--peer-python PY] [--out DIR]\n\n"
+               "           [--gen-tokens G] [--repeat R] [--threads N] [--no-cuda-graphs]\n"
+               "           [--no-peer] [--peer-python PY] [--out DIR]\n\n"
                "latency: B sequences of P prompt tokens, then G tokens each decoded\n"
                "  together (defaults 1, 128, 256): decode tokens/s and ms per step\n"
                "  against the decode roofline (measured copy bandwidth / bytes a step\n"
@@ -105,11 +108,16 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
             return step_usage(stderr);
         if (dv)
             continue;
-        if (!strcmp(a, "--no-peer") || !strcmp(a, "--dummy-weights")) {
-            if (a[2] == 'n')
-                o->peer = false;
-            else
-                o->dummy = true;
+        if (!strcmp(a, "--no-peer")) {
+            o->peer = false;
+            continue;
+        }
+        if (!strcmp(a, "--dummy-weights")) {
+            o->dummy = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-cuda-graphs")) {
+            o->no_graphs = true;
             continue;
         }
         if (!v) {
@@ -223,7 +231,8 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "bench: %s is an encoder; use kiln bench embed",
                             e->shape);
     model_stats_of(e->m, &e->ms);
-    gen_opts go = {.max_seqs = o->batch, .n_ctx = n_ctx, .max_batch_tokens = mo.max_batch_tokens};
+    gen_opts go = {.max_seqs = o->batch, .n_ctx = n_ctx, .max_batch_tokens = mo.max_batch_tokens,
+                   .no_graphs = o->no_graphs};
     if ((st = gen_create(e->m, NULL, &go, &e->run)))
         return st;
     if (!(e->ids = kiln_calloc((size_t)tokens, sizeof *e->ids)))
@@ -252,7 +261,17 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(s, "prompt_tokens", json_integer(o->prompt_tokens));
     json_object_set_new(s, "gen_tokens", json_integer(o->gen_tokens));
     json_object_set_new(s, "repeat", json_integer(o->repeat));
-    json_object_set_new(s, "cuda_graphs", json_false());
+    const gen_stats *gs = gen_stats_of(e->run);
+    json_object_set_new(s, "cuda_graphs", json_boolean(!o->no_graphs && gs->graphs_captured > 0));
+    json_t *g = json_object();
+    json_object_set_new(g, "captured", json_integer(gs->graphs_captured));
+    json_object_set_new(g, "replays", json_integer(gs->graph_replays));
+    json_object_set_new(g, "fallbacks", json_integer(gs->graph_fallbacks));
+    json_object_set_new(g, "capture_s", json_real(gs->capture_s));
+    json_object_set_new(g, "steps", json_integer(gs->steps));
+    json_object_set_new(g, "device_greedy_steps", json_integer(gs->device_greedy));
+    json_object_set_new(g, "padded_rows", json_integer(gs->padded_rows));
+    json_object_set_new(s, "graph_stats", g);
     json_object_set_new(s, "block_size", json_integer(gen_options(e->run)->block_size));
     json_object_set_new(s, "arch", json_string(c->arch_name));
     json_object_set_new(s, "weight_bytes", json_integer((json_int_t)e->ms.weight_bytes));
@@ -412,9 +431,13 @@ int bench_latency(int argc, char **argv)
     bench_table_head();
     bench_table_row(rt);
     bench_table_row(rl);
+    const gen_stats *gst = gen_stats_of(e.run);
     printf("%s on %s: a step reads %.2f GB; copy bandwidth %.0f GB/s; decode roofline "
-           "%.1f steps/s; kiln %.1f%% of it\n", e.shape, e.device, step_bytes / 1e9, e.copy_gbs,
-           roof_steps, 100.0 * bench_median(tps, o.repeat) / (roof_steps * B));
+           "%.1f steps/s; kiln %.1f%% of it; graphs %lld captured, %lld replays, %lld "
+           "fallbacks\n", e.shape, e.device, step_bytes / 1e9, e.copy_gbs, roof_steps,
+           100.0 * bench_median(tps, o.repeat) / (roof_steps * B),
+           (long long)gst->graphs_captured, (long long)gst->graph_replays,
+           (long long)gst->graph_fallbacks);
     rc = bench_finish(all, o.out_dir, "latency");
 out:
     if (st)

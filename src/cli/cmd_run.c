@@ -56,6 +56,7 @@ void cli_gen_usage(FILE *f)
             "  --seed S                 seed of the sampler (default: from the clock)\n"
             "  --stop STR               end the text before STR (repeatable, up to %d)\n"
             "  --ignore-eos             do not stop at end-of-sequence tokens\n"
+            "  --no-cuda-graphs         run decode steps eagerly (GPU)\n"
             "  --ctx N                  context length (default: model's, at most 4096)\n"
             "  --batch N                tokens per forward step (default 512)\n"
             "  --threads N              CPU threads (default: all cores)\n"
@@ -115,6 +116,10 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
         return dv;
     if (!strcmp(a, "--ignore-eos")) {
         g->sp.ignore_eos = true;
+        return 1;
+    }
+    if (!strcmp(a, "--no-cuda-graphs")) {
+        g->no_graphs = true;
         return 1;
     }
     bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-n") ||
@@ -186,7 +191,8 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
 {
     model_load_opts mo = {.max_batch_tokens = g->max_batch_tokens};
-    gen_opts go = {.max_seqs = 1, .n_ctx = g->n_ctx, .max_batch_tokens = g->max_batch_tokens};
+    gen_opts go = {.max_seqs = 1, .n_ctx = g->n_ctx, .max_batch_tokens = g->max_batch_tokens,
+                   .no_graphs = g->no_graphs};
     kiln_status st;
     uint64_t t0 = clock_now_ns();
 

@@ -251,14 +251,16 @@ static kiln_status gen_alloc_kv(gen_runner *r)
 
 /* Buckets 1, 2, 4, ... up to the first one that holds max_seqs, those of
  * them a step can carry (max_batch_tokens, at most 256 rows); none
- * without graph capture on the backend or with no_graphs. */
+ * without graph capture on the backend.  With no_graphs the steps are
+ * padded all the same and run eagerly, so graphs on and off run the same
+ * kernels on the same shapes and give the same bits. */
 static void gen_plan_buckets(gen_runner *r)
 {
     const bk_ops *op = r->be->ops;
     r->seq_cap = r->o.max_seqs;
     r->n_buckets = 0;
     r->pad_block = -1;
-    if (r->o.no_graphs || !op->argmax || !op->graph_begin)
+    if (!op->argmax || !op->graph_begin)
         return;
     while (r->n_buckets < GEN_GRAPH_BUCKETS) {
         int32_t b = 1 << r->n_buckets;
@@ -600,7 +602,7 @@ static kiln_status gen_forward_greedy(gen_runner *r, const bk_batch *b, int32_t 
 {
     const bk_ops *op = r->be->ops;
     kiln_status st;
-    if (!bucket)
+    if (!bucket || r->o.no_graphs)
         return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
     int32_t bi = 0;
     while ((1 << bi) < bucket)
