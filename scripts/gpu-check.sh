@@ -94,7 +94,7 @@ san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer
 if [ "${KILN_GPU_MEMCHECK:-1}" != 0 ] && [ -x "$san" ]; then
     for t in gpu_test_engine test_model_golden; do
         t0=$(date +%s)
-        if (cd build-gpu && KILN_SOURCE_DIR=$root KILN_TEST_BACKEND=cuda-bf16 \
+        if (cd build-gpu && KILN_SOURCE_DIR=$root KILN_MODELS_DIR=$root/models KILN_TEST_BACKEND=cuda-bf16 \
                 "$san" --tool memcheck --error-exitcode 99 --print-limit 20 "./$t") \
                 >"$OUT/memcheck-$t.log" 2>&1; then
             row "memcheck $t" "ok" "$(grep -m1 -oE 'ERROR SUMMARY: [0-9]+ errors' \
@@ -104,6 +104,20 @@ if [ "${KILN_GPU_MEMCHECK:-1}" != 0 ] && [ -x "$san" ]; then
             status=1
         fi
     done
+fi
+
+# ---- kernel lab: decode-row matmul, gemv.cu vs cuBLASLt -------------------------
+res=$root/build-gpu/results
+mkdir -p "$res" "$OUT/logs"
+if [ "${KILN_GPU_BENCH:-quick}" != none ]; then
+    if cmake --build build-gpu --target cuda_matmul_bench >>"$OUT/build.log" 2>&1 &&
+       build-gpu/cuda_matmul_bench 200 >"$res/cuda-matmul-$(date -u +%Y-%m-%dT%H-%M-%SZ).json" \
+           2>"$OUT/logs/cuda-matmul-bench.log"; then
+        row "kernel cuda_matmul_bench" "ok" "$(grep -m1 '8b gate/up.* 1 ' "$OUT/logs/cuda-matmul-bench.log" | tr -s ' ')"
+    else
+        row "kernel cuda_matmul_bench" "FAIL" "see logs/cuda-matmul-bench.log"
+        status=1
+    fi
 fi
 
 # ---- benchmarks ------------------------------------------------------------
@@ -118,6 +132,8 @@ BENCHES=(
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128"
+    "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 2"
+    "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 2"
 )
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
@@ -125,15 +141,13 @@ case "${KILN_GPU_BENCH:-quick}" in
     full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1) ;;
     *) want=$KILN_GPU_BENCH ;;
 esac
-res=$root/build-gpu/results
-mkdir -p "$res" "$OUT/logs"
 for b in "${BENCHES[@]}"; do
     name=${b%%|*}
     grep -qw -- "$name" <<<"$want" || continue
     t0=$(date +%s)
     # shellcheck disable=SC2086 # the arguments are split on purpose
     if build-gpu/kiln bench ${b#*|} --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
-        line=$(grep -E '^(decode|prefill) ' "$OUT/logs/bench-$name.log" | head -1 |
+        line=$(grep -E '^(decode|prefill|embed) ' "$OUT/logs/bench-$name.log" | head -1 |
                awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
         row "bench $name" "ok" "$line ($(( $(date +%s) - t0 )) s)"
     else

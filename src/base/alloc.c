@@ -16,13 +16,22 @@
 static atomic_llong alloc_in_use;
 static atomic_llong alloc_peak;
 static atomic_llong alloc_fail_countdown = -1;
+static atomic_llong alloc_fail_left = -1;   /* failures once the countdown is 0; -1: all */
 
 static int alloc_should_fail(void)
 {
     long long left = atomic_load(&alloc_fail_countdown);
     while (left >= 0) {
-        if (left == 0)
-            return 1;
+        if (left == 0) {
+            long long n = atomic_load(&alloc_fail_left);
+            if (n < 0)
+                return 1;
+            while (n > 0)
+                if (atomic_compare_exchange_weak(&alloc_fail_left, &n, n - 1))
+                    return 1;
+            atomic_store(&alloc_fail_countdown, -1); /* the burst is over */
+            return 0;
+        }
         if (atomic_compare_exchange_weak(&alloc_fail_countdown, &left, left - 1))
             return 0;
     }
@@ -103,4 +112,14 @@ char *kiln_strdup(const char *s) { return kiln_strndup(s, SIZE_MAX - ALLOC_HDR -
 
 int64_t kiln_alloc_bytes_in_use(void) { return atomic_load(&alloc_in_use); }
 int64_t kiln_alloc_bytes_peak(void) { return atomic_load(&alloc_peak); }
-void kiln_alloc_fail_after(int64_t n) { atomic_store(&alloc_fail_countdown, n < 0 ? -1 : n); }
+void kiln_alloc_fail_after(int64_t n)
+{
+    atomic_store(&alloc_fail_left, -1);
+    atomic_store(&alloc_fail_countdown, n < 0 ? -1 : n);
+}
+
+void kiln_alloc_fail_burst(int64_t after, int64_t count)
+{
+    atomic_store(&alloc_fail_left, count < 0 ? 0 : count);
+    atomic_store(&alloc_fail_countdown, after < 0 ? -1 : after);
+}

@@ -33,6 +33,9 @@ int64_t kiln_alloc_bytes_peak(void);
 /* Test hook: after `n` more successful allocations, every allocation fails
  * (returns NULL) until called again; n < 0 turns failure injection off. */
 void kiln_alloc_fail_after(int64_t n);
+/* Test hook: after `after` more successful allocations, the next `count`
+ * fail, then allocation works again (a transient shortage). */
+void kiln_alloc_fail_burst(int64_t after, int64_t count);
 
 #ifdef __cplusplus
 }

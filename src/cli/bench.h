@@ -52,5 +52,6 @@ double bench_read_gbs(int threads);
 /* cmd_bench_step.c */
 int bench_latency(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
+int bench_embed_model(int argc, char **argv);
 
 #endif /* KILN_CLI_BENCH_H */

@@ -284,8 +284,8 @@ static int bench_usage(FILE *f)
                "  llama.cpp through llama-cpp-python, against the decode roofline.\n"
                "embed: documents/s of an embedding model (default 1000 documents of\n"
                "  16..256 tokens) beside sentence-transformers.\n"
-               "latency, prefill: model steps on any device, also at a config's shape\n"
-               "  with --dummy-weights (kiln bench latency --help).\n"
+               "latency, prefill, embed-model: model steps on any device, also at a\n"
+               "  config's shape with --dummy-weights (kiln bench latency --help).\n"
                "Results go to DIR (default bench/results) as JSON.  Peers run under\n"
                "--peer-python, else $KILN_PYTHON, else .venv/bin/python.\n");
     return f == stdout ? 0 : 2;
@@ -1074,6 +1074,8 @@ int cmd_bench(int argc, char **argv)
         return bench_latency(argc - 1, argv + 1);
     if (!strcmp(argv[1], "prefill"))
         return bench_prefill(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "embed-model"))
+        return bench_embed_model(argc - 1, argv + 1);
     fprintf(stderr, "kiln bench: unknown mode '%s'\n", argv[1]);
     return 2;
 }

@@ -37,6 +37,7 @@
 
 #include "backend/backend.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/error.h"
 #include "engine/generate.h"
 #include "format/hf_config.h"
@@ -50,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef KILN_SOURCE_DIR
 #define KILN_SOURCE_DIR "."
@@ -517,6 +519,243 @@ out:
     json_decref(settings);
     json_decref(peer);
     kiln_free(d);
+    step_env_free(&e);
+    return rc;
+}
+
+/* ---- embeddings, model only ---------------------------------------------------- */
+
+typedef struct embm_opts {
+    step_opts so;             /* model / config / device / repeat / peer / out       */
+    int32_t docs, min_len, max_len, batch_tokens;
+} embm_opts;
+
+static int embm_usage(FILE *f)
+{
+    fprintf(f, "usage: kiln bench embed-model (-m MODEL | --dummy-weights --config FILE)\n"
+               "           [--device D] [--dtype bf16|f16] [--docs N] [--min-len L]\n"
+               "           [--max-len L] [--batch-tokens T] [--repeat R] [--no-peer]\n"
+               "           [--peer-python PY] [--out DIR]\n\n"
+               "N documents (default 20000) of token lengths uniform in [L_min, L_max]\n"
+               "(16..256) as token ids, through gen_embed_ids (sorted by length, packed\n"
+               "into batches of T tokens, default 16384; mean pooling and L2\n"
+               "normalisation included): documents/s against the matmul-peak bound,\n"
+               "beside transformers at its best batch size on the same lengths.\n");
+    cli_device_usage(f);
+    return f == stdout ? 0 : 2;
+}
+
+static int embm_parse(int argc, char **argv, embm_opts *o)
+{
+    step_opts *so = &o->so;
+    memset(o, 0, sizeof *o);
+    cli_device_init(&so->dev);
+    so->out_dir = KILN_SOURCE_DIR "/bench/results";
+    so->repeat = 3;
+    so->peer = true;
+    o->docs = 20000;
+    o->min_len = 16;
+    o->max_len = 256;
+    o->batch_tokens = 16384;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = 0;
+        int dv;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return embm_usage(stdout);
+        if ((dv = cli_device_parse(&so->dev, argc, argv, &i)) < 0)
+            return embm_usage(stderr);
+        if (dv)
+            continue;
+        if (!strcmp(a, "--no-peer")) {
+            so->peer = false;
+            continue;
+        }
+        if (!strcmp(a, "--dummy-weights")) {
+            so->dummy = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "kiln bench embed-model: unexpected argument '%s'\n", a);
+            return embm_usage(stderr);
+        }
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            so->model = v;
+        else if (!strcmp(a, "--config"))
+            so->config = v;
+        else if (!strcmp(a, "--out"))
+            so->out_dir = v;
+        else if (!strcmp(a, "--peer-python"))
+            bench_peer_python = v;
+        else if (!strcmp(a, "--repeat") && bench_int(v, 1, STEP_MAX_RUNS, &n))
+            so->repeat = (int)n;
+        else if (!strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
+            o->docs = (int32_t)n;
+        else if (!strcmp(a, "--min-len") && bench_int(v, 1, 1 << 16, &n))
+            o->min_len = (int32_t)n;
+        else if (!strcmp(a, "--max-len") && bench_int(v, 1, 1 << 16, &n))
+            o->max_len = (int32_t)n;
+        else if (!strcmp(a, "--batch-tokens") && bench_int(v, 1, 1 << 20, &n))
+            o->batch_tokens = (int32_t)n;
+        else {
+            fprintf(stderr, "kiln bench embed-model: bad option or value: %s %s\n", a, v);
+            return embm_usage(stderr);
+        }
+    }
+    if (so->dummy != (so->config != NULL) || so->dummy == (so->model != NULL) ||
+        o->min_len > o->max_len || o->max_len > o->batch_tokens) {
+        fprintf(stderr, "kiln bench embed-model: give -m MODEL or --dummy-weights --config "
+                        "FILE, and min-len <= max-len <= batch-tokens\n");
+        return embm_usage(stderr);
+    }
+    return -1;
+}
+
+int bench_embed_model(int argc, char **argv)
+{
+    embm_opts eo;
+    step_env e = {0};
+    int32_t *lens = NULL;
+    float *out = NULL;
+    json_t *all = NULL, *settings = NULL, *peer = NULL;
+    double dps[STEP_MAX_RUNS];
+    char lpath[4200] = "";
+    kiln_status st;
+    int rc = embm_parse(argc, argv, &eo);
+    if (rc >= 0)
+        return rc;
+    const step_opts *o = &eo.so;
+    const int32_t N = eo.docs;
+    model_load_opts mo = {.max_batch_tokens = eo.batch_tokens};
+    model_config cfg;
+
+    if ((st = cli_device_create(&o->dev, o->threads, &e.be)) || (st = step_ceilings(&e, o)))
+        goto out;
+    if (o->dummy) {
+        if (!(st = hf_config_load(o->config, &cfg))) {
+            cfg.normalize = true; /* sentence-transformers' MiniLM/bge: Normalize */
+            st = model_load_dummy(&cfg, 0x6b696c6e, e.be, &mo, &e.m);
+        }
+        bench_model_name(o->config, e.shape, sizeof e.shape);
+    } else {
+        st = model_load(o->model, e.be, &mo, &e.m);
+        bench_model_name(o->model, e.shape, sizeof e.shape);
+    }
+    if (st)
+        goto out;
+    const model_config *c = model_config_of(e.m);
+    if (!model_is_encoder(e.m)) {
+        st = kiln_err_set(KILN_ERR_UNSUPPORTED, "bench: %s is not an embedding model", e.shape);
+        goto out;
+    }
+    model_stats_of(e.m, &e.ms);
+
+    /* lengths uniform in [min, max], ids above the special range */
+    int64_t tokens = 0;
+    double flops = 0;
+    uint64_t x = 0x2545f4914f6cdd1du;
+    lens = kiln_calloc((size_t)N, sizeof *lens);
+    out = kiln_calloc((size_t)N, (size_t)c->hidden_size * sizeof *out);
+    if (!lens || !out) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for %d documents", N);
+        goto out;
+    }
+    for (int32_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        lens[i] = eo.min_len + (int32_t)(x % (uint64_t)(eo.max_len - eo.min_len + 1));
+        tokens += lens[i];
+        flops += 2.0 * (double)e.ms.layer_matmul_params * lens[i] +
+                 4.0 * (double)c->n_layers * (double)c->n_heads * (double)c->head_dim *
+                     (double)lens[i] * lens[i];
+    }
+    if (!(e.ids = kiln_calloc((size_t)tokens, sizeof *e.ids))) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for %lld ids", (long long)tokens);
+        goto out;
+    }
+    int64_t lo = c->vocab_size > 2000 ? 1000 : 0; /* past the special tokens */
+    for (int64_t k = 0; k < tokens; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        e.ids[k] = (int32_t)(lo + (int64_t)(x % (uint64_t)(c->vocab_size - lo)));
+    }
+    gen_embed_stats gs = {0};
+    gen_embed_opts go = {.max_batch_tokens = eo.batch_tokens,
+                         .max_seqs = eo.batch_tokens / eo.min_len, .max_len = eo.max_len,
+                         .stats = &gs};
+    for (int r = 0; r <= o->repeat; r++) {
+        uint64_t t0 = clock_now_ns();
+        if ((st = gen_embed_ids(e.m, e.ids, lens, N, &go, out)))
+            goto out;
+        double s = (double)(clock_now_ns() - t0) * 1e-9;
+        if (r)
+            dps[r - 1] = s > 0 ? N / s : 0;
+    }
+
+    if (o->peer && o->dummy) {
+        kiln_buf t = {0};
+        for (int32_t i = 0; i < N; i++)
+            buf_printf(&t, "%d\n", lens[i]);
+        if (bench_tmp_file(t.data, t.len, lpath, sizeof lpath)) {
+            char cmd[16384];
+            snprintf(cmd, sizeof cmd,
+                     "'%s' '%s/bench/peers/hf_peer.py' embed '%s' --dtype %s --device %s "
+                     "--lengths '%s' --repeat %d",
+                     bench_python(), KILN_SOURCE_DIR, o->config,
+                     e.be->ops->act_dtype == KILN_DT_BF16 ? "bf16"
+                     : e.be->ops->act_dtype == KILN_DT_F16 ? "f16" : "f32",
+                     strcmp(e.be->ops->name, "cuda") ? "cpu" : "cuda", lpath, o->repeat);
+            peer = bench_run_peer(cmd);
+            unlink(lpath);
+        }
+        buf_free(&t);
+    }
+
+    settings = json_object();
+    json_object_set_new(settings, "mode", json_string("model"));
+    json_object_set_new(settings, "backend", json_string(e.be->ops->name));
+    json_object_set_new(settings, "dtype", json_string(dtype_name(e.be->ops->act_dtype)));
+    json_object_set_new(settings, "weights", json_string(o->dummy ? "dummy (random, on the device)"
+                                                                  : o->model));
+    json_object_set_new(settings, "docs", json_integer(N));
+    json_object_set_new(settings, "lengths", json_sprintf("uniform %d..%d", eo.min_len,
+                                                          eo.max_len));
+    json_object_set_new(settings, "tokens", json_integer(tokens));
+    json_object_set_new(settings, "batch_tokens", json_integer(eo.batch_tokens));
+    json_object_set_new(settings, "batches_per_run", json_integer(gs.batches / (o->repeat + 1)));
+    json_object_set_new(settings, "oom_retries", json_integer(gs.oom_retries));
+    json_object_set_new(settings, "pooling", json_string("mean, L2-normalised, vectors copied "
+                                                         "to the host"));
+    json_object_set_new(settings, "repeat", json_integer(o->repeat));
+    json_object_set_new(settings, "flops", json_real(flops));
+    json_object_set_new(settings, "gemm_tflops", json_real(e.gemm_tflops));
+    json_object_set_new(settings, "batch", json_integer(eo.batch_tokens));
+    double ceil = e.gemm_tflops > 0 ? e.gemm_tflops * 1e12 / (flops / N) : 0;
+    all = json_array();
+    json_t *r = step_record(&e, "embed", settings, bench_median(dps, o->repeat), "docs/s", ceil,
+                            ceil > 0 ? "matmul peak bound: gemm_tflops (measured in this run) / "
+                                       "flops per document"
+                                     : "none measured on this backend",
+                            peer, "docs_per_s");
+    if (!r) {
+        st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for results");
+        goto out;
+    }
+    json_object_set_new(r, "runs", bench_runs_json(dps, o->repeat));
+    json_array_append_new(all, r);
+    bench_table_head();
+    bench_table_row(r);
+    printf("%s on %s: %d documents, %lld tokens, %.2f TFLOP a run (%.1f TFLOP/s)\n", e.shape,
+           e.device, N, (long long)tokens, flops / 1e12,
+           flops / 1e12 * bench_median(dps, o->repeat) / N);
+    rc = bench_finish(all, o->out_dir, "embed-model");
+out:
+    if (st)
+        rc = cli_fail();
+    json_decref(all);
+    json_decref(settings);
+    json_decref(peer);
+    kiln_free(lens);
+    kiln_free(out);
     step_env_free(&e);
     return rc;
 }

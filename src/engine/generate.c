@@ -801,59 +801,142 @@ static kiln_status gen_embed_batch(kiln_model *m, const kiln_ids *ids, const gen
     return KILN_OK;
 }
 
-kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
-                      const size_t *lens, int32_t n, const gen_embed_opts *o, float *out)
+/* Settings of an embedding run with the defaults filled in. */
+static kiln_status gen_embed_limits(const kiln_model *m, const gen_embed_opts *o, int32_t *mbt,
+                                    int32_t *max_seqs, int32_t *max_len)
 {
     const model_config *c = model_config_of(m);
     gen_embed_opts d = {0};
-    gen_embed_bufs w = {0};
-    kiln_ids ids = {0};
-    gen_doc *docs = NULL;
-    kiln_status st = KILN_OK;
-
     if (!model_is_encoder(m))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: %s is not an embedding (encoder) "
                             "model", c->arch_name);
     if (o)
         d = *o;
-    int32_t mbt = d.max_batch_tokens > 0 ? d.max_batch_tokens : 512;
-    int32_t max_seqs = d.max_seqs > 0 ? d.max_seqs : 64;
-    int64_t max_len = d.max_len > 0 ? d.max_len : c->max_position_embeddings;
-    if (c->max_position_embeddings > 0 && max_len > c->max_position_embeddings)
-        max_len = c->max_position_embeddings;
-    if (max_len <= 0 || max_len > mbt)
+    *mbt = d.max_batch_tokens > 0 ? d.max_batch_tokens : 512;
+    *max_seqs = d.max_seqs > 0 ? d.max_seqs : 64;
+    int64_t len = d.max_len > 0 ? d.max_len : c->max_position_embeddings;
+    if (c->max_position_embeddings > 0 && len > c->max_position_embeddings)
+        len = c->max_position_embeddings;
+    if (len <= 0 || len > *mbt)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: documents of up to %" PRId64
-                            " tokens do not fit batches of %d tokens", max_len, mbt);
-    if (n <= 0)
-        return KILN_OK;
+                            " tokens do not fit batches of %d tokens", len, *mbt);
+    *max_len = (int32_t)len;
+    return KILN_OK;
+}
 
-    docs = kiln_calloc((size_t)n, sizeof *docs);
+/* Run docs[0..nd) as one batch; when it runs out of memory, as two halves
+ * (at most `retries` more times down this branch). */
+static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
+                                 int32_t nd, gen_embed_bufs *w, int64_t hidden, int retries,
+                                 gen_embed_stats *stats, float *out)
+{
+    kiln_status st = gen_embed_batch(m, ids, docs, nd, w, hidden, out);
+    if (st != KILN_ERR_OOM || retries == 0 || nd < 2) {
+        if (!st && stats) {
+            stats->batches++;
+            for (int32_t i = 0; i < nd; i++)
+                stats->tokens += docs[i].len;
+        }
+        return st;
+    }
+    kiln_log(KILN_LOG_WARN, "embed: a batch of %d documents ran out of memory (%s); running "
+             "it as two halves", nd, kiln_last_error());
+    if (stats)
+        stats->oom_retries++;
+    int32_t half = nd / 2;
+    if ((st = gen_embed_run(m, ids, docs, half, w, hidden, retries - 1, stats, out)))
+        return st;
+    return gen_embed_run(m, ids, docs + half, nd - half, w, hidden, retries - 1, stats, out);
+}
+
+/* Sort docs[0..n) by length, pack them into batches and run them. */
+static kiln_status gen_embed_docs(kiln_model *m, const kiln_ids *ids, gen_doc *docs, int32_t n,
+                                  int32_t mbt, int32_t max_seqs, gen_embed_stats *stats,
+                                  float *out)
+{
+    const model_config *c = model_config_of(m);
+    gen_embed_bufs w = {0};
+    kiln_status st = KILN_OK;
+
     w.tokens = kiln_calloc((size_t)mbt, sizeof(int32_t));
     w.pos = kiln_calloc((size_t)mbt, sizeof(int32_t));
     w.seq_start = kiln_calloc((size_t)max_seqs + 1, sizeof(int32_t));
     w.seq_len = kiln_calloc((size_t)max_seqs, sizeof(int32_t));
     w.emb = kiln_calloc((size_t)max_seqs * (size_t)c->hidden_size, sizeof(float));
-    if (!docs || !w.tokens || !w.pos || !w.seq_start || !w.seq_len || !w.emb) {
+    if (!w.tokens || !w.pos || !w.seq_start || !w.seq_len || !w.emb) {
         st = kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
         goto out;
     }
-    if ((st = gen_embed_tokenize(t, texts, lens, n, (int32_t)max_len, &ids, docs)))
-        goto out;
     qsort(docs, (size_t)n, sizeof *docs, gen_doc_cmp);
     for (int32_t i = 0; i < n && !st;) {
         int32_t j = i, rows = 0;
         while (j < n && j - i < max_seqs && rows + docs[j].len <= mbt)
             rows += docs[j++].len;
-        st = gen_embed_batch(m, &ids, docs + i, j - i, &w, c->hidden_size, out);
+        st = gen_embed_run(m, ids, docs + i, j - i, &w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
+                           stats, out);
         i = j;
     }
 out:
-    ids_free(&ids);
-    kiln_free(docs);
     kiln_free(w.tokens);
     kiln_free(w.pos);
     kiln_free(w.seq_start);
     kiln_free(w.seq_len);
     kiln_free(w.emb);
+    return st;
+}
+
+kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
+                      const size_t *lens, int32_t n, const gen_embed_opts *o, float *out)
+{
+    int32_t mbt, max_seqs, max_len;
+    kiln_ids ids = {0};
+    gen_doc *docs = NULL;
+    kiln_status st = gen_embed_limits(m, o, &mbt, &max_seqs, &max_len);
+
+    if (st || n <= 0)
+        return st;
+    if (!(docs = kiln_calloc((size_t)n, sizeof *docs)))
+        return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
+    if (!(st = gen_embed_tokenize(t, texts, lens, n, max_len, &ids, docs)))
+        st = gen_embed_docs(m, &ids, docs, n, mbt, max_seqs, o ? o->stats : NULL, out);
+    ids_free(&ids);
+    kiln_free(docs);
+    return st;
+}
+
+kiln_status gen_embed_ids(kiln_model *m, const int32_t *ids, const int32_t *lens, int32_t n,
+                          const gen_embed_opts *o, float *out)
+{
+    int32_t mbt, max_seqs, max_len;
+    int64_t vocab = model_config_of(m)->vocab_size;
+    kiln_ids view;
+    gen_doc *docs = NULL;
+    size_t off = 0;
+    kiln_status st = gen_embed_limits(m, o, &mbt, &max_seqs, &max_len);
+
+    if (st || n <= 0)
+        return st;
+    if (!ids || !lens)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: no ids");
+    if (!(docs = kiln_calloc((size_t)n, sizeof *docs)))
+        return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
+    for (int32_t i = 0; i < n && !st; i++) {
+        if (lens[i] <= 0)
+            st = kiln_err_set(KILN_ERR_INVALID_ARG, "embed: document %d has no tokens", i);
+        for (int32_t k = 0; k < lens[i] && !st; k++)
+            if (ids[off + (size_t)k] < 0 || ids[off + (size_t)k] >= vocab)
+                st = kiln_err_set(KILN_ERR_INVALID_ARG, "embed: document %d: token %d is "
+                                  "outside the vocabulary of %" PRId64, i, ids[off + (size_t)k],
+                                  vocab);
+        /* a document over max_len keeps its first max_len ids */
+        docs[i] = (gen_doc){.off = off, .len = lens[i] < max_len ? lens[i] : max_len, .idx = i};
+        off += (size_t)(lens[i] > 0 ? lens[i] : 0);
+    }
+    view.data = (int32_t *)ids;
+    view.len = off;
+    view.cap = off;
+    if (!st)
+        st = gen_embed_docs(m, &view, docs, n, mbt, max_seqs, o ? o->stats : NULL, out);
+    kiln_free(docs);
     return st;
 }

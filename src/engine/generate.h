@@ -132,10 +132,21 @@ kiln_status gen_run(gen_runner *r, const gen_request *reqs, int32_t n);
 
 /* ---- embeddings ------------------------------------------------------------ */
 
+/* What an embedding run did (gen_embed_opts.stats). */
+typedef struct gen_embed_stats {
+    int64_t batches;          /* forward steps                                       */
+    int64_t tokens;           /* tokens embedded                                     */
+    int64_t oom_retries;      /* batches that ran out of memory and were halved      */
+} gen_embed_stats;
+
+/* Times a batch that runs out of memory is halved before the error stands. */
+#define GEN_EMBED_OOM_RETRIES 3
+
 typedef struct gen_embed_opts {
     int32_t max_batch_tokens; /* as given to model_load; 0: 512                      */
     int32_t max_seqs;         /* documents per batch; 0: 64                          */
     int32_t max_len;          /* tokens per document; 0: the model's positions       */
+    gen_embed_stats *stats;   /* counters added to when set                          */
 } gen_embed_opts;
 
 /* Embed texts[0..n) (lens[i] bytes each; lens NULL: NUL-terminated) with
@@ -143,10 +154,22 @@ typedef struct gen_embed_opts {
  * text is tokenized with its special tokens ([CLS] ... [SEP]); one longer
  * than max_len keeps its first max_len - 1 tokens and its final special
  * token.  Documents are sorted by length and packed into batches of at
- * most max_batch_tokens tokens.  Errors: KILN_ERR_INVALID_ARG (a decoder
+ * most max_batch_tokens tokens; out-of-memory batches are halved as
+ * gen_embed_ids says.  Errors: KILN_ERR_INVALID_ARG (a decoder
  * model, max_len over max_batch_tokens), tokenizer and model errors,
  * KILN_ERR_OOM. */
 kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
                       const size_t *lens, int32_t n, const gen_embed_opts *o, float *out);
+
+/* gen_embed of documents already tokenized: document i is lens[i] ids of
+ * `ids`, back to back (special tokens included); one longer than max_len
+ * keeps its first max_len ids.
+ * A batch that runs out of memory (KILN_ERR_OOM: a larger batch buffer,
+ * device memory) is run again as two halves, up to GEN_EMBED_OOM_RETRIES
+ * times for a batch, each counted in stats.  Errors as gen_embed, and
+ * KILN_ERR_INVALID_ARG for an id outside the vocabulary or an empty
+ * document. */
+kiln_status gen_embed_ids(kiln_model *m, const int32_t *ids, const int32_t *lens, int32_t n,
+                          const gen_embed_opts *o, float *out);
 
 #endif /* KILN_ENGINE_GENERATE_H */

@@ -16,8 +16,9 @@
 #include <jansson.h>
 
 /* A new result object with benchmark, shape, device/driver (the CPU and
- * kernel here; a GPU benchmark overwrites them), commit (git HEAD of the
- * source tree, "-dirty" when it has changes, "unknown" without git) and
+ * kernel here; a GPU benchmark overwrites them), commit ($KILN_COMMIT when
+ * set, else git HEAD of the source tree, "-dirty" when it has changes,
+ * "unknown" without git) and
  * date.  Returns owned (json_decref), NULL on OOM. */
 json_t *report_new(const char *benchmark, const char *shape);
 

@@ -509,6 +509,12 @@ static void test_matmul_shapes(void **state)
         run_matmul(gpus[a], KILN_DT_F32, 17, 64, 48, true, 0);
         run_matmul(gpus[a], KILN_DT_F32, 17, 64, 48, true, 0);
         run_matmul(gpus[a], KILN_DT_BF16, 130, 2048, 1536, false, 0);
+        /* decode rows (gemv.cu): every row count it takes, long rows, a
+         * width that is not a multiple of its 8 columns per block */
+        for (int64_t n = 1; n <= 9; n++)
+            run_matmul(gpus[a], KILN_DT_BF16, n, 4096 + 8 * rnd_int(64), 1000 + rnd_int(99),
+                       rnd_int(2), 0);
+        run_matmul(gpus[a], KILN_DT_F16, 1, 14336, 4096, true, 0);
     }
 }
 

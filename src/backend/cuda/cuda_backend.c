@@ -26,6 +26,7 @@
 #include "base/checked.h"
 #include "base/error.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define CUDA_DEFAULT_STAGE_BYTES ((size_t)16 << 20)
@@ -455,6 +456,10 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
     cb->device = o->device;
     cb->act = o->act_dtype;
     cb->stage_bytes = o->stage_bytes;
+    {
+        const char *ng = getenv("KILN_CUDA_NO_GEMV");
+        cb->gemv = !o->no_gemv && !(ng && *ng && strcmp(ng, "0"));
+    }
     if ((st = cuda_open_device(cb)) || (st = cuda_mm_init(cb, o->workspace_bytes))) {
         cuda_destroy(&cb->base);
         return kiln_err_wrap(st, "cuda backend on device %d", o->device);

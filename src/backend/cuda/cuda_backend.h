@@ -35,6 +35,8 @@ typedef struct bk_cuda_opts {
     size_t stage_bytes;         /* bytes of each of the two weight staging buffers
                                    (pinned host + device); 16 MiB                   */
     size_t workspace_bytes;     /* cuBLASLt workspace; 32 MiB                       */
+    bool no_gemv;               /* matmuls of <= 8 rows through cuBLASLt too (also
+                                   KILN_CUDA_NO_GEMV=1); for comparisons            */
 } bk_cuda_opts;
 
 void bk_cuda_opts_default(bk_cuda_opts *o);

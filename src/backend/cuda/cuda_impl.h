@@ -82,6 +82,7 @@ typedef struct cuda_backend {
     size_t f32_cap;                  /* floats */
 
     cuda_mm *mm;
+    bool gemv;                       /* decode-row matmuls through gemv.cu           */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(backend *be)

@@ -1,0 +1,182 @@
+/* test_embed.c - the embedding runner on the tiny bert of tests/golden/models
+ * (CPU backend): gen_embed_ids against gen_embed of the same documents, bad
+ * ids, and running out of memory: every single failed allocation of a run
+ * either ends it with KILN_ERR_OOM or, inside a batch, halves the batch
+ * and still gives the same vectors, counted in gen_embed_stats. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <math.h>
+
+#include "backend/backend.h"
+#include "base/alloc.h"
+#include "engine/generate.h"
+#include "kiln_test.h"
+#include "model/model.h"
+
+#define ND 24
+#define MAXLEN 40
+
+static struct {
+    backend *be;
+    kiln_model *m;
+    int32_t ids[ND * MAXLEN];
+    int32_t lens[ND];
+    int64_t hidden, vocab;
+} E;
+
+static int setup(void **state)
+{
+    char dir[4096];
+    model_load_opts mo = {.max_batch_tokens = 256};
+    uint64_t x = 12345;
+    size_t off = 0;
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
+    if (bk_cpu_create(2, &E.be) || model_load(dir, E.be, &mo, &E.m))
+        fail_msg("setup: %s", kiln_last_error());
+    E.hidden = model_config_of(E.m)->hidden_size;
+    E.vocab = model_config_of(E.m)->vocab_size;
+    for (int i = 0; i < ND; i++) {
+        E.lens[i] = 2 + (int32_t)(i * 7 % (MAXLEN - 2));
+        for (int32_t k = 0; k < E.lens[i]; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            E.ids[off++] = (int32_t)(x % (uint64_t)E.vocab);
+        }
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    model_free(E.m);
+    E.be->ops->destroy(E.be);
+    return 0;
+}
+
+static void embed(gen_embed_stats *stats, float *out, kiln_status want)
+{
+    gen_embed_opts o = {.max_batch_tokens = 256, .max_seqs = 16, .stats = stats};
+    kiln_status st = gen_embed_ids(E.m, E.ids, E.lens, ND, &o, out);
+    if (st != want)
+        fail_msg("gen_embed_ids: %d, expected %d (%s)", st, want, kiln_last_error());
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+/* Each document alone through model_embed's batch of one equals its row
+ * of the packed run; stats count every token once. */
+static void test_ids_batches(void **state)
+{
+    size_t n = (size_t)ND * (size_t)E.hidden;
+    float *all = calloc(n, sizeof *all), *one = calloc((size_t)E.hidden, sizeof *one);
+    gen_embed_stats s = {0};
+    int64_t tokens = 0;
+    (void)state;
+    assert_true(all && one);
+    embed(&s, all, KILN_OK);
+    for (int i = 0; i < ND; i++)
+        tokens += E.lens[i];
+    assert_int_equal(s.tokens, tokens);
+    assert_true(s.batches >= 2); /* 16 documents a batch at most */
+    assert_int_equal(s.oom_retries, 0);
+    size_t off = 0;
+    for (int i = 0; i < ND; i++) {
+        gen_embed_opts o = {.max_batch_tokens = 256};
+        if (gen_embed_ids(E.m, E.ids + off, &E.lens[i], 1, &o, one))
+            fail_msg("alone %d: %s", i, kiln_last_error());
+        double d = max_diff(one, all + (size_t)i * (size_t)E.hidden, (size_t)E.hidden);
+        if (d > 1e-5)
+            fail_msg("document %d: alone and batched differ by %g", i, d);
+        off += (size_t)E.lens[i];
+    }
+    free(all);
+    free(one);
+}
+
+static void test_bad_ids(void **state)
+{
+    float out[1024];
+    int32_t ids[3] = {1, 2, 3}, lens[2] = {2, 1};
+    gen_embed_opts o = {.max_batch_tokens = 256};
+    (void)state;
+    assert_true(E.hidden <= 1024 / 2);
+    ids[1] = (int32_t)E.vocab;
+    assert_int_equal(gen_embed_ids(E.m, ids, lens, 2, &o, out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "outside the vocabulary"));
+    ids[1] = 2;
+    lens[1] = 0;
+    assert_int_equal(gen_embed_ids(E.m, ids, lens, 2, &o, out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "no tokens"));
+}
+
+/* Fail the k-th allocation of a run, once, for every k the run makes. */
+static void test_oom_retry(void **state)
+{
+    size_t n = (size_t)ND * (size_t)E.hidden;
+    float *ref = calloc(n, sizeof *ref), *got = calloc(n, sizeof *got);
+    int retried = 0, failed = 0;
+    (void)state;
+    assert_true(ref && got);
+    embed(NULL, ref, KILN_OK);
+    /* a fresh backend and model each round, so the batch buffer and the
+     * scratch start empty and grow inside the first batch */
+    for (int64_t k = 0; k < 60; k++) {
+        char dir[4096];
+        model_load_opts mo = {.max_batch_tokens = 256};
+        kiln_model *m = NULL;
+        backend *be = NULL;
+        gen_embed_stats s = {0};
+        gen_embed_opts o = {.max_batch_tokens = 256, .max_seqs = 16, .stats = &s};
+        snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
+        if (bk_cpu_create(2, &be) || model_load(dir, be, &mo, &m))
+            fail_msg("model_load: %s", kiln_last_error());
+        memset(got, 0, n * sizeof *got);
+        kiln_alloc_fail_burst(k, 1);
+        kiln_status st = gen_embed_ids(m, E.ids, E.lens, ND, &o, got);
+        kiln_alloc_fail_after(-1);
+        model_free(m);
+        be->ops->destroy(be);
+        if (st == KILN_ERR_OOM) {
+            failed++;
+            continue;
+        }
+        assert_int_equal(st, KILN_OK);
+        if (s.oom_retries > 0) {
+            retried++;
+            double d = max_diff(got, ref, n);
+            if (d > 1e-5)
+                fail_msg("allocation %lld failed: the halved batch differs by %g", (long long)k,
+                         d);
+        }
+    }
+    print_message("single allocation failures: %d reported as out of memory, %d retried as "
+                  "halves\n", failed, retried);
+    assert_true(retried >= 1);
+    assert_true(failed >= 1);
+    free(ref);
+    free(got);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_batches),
+        cmocka_unit_test(test_bad_ids),
+        cmocka_unit_test(test_oom_retry),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
