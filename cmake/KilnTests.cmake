@@ -77,10 +77,14 @@ if(KILN_FUZZ)
     set(work_dir ${CMAKE_BINARY_DIR}/fuzz-corpus/${corpus})
     add_test(NAME ${name}
              COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
+                     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
                      $<TARGET_FILE:${name}> -max_total_time=${KILN_FUZZ_SECONDS}
                      -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
                      ${work_dir} ${seed_dir})
-    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 600)
+    # A sanitizer report fails the test even if the process were to exit 0
+    # (the flags make UBSan abort; this is the backstop).
+    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 600
+                         FAIL_REGULAR_EXPRESSION "runtime error:;ERROR: AddressSanitizer;ERROR: libFuzzer")
     file(MAKE_DIRECTORY ${work_dir})
   endforeach()
 endif()
