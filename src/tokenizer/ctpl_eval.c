@@ -751,7 +751,7 @@ static kiln_status eval_filter_or_test(ctpl_rs *r, const ctpl_node *n, ctpl_val 
         return st;
     if (n->kind == CTPL_N_FILTER)
         return ctpl_apply_filter(r, n->op, n->s, v, &a, out);
-    bool res;
+    bool res = false; /* a failing test leaves it unset */
     st = ctpl_apply_test(r, n->op, n->s, v, &a, &res);
     *out = ctpl_bool(res);
     return st;

@@ -291,6 +291,11 @@ static void test_render_errors(void **state)
     expect_render_error("{{ 'x'.format(1) }}", NULL, KILN_ERR_UNSUPPORTED, "format");
     expect_render_error("{{ '%s' % 1 }}", NULL, KILN_ERR_UNSUPPORTED, "formatting");
     expect_render_error("{{ lipsum() }}", NULL, KILN_ERR_UNSUPPORTED, "lipsum");
+    /* A test (`is ...`) that fails: the error, and (under UBSan) no read of
+     * a result it never wrote. */
+    expect_render_error("{{ 'AB' is even }}", NULL, KILN_ERR_FORMAT, "needs a number");
+    expect_render_error("{{ 9 is divisibleby 0 }}", NULL, KILN_ERR_FORMAT, "by zero");
+    expect_render_error("{{ 1 is eq }}", NULL, KILN_ERR_FORMAT, "takes one argument");
 }
 
 static void test_limits(void **state)
