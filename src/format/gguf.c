@@ -225,7 +225,7 @@ static kiln_status parser_check_count(const parser *p, uint64_t count, uint64_t 
     if (!ck_mul_u64(count, min_bytes, &need) || need > parser_left(p))
         return kiln_err_set(KILN_ERR_FORMAT,
                             "gguf: %s: %s count %" PRIu64 " is impossible, only %" PRIu64
-                            " bytes are left in the file",
+                            " bytes are left in the file (truncated or corrupt)",
                             p->ctx, what, count, parser_left(p));
     return KILN_OK;
 }
