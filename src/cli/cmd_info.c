@@ -3,6 +3,9 @@
  * it: architecture and shape, parameter count, bytes per stored type,
  * context, vocabulary and tokenizer, chat template, and the memory a load
  * takes (weights as stored, and the KV cache per token / at full context).
+ * A lone .safetensors file (no config.json) gets what its header allows:
+ * tensors, parameters, bytes per type, its __metadata__; the architecture
+ * is reported as unknown.
  */
 #include "cli/cli.h"
 
@@ -10,11 +13,13 @@
 #include "format/dtype.h"
 #include "format/gguf.h"
 #include "format/model_source.h"
+#include "format/safetensors.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Everything the report shows, computed once for both output forms. */
 typedef struct info_summary {
@@ -33,6 +38,7 @@ static void info_summarize(const model_source *m, info_summary *s)
     const model_config *c = msrc_config(m);
 
     memset(s, 0, sizeof *s);
+    /* (a lone safetensors file has no config: arch unknown, no cache) */
     for (int64_t i = 0; i < msrc_tensor_count(m); i++) {
         const msrc_tensor *t = msrc_tensor_at(m, i);
         s->params += t->n_elems;
@@ -44,7 +50,7 @@ static void info_summarize(const model_source *m, info_summary *s)
             s->dt_params[t->dtype] += t->n_elems;
         }
     }
-    if (c->arch == MCFG_ARCH_BERT)
+    if (c->arch == MCFG_ARCH_BERT || c->arch == MCFG_ARCH_UNKNOWN)
         return; /* an encoder keeps no cache */
     uint64_t per_layer = 2ull * 2ull * (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
     s->kv_bytes_per_token = per_layer * (uint64_t)c->n_layers;
@@ -60,8 +66,12 @@ static const char *info_fmt_bytes(uint64_t b, char *buf, size_t cap)
 {
     if (b >= (1ull << 30))
         snprintf(buf, cap, "%.2f GiB", (double)b / (double)(1ull << 30));
-    else
+    else if (b >= (1ull << 20))
         snprintf(buf, cap, "%.1f MiB", (double)b / (double)(1ull << 20));
+    else if (b >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)b);
     return buf;
 }
 
@@ -108,12 +118,80 @@ static int64_t info_sliding_layers(const model_config *c)
     return n;
 }
 
+/* Does the directory holding the file at path have a config.json? */
+static bool info_config_beside(const char *path)
+{
+    char p[4096];
+    struct stat sb;
+    const char *slash = strrchr(path, '/');
+    int n = slash ? snprintf(p, sizeof p, "%.*s/config.json", (int)(slash - path), path)
+                  : snprintf(p, sizeof p, "config.json");
+    return n > 0 && (size_t)n < sizeof p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Tensors, bytes per type, weights and load memory: every kind has them. */
+static void info_print_tensors(const model_source *m, const info_summary *s)
+{
+    char b1[32], b2[32];
+
+    printf("tensors          %lld\n", (long long)msrc_tensor_count(m));
+    for (int dt = 0; dt < KILN_DT_COUNT; dt++)
+        if (s->dt_count[dt])
+            printf("  %-8s %5lld tensors %14lld params %12s\n", dtype_name(dt),
+                   (long long)s->dt_count[dt], (long long)s->dt_params[dt],
+                   info_fmt_bytes(s->dt_bytes[dt], b1, sizeof b1));
+    printf("weights          %s as stored (%llu bytes); %s as bf16\n",
+           info_fmt_bytes(s->weight_bytes, b1, sizeof b1), (unsigned long long)s->weight_bytes,
+           info_fmt_bytes(s->bf16_bytes, b2, sizeof b2));
+    if (s->kv_bytes_per_token)
+        printf("KV cache (f16)   %llu bytes/token; %s at full context\n",
+               (unsigned long long)s->kv_bytes_per_token,
+               info_fmt_bytes(s->kv_bytes_full_context, b1, sizeof b1));
+    printf("memory to load   %s (weights as stored)\n",
+           info_fmt_bytes(s->weight_bytes, b1, sizeof b1));
+}
+
+/* Print up to ~`cap` bytes of s on one line: control characters as '?',
+ * never cutting a UTF-8 sequence, "..." when cut. */
+static void info_print_clipped(const char *s, size_t cap)
+{
+    size_t i = 0;
+    for (; s[i] && (i < cap || ((unsigned char)s[i] & 0xC0) == 0x80); i++)
+        putchar((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i]);
+    if (s[i])
+        fputs("...", stdout);
+}
+
+/* A lone safetensors file: what its header says, and what it cannot. */
+static void info_print_st_file(const model_source *m, const info_summary *s)
+{
+    const st_model *st = msrc_safetensors(m);
+
+    printf("model            %s\n", msrc_name(m));
+    printf("format           safetensors, one file\n");
+    printf("architecture     unknown (no config.json read: the file holds tensors only)\n");
+    if (info_config_beside(msrc_path(m)))
+        printf("                 its directory has a config.json: kiln info DIR for the model\n");
+    printf("parameters       %lld (%.1f M)\n", (long long)s->params, (double)s->params / 1e6);
+    for (int64_t i = 0; i < st_metadata_count(st); i++) {
+        printf("%-16s ", i ? "" : "metadata");
+        info_print_clipped(st_metadata_key(st, i), 40);
+        fputs(" = ", stdout);
+        info_print_clipped(st_metadata_value(st, i), 60);
+        putchar('\n');
+    }
+    info_print_tensors(m, s);
+}
+
 static void info_print_text(const model_source *m, const info_summary *s)
 {
     const model_config *c = msrc_config(m);
     size_t tlen = 0;
-    char b1[32], b2[32];
 
+    if (msrc_get_kind(m) == MSRC_ST_FILE) {
+        info_print_st_file(m, s);
+        return;
+    }
     printf("model            %s\n", msrc_name(m));
     if (msrc_get_kind(m) == MSRC_GGUF)
         printf("format           GGUF v%u\n", gguf_version(msrc_gguf(m)));
@@ -144,29 +222,61 @@ static void info_print_text(const model_source *m, const info_summary *s)
         printf("pooling          %s%s\n", info_pool_name(c->pooling),
                c->normalize ? ", L2-normalised" : "");
     printf("norm eps         %g\n", (double)c->norm_eps);
-    printf("tensors          %lld\n", (long long)msrc_tensor_count(m));
-    for (int dt = 0; dt < KILN_DT_COUNT; dt++)
-        if (s->dt_count[dt])
-            printf("  %-8s %5lld tensors %14lld params %12s\n", dtype_name(dt),
-                   (long long)s->dt_count[dt], (long long)s->dt_params[dt],
-                   info_fmt_bytes(s->dt_bytes[dt], b1, sizeof b1));
-    printf("weights          %s as stored (%llu bytes); %s as bf16\n",
-           info_fmt_bytes(s->weight_bytes, b1, sizeof b1), (unsigned long long)s->weight_bytes,
-           info_fmt_bytes(s->bf16_bytes, b2, sizeof b2));
-    if (s->kv_bytes_per_token)
-        printf("KV cache (f16)   %llu bytes/token; %s at full context\n",
-               (unsigned long long)s->kv_bytes_per_token,
-               info_fmt_bytes(s->kv_bytes_full_context, b1, sizeof b1));
-    printf("memory to load   %s (weights as stored)\n",
-           info_fmt_bytes(s->weight_bytes, b1, sizeof b1));
+    info_print_tensors(m, s);
+}
+
+/* Keys every kind has: tensors, bytes per type, weights, load memory. */
+static void info_json_tensors(json_t *o, const model_source *m, const info_summary *s)
+{
+    json_t *types = json_object();
+
+    json_object_set_new(o, "n_tensors", json_integer(msrc_tensor_count(m)));
+    for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
+        if (!s->dt_count[dt])
+            continue;
+        json_t *t = json_object();
+        json_object_set_new(t, "tensors", json_integer(s->dt_count[dt]));
+        json_object_set_new(t, "params", json_integer(s->dt_params[dt]));
+        json_object_set_new(t, "bytes", json_integer((json_int_t)s->dt_bytes[dt]));
+        json_object_set_new(types, dtype_name(dt), t);
+    }
+    json_object_set_new(o, "tensor_types", types);
+    json_object_set_new(o, "weight_bytes", json_integer((json_int_t)s->weight_bytes));
+    json_object_set_new(o, "weight_bytes_bf16", json_integer((json_int_t)s->bf16_bytes));
+    json_object_set_new(o, "load_bytes", json_integer((json_int_t)s->weight_bytes));
+}
+
+/* A lone safetensors file: "architecture" is null (unknown without
+ * config.json) and the config-derived keys are absent; "metadata" is the
+ * file's __metadata__. */
+static json_t *info_json_st_file(const model_source *m, const info_summary *s)
+{
+    const st_model *st = msrc_safetensors(m);
+    json_t *o = json_object(), *meta = json_object();
+
+    json_object_set_new(o, "name", json_string(msrc_name(m)));
+    json_object_set_new(o, "path", json_string(msrc_path(m)));
+    json_object_set_new(o, "format", json_string("safetensors"));
+    json_object_set_new(o, "files", json_integer(msrc_file_count(m)));
+    json_object_set_new(o, "architecture", json_null());
+    json_object_set_new(o, "config_json_beside", json_boolean(info_config_beside(msrc_path(m))));
+    json_object_set_new(o, "parameters", json_integer(s->params));
+    for (int64_t i = 0; i < st_metadata_count(st); i++)
+        json_object_set_new(meta, st_metadata_key(st, i), json_string(st_metadata_value(st, i)));
+    json_object_set_new(o, "metadata", meta);
+    info_json_tensors(o, m, s);
+    return o;
 }
 
 static json_t *info_json(const model_source *m, const info_summary *s)
 {
     const model_config *c = msrc_config(m);
-    json_t *o = json_object(), *types = json_object();
+    json_t *o;
     size_t tlen = 0;
 
+    if (msrc_get_kind(m) == MSRC_ST_FILE)
+        return info_json_st_file(m, s);
+    o = json_object();
     json_object_set_new(o, "name", json_string(msrc_name(m)));
     json_object_set_new(o, "path", json_string(msrc_path(m)));
     json_object_set_new(o, "format", json_string(msrc_get_kind(m) == MSRC_GGUF ? "gguf" : "hf"));
@@ -194,23 +304,10 @@ static json_t *info_json(const model_source *m, const info_summary *s)
     json_object_set_new(o, "sliding_layers", json_integer(info_sliding_layers(c)));
     json_object_set_new(o, "pooling", json_string(info_pool_name(c->pooling)));
     json_object_set_new(o, "normalize", json_boolean(c->normalize));
-    json_object_set_new(o, "n_tensors", json_integer(msrc_tensor_count(m)));
-    for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
-        if (!s->dt_count[dt])
-            continue;
-        json_t *t = json_object();
-        json_object_set_new(t, "tensors", json_integer(s->dt_count[dt]));
-        json_object_set_new(t, "params", json_integer(s->dt_params[dt]));
-        json_object_set_new(t, "bytes", json_integer((json_int_t)s->dt_bytes[dt]));
-        json_object_set_new(types, dtype_name(dt), t);
-    }
-    json_object_set_new(o, "tensor_types", types);
-    json_object_set_new(o, "weight_bytes", json_integer((json_int_t)s->weight_bytes));
-    json_object_set_new(o, "weight_bytes_bf16", json_integer((json_int_t)s->bf16_bytes));
+    info_json_tensors(o, m, s);
     json_object_set_new(o, "kv_bytes_per_token", json_integer((json_int_t)s->kv_bytes_per_token));
     json_object_set_new(o, "kv_bytes_full_context",
                         json_integer((json_int_t)s->kv_bytes_full_context));
-    json_object_set_new(o, "load_bytes", json_integer((json_int_t)s->weight_bytes));
     return o;
 }
 
@@ -218,7 +315,9 @@ static void info_usage(FILE *f)
 {
     fprintf(f, "usage: kiln info [--json] MODEL\n\n"
                "MODEL is a GGUF file or a Hugging Face model directory (config.json,\n"
-               "*.safetensors, tokenizer files).\n\n"
+               "*.safetensors, tokenizer files).  A single .safetensors file on its own\n"
+               "gets its tensors, parameter count, bytes per type and metadata; without\n"
+               "config.json its architecture is unknown.\n\n"
                "  --json   one JSON object on stdout instead of the text report\n");
 }
 
@@ -250,7 +349,7 @@ int cmd_info(int argc, char **argv)
         info_usage(stderr);
         return 2;
     }
-    if (msrc_open(path, &m) != KILN_OK)
+    if (msrc_open_any(path, &m) != KILN_OK)
         return cli_fail();
     info_summarize(m, &s);
     if (as_json) {

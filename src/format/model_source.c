@@ -1,10 +1,12 @@
 /*
- * model_source.c - open a GGUF file or a Hugging Face directory as one kind
- * of thing; see model_source.h.
+ * model_source.c - open a GGUF file, a Hugging Face directory or (for
+ * describing it) a lone safetensors file as one kind of thing; see
+ * model_source.h.
  *
  * Invariants: `tensors` holds one entry per tensor of the underlying reader,
  * in the reader's order, with names and data borrowed from it; the readers
- * stay open for the life of the source.
+ * stay open for the life of the source.  A source of kind MSRC_ST_FILE keeps
+ * the config as mcfg_init() left it (arch MCFG_ARCH_UNKNOWN).
  */
 #include "format/model_source.h"
 
@@ -19,6 +21,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 struct model_source {
@@ -26,8 +29,8 @@ struct model_source {
     char *path;                /* owned */
     char *name;                /* owned */
     model_config config;
-    gguf_file *gguf;           /* MSRC_GGUF   */
-    st_model *st;              /* MSRC_HF_DIR */
+    gguf_file *gguf;           /* MSRC_GGUF                */
+    st_model *st;              /* MSRC_HF_DIR, MSRC_ST_FILE */
     msrc_tensor *tensors;      /* owned array of n_tensors */
     int64_t n_tensors;
     msrc_tokenizer tokenizer;
@@ -88,6 +91,61 @@ static void msrc_set_elems(msrc_tensor *t)
     t->n_elems = 1;
     for (int d = 0; d < t->n_dims; d++)
         t->n_elems *= t->shape[d]; /* readers checked the product fits */
+}
+
+/* The tensor table of m->st, opened already. */
+static kiln_status msrc_take_st_tensors(model_source *m)
+{
+    kiln_status st;
+    if ((st = msrc_alloc_tensors(m, st_tensor_count(m->st))))
+        return st;
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        const st_tensor *s = st_tensor_at(m->st, i);
+        msrc_tensor *t = &m->tensors[i];
+        t->name = s->name;
+        t->dtype = s->dtype;
+        t->n_dims = s->n_dims;
+        memcpy(t->shape, s->shape, sizeof t->shape);
+        t->nbytes = s->nbytes;
+        t->data = s->data;
+        msrc_set_elems(t);
+    }
+    return KILN_OK;
+}
+
+static bool msrc_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcasecmp(s + n - k, suffix);
+}
+
+/* Is the regular file at path (size bytes) a safetensors file rather than
+ * GGUF?  GGUF magic or a .gguf name: no.  A .safetensors name: yes, however
+ * broken, so that its reader names the problem.  Otherwise by the header
+ * shape: a u64 length N (2 <= N <= ST_MAX_HEADER_BYTES) that fits in the
+ * file, then '{'.  Anything else goes to the GGUF reader, whose message
+ * says it is not a GGUF file. */
+static bool msrc_is_safetensors(const char *path, uint64_t size)
+{
+    uint8_t h[9];
+    uint64_t n = 0;
+    size_t got = 0;
+    FILE *f = fopen(path, "rb");
+
+    if (f) {
+        got = fread(h, 1, sizeof h, f);
+        fclose(f);
+    }
+    if ((got >= 4 && !memcmp(h, "GGUF", 4)) || msrc_has_suffix(path, ".gguf"))
+        return false;
+    if (msrc_has_suffix(path, ".safetensors"))
+        return true;
+    if (got < sizeof h)
+        return false;
+    for (int k = 7; k >= 0; k--)
+        n = n << 8 | h[k];
+    return size >= sizeof h && n >= 2 && n <= ST_MAX_HEADER_BYTES && n <= size - 8 &&
+           h[8] == '{';
 }
 
 /* ---- GGUF --------------------------------------------------------------- */
@@ -273,29 +331,35 @@ static kiln_status msrc_open_hf(model_source *m)
                             "%s: no config.json: not a Hugging Face model directory", m->path);
     if ((st = hf_config_load_dir(m->path, &m->config)))
         return kiln_err_wrap(st, "%s", m->path);
-    if ((st = st_open_dir(m->path, &m->st)))
+    if ((st = st_open_dir(m->path, &m->st)) || (st = msrc_take_st_tensors(m)))
         return st;
-    if ((st = msrc_alloc_tensors(m, st_tensor_count(m->st))))
-        return st;
-    for (int64_t i = 0; i < m->n_tensors; i++) {
-        const st_tensor *s = st_tensor_at(m->st, i);
-        msrc_tensor *t = &m->tensors[i];
-        t->name = s->name;
-        t->dtype = s->dtype;
-        t->n_dims = s->n_dims;
-        memcpy(t->shape, s->shape, sizeof t->shape);
-        t->nbytes = s->nbytes;
-        t->data = s->data;
-        msrc_set_elems(t);
-    }
     if ((st = msrc_hf_tokenizer(m)))
         return st;
     return msrc_hf_chat_template(m);
 }
 
+/* ---- a lone safetensors file ---------------------------------------------- */
+
+/* Tensors only: no config.json, so no architecture, tokenizer or template. */
+static kiln_status msrc_open_st_file(model_source *m, bool lone_ok)
+{
+    kiln_status st;
+
+    m->kind = MSRC_ST_FILE;
+    if (!lone_ok)
+        return kiln_err_set(KILN_ERR_NOT_FOUND,
+                            "%s: a safetensors file on its own has no config.json, so its "
+                            "architecture is unknown; give the model directory that holds "
+                            "config.json and the weights", m->path);
+    if ((st = st_open_file(m->path, &m->st)) || (st = msrc_take_st_tensors(m)))
+        return st;
+    m->tokenizer = MSRC_TOK_NONE;
+    return KILN_OK;
+}
+
 /* ---- public ------------------------------------------------------------- */
 
-kiln_status msrc_open(const char *path, model_source **out)
+static kiln_status msrc_open_as(const char *path, bool lone_ok, model_source **out)
 {
     struct stat sb;
     model_source *m;
@@ -309,7 +373,12 @@ kiln_status msrc_open(const char *path, model_source **out)
         return kiln_err_set(KILN_ERR_OOM, "out of memory");
     }
     mcfg_init(&m->config);
-    st = S_ISDIR(sb.st_mode) ? msrc_open_hf(m) : msrc_open_gguf(m);
+    if (S_ISDIR(sb.st_mode))
+        st = msrc_open_hf(m);
+    else if (S_ISREG(sb.st_mode) && msrc_is_safetensors(path, (uint64_t)sb.st_size))
+        st = msrc_open_st_file(m, lone_ok);
+    else
+        st = msrc_open_gguf(m);
     if (st == KILN_OK && !m->name) {
         const char *base = strrchr(path, '/');
         base = base && base[1] ? base + 1 : path;
@@ -322,6 +391,16 @@ kiln_status msrc_open(const char *path, model_source **out)
     }
     *out = m;
     return KILN_OK;
+}
+
+kiln_status msrc_open(const char *path, model_source **out)
+{
+    return msrc_open_as(path, false, out);
+}
+
+kiln_status msrc_open_any(const char *path, model_source **out)
+{
+    return msrc_open_as(path, true, out);
 }
 
 void msrc_close(model_source *m)

@@ -5,8 +5,9 @@
  * (config.json + *.safetensors, possibly sharded, + tokenizer files).
  * msrc_open() recognises which, reads the configuration into a model_config
  * and lists the tensors in one format-neutral table; the weights stay mapped
- * (nothing is copied).  `kiln info` describes a model from this; the model
- * loader reads weights through it.
+ * (nothing is copied).  The model loader reads weights through it.
+ * msrc_open_any() also takes one .safetensors file on its own: its tensor
+ * table, without a configuration; `kiln info` describes all three.
  */
 #ifndef KILN_FORMAT_MODEL_SOURCE_H
 #define KILN_FORMAT_MODEL_SOURCE_H
@@ -22,6 +23,7 @@ typedef struct model_source model_source;
 typedef enum msrc_kind {
     MSRC_GGUF = 0,
     MSRC_HF_DIR,
+    MSRC_ST_FILE, /* one safetensors file, no config.json (msrc_open_any only) */
 } msrc_kind;
 
 /* What kind of tokenizer a model ships. */
@@ -53,6 +55,15 @@ typedef struct msrc_tensor {
  * message names the file and the problem. */
 kiln_status msrc_open(const char *path, model_source **out);
 
+/* As msrc_open, and a regular file that is safetensors (by its .safetensors
+ * name or its header shape) opens as MSRC_ST_FILE: the tensor table of that
+ * file (the safetensors reader's checks and messages), tokenizer
+ * MSRC_TOK_NONE, no chat template, and msrc_config() as mcfg_init() leaves
+ * it: arch MCFG_ARCH_UNKNOWN and no shape, for nothing says what the
+ * tensors are.  (msrc_open refuses such a file with KILN_ERR_NOT_FOUND:
+ * a model needs its config.json.)  Ownership as msrc_open. */
+kiln_status msrc_open_any(const char *path, model_source **out);
+
 /* Close and free; NULL is a no-op. */
 void msrc_close(model_source *m);
 
@@ -65,7 +76,8 @@ const msrc_tensor *msrc_tensor_at(const model_source *m, int64_t i);
 const msrc_tensor *msrc_find_tensor(const model_source *m, const char *name);
 /* Display name ("Gemma 3 270m"), or the file/directory name. */
 const char *msrc_name(const model_source *m);
-/* Number of files the weights span (GGUF: 1; sharded safetensors: shards). */
+/* Number of files the weights span (GGUF, one safetensors file: 1; sharded
+ * safetensors: shards). */
 int32_t msrc_file_count(const model_source *m);
 
 msrc_tokenizer msrc_tokenizer_kind(const model_source *m);
@@ -76,7 +88,8 @@ const char *msrc_tokenizer_name(msrc_tokenizer t);
 const char *msrc_chat_template(const model_source *m, size_t *len);
 
 /* The underlying readers, for code that needs format specifics (NULL when
- * the source is of the other kind). */
+ * the source is of another kind; the safetensors one for MSRC_HF_DIR and
+ * MSRC_ST_FILE). */
 struct gguf_file *msrc_gguf(const model_source *m);
 struct st_model *msrc_safetensors(const model_source *m);
 

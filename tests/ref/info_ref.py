@@ -7,6 +7,10 @@ Usage: info_ref.py MODEL  -> one JSON object on stdout with the keys
 architecture, n_layers, hidden_size, n_heads, n_kv_heads, head_dim,
 context_length, vocab_size, parameters, n_tensors, weight_bytes,
 tensor_types {TYPE: {tensors, params, bytes}}, chat_template.
+
+MODEL may also be one .safetensors file on its own: then only
+architecture (null: no config.json), parameters, n_tensors, weight_bytes,
+tensor_types and metadata (its __metadata__, {} when absent).
 """
 import json
 import os
@@ -51,26 +55,24 @@ def gguf_facts(path):
     }
 
 
-def hf_facts(path):
+ELEMENT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+                 "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def st_tensor_facts(files):
+    """(types, parameters, bytes, tensor count, metadata of the first file)
+    of safetensors files, read by the safetensors package."""
     from safetensors import safe_open
 
-    cfg = json.load(open(os.path.join(path, "config.json")))
-    cfg = cfg.get("text_config", cfg)
-    files = [os.path.join(path, "model.safetensors")]
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.exists(index):
-        wm = json.load(open(index))["weight_map"]
-        files = sorted({os.path.join(path, f) for f in wm.values()})
-    names = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32",
-             "int8": "I8", "uint8": "U8", "int64": "I64", "float64": "F64"}
-    types, params, nbytes, count = {}, 0, 0, 0
+    types, params, nbytes, count, meta = {}, 0, 0, 0, None
     for f in files:
         with safe_open(f, "np") as st:
+            if meta is None:
+                meta = st.metadata() or {}
             for k in st.keys():
                 sl = st.get_slice(k)
                 n = int(np.prod(sl.get_shape(), dtype=np.int64))
-                dt = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "I8": 1, "U8": 1, "I64": 8,
-                      "F64": 8}[sl.get_dtype()]
+                dt = ELEMENT_BYTES[sl.get_dtype()]
                 d = types.setdefault(sl.get_dtype(), {"tensors": 0, "params": 0, "bytes": 0})
                 d["tensors"] += 1
                 d["params"] += n
@@ -78,6 +80,30 @@ def hf_facts(path):
                 params += n
                 nbytes += n * dt
                 count += 1
+    return types, params, nbytes, count, meta or {}
+
+
+def st_file_facts(path):
+    types, params, nbytes, count, meta = st_tensor_facts([path])
+    return {
+        "architecture": None,
+        "parameters": params,
+        "n_tensors": count,
+        "weight_bytes": nbytes,
+        "tensor_types": types,
+        "metadata": meta,
+    }
+
+
+def hf_facts(path):
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    cfg = cfg.get("text_config", cfg)
+    files = [os.path.join(path, "model.safetensors")]
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        wm = json.load(open(index))["weight_map"]
+        files = sorted({os.path.join(path, f) for f in wm.values()})
+    types, params, nbytes, count, _ = st_tensor_facts(files)
     heads = cfg["num_attention_heads"]
     tok_cfg = os.path.join(path, "tokenizer_config.json")
     has_tpl = os.path.exists(os.path.join(path, "chat_template.jinja")) or (
@@ -102,7 +128,12 @@ def hf_facts(path):
 
 def main():
     path = sys.argv[1]
-    facts = hf_facts(path) if os.path.isdir(path) else gguf_facts(path)
+    if os.path.isdir(path):
+        facts = hf_facts(path)
+    elif path.endswith(".safetensors"):
+        facts = st_file_facts(path)
+    else:
+        facts = gguf_facts(path)
     json.dump(facts, sys.stdout, default=int)
     print()
 

@@ -1,8 +1,9 @@
 /*
  * test_cli_info.c - `kiln info` on the default models, checked against the
  * facts the reference libraries read from the same files
- * (tests/ref/info_ref.py: the gguf package, safetensors), plus its exit
- * codes and messages on bad input.
+ * (tests/ref/info_ref.py: the gguf package, safetensors), a lone
+ * safetensors file written by the safetensors package, plus its exit codes
+ * and messages on bad input.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,26 +45,9 @@ static const char *jstr(const json_t *o, const char *key)
 
 #define EXPECT_INT(kiln, ref, key) assert_int_equal(jint(kiln, key), jint(ref, key))
 
-/* Compare kiln's report with the reference facts for one model. */
-static json_t *check_against_reference(const char *path)
+/* The same types, each with the same tensors, params and bytes. */
+static void check_tensor_types(const json_t *k, const json_t *r)
 {
-    char *out, *err;
-    int rc = kt_kiln(&out, &err, "info", "--json", path, NULL);
-    json_t *k = parse_json("kiln info --json", rc, out, err);
-    rc = kt_run_ref(NULL, "info_ref.py", path, &out, &err);
-    json_t *r = parse_json("tests/ref/info_ref.py", rc, out, err);
-
-    assert_string_equal(jstr(k, "architecture"), jstr(r, "architecture"));
-    const char *keys[] = {"n_layers", "hidden_size", "intermediate_size", "n_heads",
-                          "n_kv_heads", "head_dim", "context_length", "vocab_size",
-                          "parameters", "n_tensors", "weight_bytes"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        print_message("  %-18s kiln %lld ref %lld\n", keys[i], (long long)jint(k, keys[i]),
-                      (long long)jint(r, keys[i]));
-        EXPECT_INT(k, r, keys[i]);
-    }
-    assert_int_equal(json_is_true(json_object_get(k, "chat_template")),
-                     json_is_true(json_object_get(r, "chat_template")));
     json_t *kt = json_object_get(k, "tensor_types"), *rt = json_object_get(r, "tensor_types");
     assert_int_equal(json_object_size(kt), json_object_size(rt));
     const char *tname;
@@ -76,6 +60,36 @@ static json_t *check_against_reference(const char *path)
         EXPECT_INT(kv, rv, "params");
         EXPECT_INT(kv, rv, "bytes");
     }
+}
+
+/* `kiln info --json path` (returned) and info_ref.py's facts (*ref). */
+static json_t *info_and_reference(const char *path, json_t **ref)
+{
+    char *out, *err;
+    int rc = kt_kiln(&out, &err, "info", "--json", path, NULL);
+    json_t *k = parse_json("kiln info --json", rc, out, err);
+    rc = kt_run_ref(NULL, "info_ref.py", path, &out, &err);
+    *ref = parse_json("tests/ref/info_ref.py", rc, out, err);
+    return k;
+}
+
+/* Compare kiln's report with the reference facts for one model. */
+static json_t *check_against_reference(const char *path)
+{
+    json_t *r, *k = info_and_reference(path, &r);
+
+    assert_string_equal(jstr(k, "architecture"), jstr(r, "architecture"));
+    const char *keys[] = {"n_layers", "hidden_size", "intermediate_size", "n_heads",
+                          "n_kv_heads", "head_dim", "context_length", "vocab_size",
+                          "parameters", "n_tensors", "weight_bytes"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        print_message("  %-18s kiln %lld ref %lld\n", keys[i], (long long)jint(k, keys[i]),
+                      (long long)jint(r, keys[i]));
+        EXPECT_INT(k, r, keys[i]);
+    }
+    assert_int_equal(json_is_true(json_object_get(k, "chat_template")),
+                     json_is_true(json_object_get(r, "chat_template")));
+    check_tensor_types(k, r);
     json_decref(r);
     return k;
 }
@@ -128,6 +142,99 @@ static void test_info_text_report(void **state)
     free(out);
 }
 
+/* `kiln info --json` on a lone safetensors file against info_ref.py. */
+static json_t *check_st_file(const char *path)
+{
+    json_t *r, *k = info_and_reference(path, &r);
+
+    assert_string_equal(jstr(k, "format"), "safetensors");
+    assert_true(json_is_null(json_object_get(k, "architecture")));
+    assert_true(json_is_null(json_object_get(r, "architecture")));
+    assert_int_equal(jint(k, "files"), 1);
+    const char *keys[] = {"parameters", "n_tensors", "weight_bytes"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        EXPECT_INT(k, r, keys[i]);
+    assert_int_equal(jint(k, "load_bytes"), jint(r, "weight_bytes"));
+    check_tensor_types(k, r);
+    if (!json_equal(json_object_get(k, "metadata"), json_object_get(r, "metadata")))
+        fail_msg("%s: kiln's metadata differs from the safetensors package's", path);
+    /* nothing that needs config.json is claimed */
+    assert_null(json_object_get(k, "n_layers"));
+    assert_null(json_object_get(k, "vocab_size"));
+    json_decref(r);
+    return k;
+}
+
+/* A single .safetensors file with no config.json, written by the
+ * safetensors package (tests/ref/st_write.py): every dtype kiln reads. */
+static void test_info_safetensors_file(void **state)
+{
+    const char *const has_pkg[] = {kt_env("KILN_PYTHON"), "-c", "import safetensors, numpy",
+                                   NULL};
+    char dir[256], path[512], copy[512], *out, *err;
+    size_t len;
+
+    if (kt_run(has_pkg, NULL, &err) != 0) {
+        print_message("%s has no safetensors package: skipped (%s)\n", kt_env("KILN_PYTHON"),
+                      err);
+        free(err);
+        skip();
+    }
+    free(err);
+    kt_mkdtemp(dir, sizeof dir, "info_st");
+    assert_int_equal(kt_run_ref(NULL, "st_write.py", dir, &out, NULL), 0);
+    if (strncmp(out, "safetensors", 11))
+        fail_msg("st_write.py used the '%s' writer, not the safetensors package", out);
+    free(out);
+
+    snprintf(path, sizeof path, "%s/single.safetensors", dir);
+    json_t *k = check_st_file(path);
+    assert_int_equal(jint(k, "n_tensors"), 12);
+    assert_int_equal(json_object_size(json_object_get(k, "tensor_types")), 10);
+    assert_string_equal(jstr(json_object_get(k, "metadata"), "producer"), "kiln-ref");
+    assert_false(json_is_true(json_object_get(k, "config_json_beside")));
+    json_decref(k);
+
+    /* one shard of a sharded model is a file like any other */
+    snprintf(path, sizeof path, "%s/sharded/model-00002-of-00003.safetensors", dir);
+    json_decref(check_st_file(path));
+
+    /* the text report says what it cannot know */
+    snprintf(path, sizeof path, "%s/single.safetensors", dir);
+    assert_int_equal(kt_kiln(&out, NULL, "info", path, NULL), 0);
+    assert_non_null(strstr(out, "format           safetensors, one file"));
+    assert_non_null(strstr(out, "architecture     unknown (no config.json"));
+    assert_non_null(strstr(out, "parameters       140 "));
+    assert_non_null(strstr(out, "producer = kiln-ref"));
+    assert_non_null(strstr(out, "BOOL"));
+    assert_non_null(strstr(out, "memory to load"));
+    assert_null(strstr(out, "layers"));
+    free(out);
+
+    /* recognised by its header, whatever the name */
+    char *bytes = kt_read_file(path, &len);
+    snprintf(copy, sizeof copy, "%s/weights.bin", dir);
+    kt_write_file(copy, bytes, len);
+    free(bytes);
+    assert_int_equal(kt_kiln(&out, NULL, "info", "--json", copy, NULL), 0);
+    assert_non_null(strstr(out, "\"format\": \"safetensors\""));
+    free(out);
+
+    /* a config.json beside the file is pointed out */
+    snprintf(copy, sizeof copy, "%s/config.json", dir);
+    kt_write_file(copy, "{}", 2);
+    assert_int_equal(kt_kiln(&out, NULL, "info", path, NULL), 0);
+    assert_non_null(strstr(out, "its directory has a config.json"));
+    free(out);
+
+    /* loading (not describing) needs the config: a clear refusal */
+    assert_int_equal(kt_kiln(NULL, &err, "run", "-m", path, "-p", "hi", "-n", "1", NULL), 1);
+    if (!strstr(err, "has no config.json"))
+        fail_msg("kiln run on a lone safetensors file: %s", err);
+    free(err);
+    kt_rmtree(dir);
+}
+
 /* `kiln info [a1 [a2]]` exits `code`, prints nothing on stdout and `needle`
  * on stderr. */
 static void expect_failure(int code, const char *needle, const char *a1, const char *a2)
@@ -167,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_info_gemma),
         cmocka_unit_test(test_info_minilm),
         cmocka_unit_test(test_info_text_report),
+        cmocka_unit_test(test_info_safetensors_file),
         cmocka_unit_test(test_info_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

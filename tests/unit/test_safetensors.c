@@ -2,9 +2,12 @@
  * test_safetensors.c - the safetensors reader on well-formed files: files
  * this test writes, files written by tests/ref/st_write.py (the safetensors
  * package, or numpy by hand), and the real all-MiniLM-L6-v2 weights when
- * $KILN_MODELS_DIR has them.
+ * $KILN_MODELS_DIR has them; and a lone safetensors file through
+ * msrc_open / msrc_open_any (format/model_source.h).
  */
 #include "base/alloc.h"
+#include "base/error.h"
+#include "format/model_source.h"
 #include "format/safetensors.h"
 
 #include <stdarg.h>
@@ -361,6 +364,67 @@ static void test_minilm(void **state)
     st_close(m);
 }
 
+/* A lone safetensors file: msrc_open refuses it (a model needs its
+ * config.json), msrc_open_any lists its tensors with no configuration; the
+ * file is told from GGUF by name or, under another name, by its header. */
+static void test_model_source_lone_file(void **state)
+{
+    static const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
+                             "\"w\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+                             "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[12,16]}}";
+    const char *names[] = {"lone.safetensors", "lone.bin", "LONE.SAFETENSORS"};
+    char dir[256], path[512];
+    size_t len;
+    uint8_t *file = kt_st_image(hdr, NULL, 16, &len);
+    model_source *m = NULL;
+
+    kt_mkdtemp(dir, sizeof dir, "msrc_lone");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        kt_write_file(path, file, len);
+        assert_int_equal(msrc_open(path, &m), KILN_ERR_NOT_FOUND);
+        assert_null(m);
+        assert_non_null(strstr(kiln_last_error(), "config.json"));
+        if (msrc_open_any(path, &m))
+            fail_msg("%s: %s", names[i], kiln_last_error());
+        assert_int_equal(msrc_get_kind(m), MSRC_ST_FILE);
+        assert_int_equal(msrc_tensor_count(m), 2);
+        assert_int_equal(msrc_file_count(m), 1);
+        assert_int_equal(msrc_config(m)->arch, MCFG_ARCH_UNKNOWN);
+        assert_int_equal(msrc_tokenizer_kind(m), MSRC_TOK_NONE);
+        assert_null(msrc_chat_template(m, NULL));
+        assert_null(msrc_gguf(m));
+        assert_string_equal(st_metadata(msrc_safetensors(m), "format"), "pt");
+        const msrc_tensor *w = msrc_find_tensor(m, "w");
+        assert_non_null(w);
+        assert_int_equal(w->dtype, KILN_DT_F16);
+        assert_int_equal(w->n_elems, 6);
+        assert_int_equal(w->nbytes, 12);
+        assert_string_equal(msrc_name(m), names[i]);
+        msrc_close(m);
+        m = NULL;
+    }
+    /* a broken .safetensors file gets the safetensors reader's message */
+    snprintf(path, sizeof path, "%s/cut.safetensors", dir);
+    kt_write_file(path, file, 20);
+    assert_int_equal(msrc_open_any(path, &m), KILN_ERR_FORMAT);
+    assert_null(m);
+    assert_non_null(strstr(kiln_last_error(), "safetensors: "));
+    assert_non_null(strstr(kiln_last_error(), "past the end of the file"));
+    /* neither name nor header says safetensors: the GGUF reader's verdict */
+    snprintf(path, sizeof path, "%s/junk.bin", dir);
+    kt_write_file(path, "not a model at all, just some text", 34);
+    assert_int_not_equal(msrc_open_any(path, &m), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "not a GGUF file"));
+    /* GGUF magic wins over the name */
+    snprintf(path, sizeof path, "%s/magic.safetensors", dir);
+    kt_write_file(path, "GGUF\x03\0\0\0", 8);
+    assert_int_not_equal(msrc_open_any(path, &m), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "gguf: "));
+    free(file);
+    kt_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_open_dir_rules),
         cmocka_unit_test(test_oom_paths),
         cmocka_unit_test(test_minilm),
+        cmocka_unit_test(test_model_source_lone_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * sharded indexes, written to $KILN_BINARY_DIR/malformed/safetensors/.
  * Each must be refused with a message that names the file and the problem;
  * none may crash (the ASan/UBSan build runs this too).  A sample is also
- * given to `kiln info`, which must exit non-zero with a message on stderr.
+ * given to `kiln info`, which must open it with the safetensors reader and
+ * exit 1 with that reader's own message (naming the problem) on stderr.
  */
 #include "format/safetensors.h"
 
@@ -56,15 +57,27 @@ static void expect_fail(const char *path, kiln_status want, const char *needle)
         fail_msg("%s: message '%s' lacks '%s'", base, kiln_last_error(), needle);
 }
 
-/* `kiln info path` exits non-zero (not killed) with something on stderr. */
-static void expect_cli_fail(const char *path)
+/* `kiln info path` exits 1 and prints "kiln: " and exactly the message
+ * st_open_file gives for the file, which holds `needle`: the CLI used the
+ * safetensors reader (not the GGUF one) and passed on what it said. */
+static void expect_cli_fail(const char *path, const char *needle)
 {
-    char *err;
-    int rc = kt_kiln(NULL, &err, "info", path, NULL);
-    if (rc == 0 || rc >= 128)
-        fail_msg("kiln info %s: exit status %d, want a failure", path, rc);
-    if (!err[0])
-        fail_msg("kiln info %s: nothing on stderr", path);
+    char want[2048], *out, *err;
+    st_model *m = NULL;
+    expect_refused(path, st_open_file(path, &m), m);
+    snprintf(want, sizeof want, "kiln: %s\n", kiln_last_error());
+    if (strncmp(kiln_last_error(), "safetensors: ", 13) || !strstr(want, needle))
+        fail_msg("%s: reader message '%s' lacks 'safetensors: ' or '%s'", path,
+                 kiln_last_error(), needle);
+    int rc = kt_kiln(&out, &err, "info", path, NULL);
+    print_message("  kiln info %s -> %d: %s", path, rc, err);
+    if (rc != 1)
+        fail_msg("kiln info %s: exit status %d, want 1", path, rc);
+    if (out[0])
+        fail_msg("kiln info %s: printed a report: %s", path, out);
+    if (!strstr(err, want))
+        fail_msg("kiln info %s: stderr '%s' is not the reader's message '%s'", path, err, want);
+    free(out);
     free(err);
 }
 
@@ -221,16 +234,32 @@ static void test_truncated_everywhere(void **state)
     free(buf);
 }
 
-/* A sample of the corpus through the CLI. */
+/* A sample of the corpus through the CLI, each with the words of its
+ * problem (the files too short for a header are recognised by name). */
 static void test_cli_info(void **state)
 {
-    static const char *const names[] = {"not_json", "shape_overflow", "offsets_past_eof",
-                                        "overlap", "dtype_unknown_f8", "hlen_huge",
-                                        "truncated_0100"};
+    static const struct {
+        const char *name, *needle;
+    } cases[] = {
+        {"not_json", "not valid JSON"},
+        {"json_array", "not a JSON object"},
+        {"shape_overflow", "overflows"},
+        {"offsets_past_eof", "past the end of the data section"},
+        {"size_mismatch", "need 8"},
+        {"overlap", "overlaps"},
+        {"duplicate_name", "duplicate"},
+        {"dtype_unknown_f8", "F8_E4M3"},
+        {"metadata_value_int", "value of 'k' is not a string"},
+        {"hlen_huge", "exceeds"},
+        {"hlen_zero", "too small"},
+        {"file_empty", "too short"},
+        {"truncated_0005", "too short"},
+        {"truncated_0100", "runs past the end of the file"},
+    };
     char path[4200];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s.safetensors", corpus, names[i]);
-        expect_cli_fail(path);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.safetensors", corpus, cases[i].name);
+        expect_cli_fail(path, cases[i].needle);
     }
 }
 
