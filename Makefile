@@ -2,7 +2,7 @@
 #
 #   make            build (CUDA backend too when nvcc is found)
 #   make test       install deps, fetch models, build, run every test
-#   make run        install deps, build, fetch models, run kiln on them
+#   make run        install deps, fetch models, build, run kiln on them
 #   make deps       Debian packages + Python reference packages (.venv)
 #   make models     default models into models/
 #   make test-asan  the suite under AddressSanitizer + UBSan

@@ -14,11 +14,11 @@ typedef struct cli_command {
 } cli_command;
 
 static const cli_command cli_commands[] = {
-    {"info", cmd_info, "describe a model (GGUF file or Hugging Face directory)"},
+    {"info", cmd_info, "describe a model (GGUF file, Hugging Face directory, safetensors file)"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"chat-format", cmd_chat_format, "format a conversation with the model's chat template"},
-    {"bench", cmd_bench, "benchmarks (tokenize)"},
+    {"bench", cmd_bench, "benchmarks (tokenize, generate, embed, latency, prefill, embed-model)"},
     {"run", cmd_run, "generate text from a prompt"},
     {"chat", cmd_chat, "talk with a model in the terminal"},
     {"embed", cmd_embed, "embeddings of text, one document per line"},
