@@ -8,7 +8,9 @@
  *
  * Shapes are Llama-3.1-8B's (q/o 4096x4096, k/v 1024x4096, gate/up
  * 14336x4096, down 4096x14336, lm_head 128256x4096) and Llama-3.2-1B's
- * (2048x2048, 8192x2048, 2048x8192) at n = 1, 4 and 8 rows, bf16.  GB/s
+ * (2048x2048, 512x2048, 8192x2048, 2048x8192) at n = 1, 4 and 8 rows, bf16.
+ * Both sides are forced (gemv for every shape here, whatever cuda_matmul's
+ * size rule would pick) through KILN_CUDA_GEMV_ALL=1.  GB/s
  * counts the bytes of W, x and y once per call.  Prints a table to stderr
  * and one JSON array (telemetry/report.h records) to stdout.
  */
@@ -69,7 +71,9 @@ int main(int argc, char **argv)
     json_t *all = json_array();
 
     bk_cuda_opts_default(&o);
+    setenv("KILN_CUDA_GEMV_ALL", "1", 1); /* the lab times gemv on every shape */
     CHECK(bk_cuda_create_opts(&o, &gv));
+    unsetenv("KILN_CUDA_GEMV_ALL");
     o.no_gemv = true;
     CHECK(bk_cuda_create_opts(&o, &lt));
     CHECK(bk_cuda_copy_gbs(gv, (size_t)1 << 30, &copy_gbs));

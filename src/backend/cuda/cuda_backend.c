@@ -457,8 +457,9 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
     cb->act = o->act_dtype;
     cb->stage_bytes = o->stage_bytes;
     {
-        const char *ng = getenv("KILN_CUDA_NO_GEMV");
+        const char *ng = getenv("KILN_CUDA_NO_GEMV"), *all = getenv("KILN_CUDA_GEMV_ALL");
         cb->gemv = !o->no_gemv && !(ng && *ng && strcmp(ng, "0"));
+        cb->gemv_all = cb->gemv && all && *all && strcmp(all, "0");
     }
     if ((st = cuda_open_device(cb)) || (st = cuda_mm_init(cb, o->workspace_bytes))) {
         cuda_destroy(&cb->base);

@@ -83,6 +83,8 @@ typedef struct cuda_backend {
 
     cuda_mm *mm;
     bool gemv;                       /* decode-row matmuls through gemv.cu           */
+    bool gemv_all;                   /* ... of every size (KILN_CUDA_GEMV_ALL=1: the
+                                        kernel lab's comparison)                     */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(backend *be)
