@@ -15,6 +15,7 @@
 #   KILN_GPU_BENCH which benchmarks (below): none, quick (default), full,
 #                  or a list of names
 #   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
+#   KILN_GPU_KERNELS  0 skips the kernel lab (bench/kernels/cuda_*)
 #
 # What comes back under $OUT: summary.txt (the table printed last),
 # logs.tgz (device, build, test and benchmark logs) and results.tgz (the
@@ -109,7 +110,7 @@ fi
 # ---- kernel lab: decode-row matmul, gemv.cu vs cuBLASLt -------------------------
 res=$root/build-gpu/results
 mkdir -p "$res" "$OUT/logs"
-if [ "${KILN_GPU_BENCH:-quick}" != none ]; then
+if [ "${KILN_GPU_BENCH:-quick}" != none ] && [ "${KILN_GPU_KERNELS:-1}" != 0 ]; then
     if cmake --build build-gpu --target cuda_matmul_bench >>"$OUT/build.log" 2>&1 &&
        build-gpu/cuda_matmul_bench 200 >"$res/cuda-matmul-$(date -u +%Y-%m-%dT%H-%M-%SZ).json" \
            2>"$OUT/logs/cuda-matmul-bench.log"; then
@@ -130,10 +131,10 @@ BENCHES=(
     "lat-1b-b1|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128"
     "lat-1b-b1-eager|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128 --no-cuda-graphs --no-peer"
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
-    "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128"
-    "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128"
-    "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 2"
-    "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 2"
+    "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128 --no-peer"
+    "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128 --no-peer"
+    "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 1"
+    "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 1"
 )
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
@@ -154,6 +155,9 @@ for b in "${BENCHES[@]}"; do
         row "bench $name" "FAIL" "see logs/bench-$name.log"
         status=1
     fi
+    # after each run, so a run cut short still brings back what was measured
+    tar -czf "$OUT/results.tgz" -C "$res" . 2>/dev/null
+    printf '%s\n' "${rows[@]}" >"$OUT/summary.txt"
 done
 
 mv "$OUT/device.txt" "$OUT/build.log" "$OUT/gpu-tests.log" "$OUT/gpu-tests-summary.txt" \

@@ -161,6 +161,15 @@ typedef struct bk_ops {
      * --dummy-weights model of a config, no file needed. */
     kiln_status (*weight_random)(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
                                  float hi, bk_tensor *out);
+    /* Fused weights (several file tensors as the rows of one, so one
+     * matmul replaces several); NULL on backends that keep weights as views
+     * of the file (the CPU).  weight_empty makes an unfilled weight of ne1
+     * rows of ne0 in the backend's weight type; weight_rows converts file
+     * bytes (as `weight` takes them, ne1 rows of ne0) into its rows
+     * [row0, row0 + ne1). */
+    kiln_status (*weight_empty)(backend *be, int64_t ne0, int64_t ne1, bk_tensor *out);
+    kiln_status (*weight_rows)(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                               const void *src, size_t src_bytes, bk_tensor *dst, int64_t row0);
     kiln_status (*batch_upload)(backend *be, const bk_batch_host *h, bk_batch *out);
     kiln_status (*kv_alloc)(backend *be, const bk_kv_cache *shape, bk_kv_cache *out);
     void (*kv_free)(backend *be, bk_kv_cache *kv);
@@ -194,6 +203,11 @@ typedef struct bk_ops {
     /* y(n, ff) = act(gate) * up, from gate(n, ff) and up(n, ff) */
     kiln_status (*glu)(backend *be, const void *gate, const void *up, int64_t n, int64_t ff,
                        bk_act act, void *y);
+    /* Each row t of x (n, w0 + w1 + w2) into y0 (n, w0), y1 (n, w1) and
+     * y2 (n, w2): the q, k, v of a fused projection.  NULL where fused
+     * weights are (weight_rows NULL). */
+    kiln_status (*split3)(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
+                          int64_t w2, void *y0, void *y1, void *y2);
     /* x = act(x) over n elements */
     kiln_status (*act)(backend *be, void *x, int64_t n, bk_act act);
     /* y(n_out, d) = x[out_rows] */

@@ -33,28 +33,16 @@ static kiln_status gemma3_load_layer(kiln_model *m, model_loader *ld, int i)
 {
     const model_config *c = &m->cfg;
     model_layer *L = &m->layers[i];
-    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim;
     int64_t ff = c->intermediate_size, hd = c->head_dim;
-    bool ab = c->attention_bias;
     kiln_status st;
 
     if ((st = model_load_weight(m, ld, "layers.%d.input_layernorm.weight",
                                 "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
                                 &L->attn_norm)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight",
-                                i, q, d, true, &L->wq)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight",
-                                i, kv, d, true, &L->wk)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight",
-                                i, kv, d, true, &L->wv)) ||
+        (st = model_load_qkv(m, ld, i)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.weight",
                                 "blk.%d.attn_output.weight", i, d, q, true, &L->wo)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", i,
-                                MODEL_VEC, q, ab, &L->bq)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", i,
-                                MODEL_VEC, kv, ab, &L->bk)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", i,
-                                MODEL_VEC, kv, ab, &L->bv)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.q_norm.weight",
                                 "blk.%d.attn_q_norm.weight", i, MODEL_VEC, hd, true, &L->q_norm)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.k_norm.weight",
@@ -125,23 +113,22 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
         bool local = c->layer_sliding[l] != 0;
 
         /* 2. q, k, v projections */
-        if ((st = op->matmul(be, w->x, n, &L->wq, model_opt(&L->bq), w->q)) ||
-            (st = op->matmul(be, w->x, n, &L->wk, model_opt(&L->bk), w->k)) ||
-            (st = op->matmul(be, w->x, n, &L->wv, model_opt(&L->bv), w->v)))
+        void *q, *k, *v;
+        if ((st = model_qkv(m, L, n, &q, &k, &v)))
             return st;
 
         /* 3. per-head RMSNorm of q and k */
-        if ((st = op->rmsnorm(be, w->q, n * nh, hd, &L->q_norm, eps, one, w->q)) ||
-            (st = op->rmsnorm(be, w->k, n * nkv, hd, &L->k_norm, eps, one, w->k)))
+        if ((st = op->rmsnorm(be, q, n * nh, hd, &L->q_norm, eps, one, q)) ||
+            (st = op->rmsnorm(be, k, n * nkv, hd, &L->k_norm, eps, one, k)))
             return st;
 
         /* 4. rotary embedding: local base on sliding layers, global otherwise */
-        if ((st = op->rope(be, w->q, w->k, b, nh, nkv, local ? &rope_local : &rope_global)))
+        if ((st = op->rope(be, q, k, b, nh, nkv, local ? &rope_local : &rope_global)))
             return st;
 
         /* 5. attention; sliding layers see the last sliding_window tokens */
         attn.window = local ? (int32_t)c->sliding_window : 0;
-        if ((st = op->attention(be, b, &attn, w->q, w->k, w->v, kv, l, w->att)))
+        if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
             return st;
 
         /* 6. output projection, its post-norm, into the residual;

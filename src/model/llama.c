@@ -30,28 +30,17 @@ static kiln_status llama_load_layer(kiln_model *m, model_loader *ld, int i)
 {
     const model_config *c = &m->cfg;
     model_layer *L = &m->layers[i];
-    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim;
     int64_t ff = c->intermediate_size, hd = c->head_dim;
-    bool ab = c->attention_bias, ob = c->attention_out_bias, mb = c->mlp_bias;
+    bool ob = c->attention_out_bias, mb = c->mlp_bias;
     kiln_status st;
 
     if ((st = model_load_weight(m, ld, "layers.%d.input_layernorm.weight",
                                 "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
                                 &L->attn_norm)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight",
-                                i, q, d, true, &L->wq)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight",
-                                i, kv, d, true, &L->wk)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight",
-                                i, kv, d, true, &L->wv)) ||
+        (st = model_load_qkv(m, ld, i)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.weight",
                                 "blk.%d.attn_output.weight", i, d, q, true, &L->wo)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", i,
-                                MODEL_VEC, q, ab, &L->bq)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", i,
-                                MODEL_VEC, kv, ab, &L->bk)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", i,
-                                MODEL_VEC, kv, ab, &L->bv)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.bias",
                                 "blk.%d.attn_output.bias", i, MODEL_VEC, d, ob, &L->bo)))
         return st;
@@ -128,25 +117,24 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
         const model_layer *L = &m->layers[l];
 
         /* 2. q, k, v projections (biases: qwen2) */
-        if ((st = op->matmul(be, w->x, n, &L->wq, model_opt(&L->bq), w->q)) ||
-            (st = op->matmul(be, w->x, n, &L->wk, model_opt(&L->bk), w->k)) ||
-            (st = op->matmul(be, w->x, n, &L->wv, model_opt(&L->bv), w->v)))
+        void *q, *k, *v;
+        if ((st = model_qkv(m, L, n, &q, &k, &v)))
             return st;
 
         /* 3. per-head RMSNorm of q and k (qwen3) */
         if (L->q_norm.data &&
-            ((st = op->rmsnorm(be, w->q, n * nh, hd, &L->q_norm, eps, false, w->q)) ||
-             (st = op->rmsnorm(be, w->k, n * nkv, hd, &L->k_norm, eps, false, w->k))))
+            ((st = op->rmsnorm(be, q, n * nh, hd, &L->q_norm, eps, false, q)) ||
+             (st = op->rmsnorm(be, k, n * nkv, hd, &L->k_norm, eps, false, k))))
             return st;
 
         /* 4. rotary position embedding of q and k */
-        if ((st = op->rope(be, w->q, w->k, b, nh, nkv, &rope)))
+        if ((st = op->rope(be, q, k, b, nh, nkv, &rope)))
             return st;
 
         /* 5. attention over each sequence's cached context; the window
          *    applies on the layers the config marks (mistral: all) */
         attn.window = c->layer_sliding[l] ? (int32_t)c->sliding_window : 0;
-        if ((st = op->attention(be, b, &attn, w->q, w->k, w->v, kv, l, w->att)))
+        if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
             return st;
 
         /* 6. output projection into the residual; x = norm(h) for the FFN */

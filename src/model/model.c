@@ -96,6 +96,9 @@ bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const cha
 /* ---- dummy weights ---------------------------------------------------------- */
 
 static kiln_status model_own(kiln_model *m, bk_tensor *t);
+static kiln_status model_find(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                              int layer, int64_t rows, int64_t cols, bool required,
+                              const msrc_tensor **out);
 
 /* A weight of a dummy model: values from the model seed and the weight's
  * Hugging Face name, so every backend makes the same model.  Norm scales
@@ -179,16 +182,40 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
                               const char *gguf, int layer, int64_t rows, int64_t cols,
                               bool required, bk_tensor *out)
 {
-    int64_t want[2] = {rows == MODEL_VEC ? cols : rows, cols};
-    int32_t want_dims = rows == MODEL_VEC ? 1 : 2;
-    char ws[64], hs[96];
     const msrc_tensor *t;
     kiln_status st;
 
     memset(out, 0, sizeof *out);
     if (m->dummy)
         return required ? model_dummy_weight(m, ld, hf, layer, rows, cols, out) : KILN_OK;
-    if (!(t = model_lookup(m, ld, hf, gguf, layer))) {
+    if ((st = model_find(m, ld, hf, gguf, layer, rows, cols, required, &t)) || !t)
+        return st;
+    st = m->be->ops->weight(m->be, t->dtype, cols, rows == MODEL_VEC ? 1 : rows, t->data,
+                            (size_t)t->nbytes, out);
+    if (st)
+        return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name, dtype_name(t->dtype));
+    if ((st = model_own(m, out))) {
+        m->be->ops->weight_free(m->be, out);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    return KILN_OK;
+}
+
+/* The file tensor of weight (rows, cols) - (cols) when rows == MODEL_VEC -
+ * with its shape and type checked; *out NULL (and KILN_OK) when it is
+ * absent and not required. */
+static kiln_status model_find(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                              int layer, int64_t rows, int64_t cols, bool required,
+                              const msrc_tensor **out)
+{
+    int64_t want[2] = {rows == MODEL_VEC ? cols : rows, cols};
+    int32_t want_dims = rows == MODEL_VEC ? 1 : 2;
+    char ws[64], hs[96];
+    const msrc_tensor *t = model_lookup(m, ld, hf, gguf, layer);
+
+    *out = NULL;
+    if (!t) {
         if (!required)
             return KILN_OK;
         return kiln_err_set(KILN_ERR_FORMAT, "model: tensor '%s' is missing (expected shape %s)",
@@ -203,16 +230,113 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
         return kiln_err_set(KILN_ERR_UNSUPPORTED,
                             "model: tensor '%s' has type %s, which kiln cannot run", ld->name,
                             dtype_name(t->dtype));
-    st = m->be->ops->weight(m->be, t->dtype, want[1], rows == MODEL_VEC ? 1 : rows, t->data,
-                            (size_t)t->nbytes, out);
-    if (st)
-        return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name, dtype_name(t->dtype));
-    if ((st = model_own(m, out))) {
-        m->be->ops->weight_free(m->be, out);
-        memset(out, 0, sizeof *out);
-        return st;
+    *out = t;
+    return KILN_OK;
+}
+
+/* L->wqkv from the three file tensors (or random rows for a dummy model),
+ * and wq, wk, wv as views of it. */
+static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, model_layer *L)
+{
+    static const char *const hf[3] = {"layers.%d.self_attn.q_proj.weight",
+                                      "layers.%d.self_attn.k_proj.weight",
+                                      "layers.%d.self_attn.v_proj.weight"};
+    static const char *const gguf[3] = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
+                                        "blk.%d.attn_v.weight"};
+    const model_config *c = &m->cfg;
+    const bk_ops *op = m->be->ops;
+    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    int64_t rows[3] = {q, kv, kv}, row0 = 0;
+    bk_tensor *parts[3] = {&L->wq, &L->wk, &L->wv};
+    kiln_status st;
+
+    if (m->dummy) {
+        float r = 1.0f / sqrtf((float)d);
+        snprintf(ld->name, sizeof ld->name, "layers.%d.self_attn.qkv_proj.weight", i);
+        st = op->weight_random(m->be, d, q + 2 * kv, m->dummy_seed ^ hr_hash_str(ld->name), -r,
+                               r, &L->wqkv);
+    } else {
+        st = op->weight_empty(m->be, d, q + 2 * kv, &L->wqkv);
+    }
+    if (st || (st = model_own(m, &L->wqkv))) {
+        op->weight_free(m->be, &L->wqkv);
+        return kiln_err_wrap(st, "model: fused q/k/v of layer %d", i);
+    }
+    for (int p = 0; p < 3; p++) {
+        const msrc_tensor *t = NULL;
+        if (!m->dummy &&
+            ((st = model_find(m, ld, hf[p], gguf[p], i, rows[p], d, true, &t)) ||
+             (st = op->weight_rows(m->be, t->dtype, d, rows[p], t->data, (size_t)t->nbytes,
+                                   &L->wqkv, row0))))
+            return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
+                                 t ? dtype_name(t->dtype) : "?");
+        *parts[p] = L->wqkv;
+        parts[p]->ne1 = rows[p];
+        parts[p]->data = (const char *)L->wqkv.data + (size_t)row0 * L->wqkv.row_bytes;
+        row0 += rows[p];
     }
     return KILN_OK;
+}
+
+kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i)
+{
+    const model_config *c = &m->cfg;
+    const bk_ops *op = m->be->ops;
+    model_layer *L = &m->layers[i];
+    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    bool ab = c->attention_bias;
+    kiln_status st;
+
+    if (op->weight_empty && op->weight_rows && op->split3 && !ab)
+        st = model_load_fused_qkv(m, ld, i, L);
+    else if (!(st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight",
+                                      "blk.%d.attn_q.weight", i, q, d, true, &L->wq)) &&
+             !(st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.weight",
+                                      "blk.%d.attn_k.weight", i, kv, d, true, &L->wk)))
+        st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.weight",
+                               "blk.%d.attn_v.weight", i, kv, d, true, &L->wv);
+    if (st)
+        return st;
+    if ((st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias",
+                                i, MODEL_VEC, q, ab, &L->bq)) ||
+        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias",
+                                i, MODEL_VEC, kv, ab, &L->bk)) ||
+        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias",
+                                i, MODEL_VEC, kv, ab, &L->bv)))
+        return st;
+    if (L->wqkv.data && (L->bq.data || L->bk.data || L->bv.data))
+        return kiln_err_set(KILN_ERR_FORMAT, "model: layer %d has q/k/v biases the config does "
+                            "not announce (attention_bias)", i);
+    return KILN_OK;
+}
+
+kiln_status model_qkv(kiln_model *m, const model_layer *L, int64_t n, void **q, void **k,
+                      void **v)
+{
+    const bk_ops *op = m->be->ops;
+    const model_ws *w = &m->ws;
+    int64_t qd = L->wq.ne1, kvd = L->wk.ne1;
+    kiln_status st;
+
+    *q = w->q;
+    *k = w->k;
+    *v = w->v;
+    if (!L->wqkv.data) {
+        if ((st = op->matmul(m->be, w->x, n, &L->wq, model_opt(&L->bq), w->q)) ||
+            (st = op->matmul(m->be, w->x, n, &L->wk, model_opt(&L->bk), w->k)))
+            return st;
+        return op->matmul(m->be, w->x, n, &L->wv, model_opt(&L->bv), w->v);
+    }
+    if ((st = op->matmul(m->be, w->x, n, &L->wqkv, NULL, w->qkv)))
+        return st;
+    if (n == 1 && qd % 8 == 0 && kvd % 8 == 0) {
+        /* one row is q, k, v back to back already (16-byte aligned parts) */
+        *q = w->qkv;
+        *k = model_row(m, w->qkv, 1, qd);
+        *v = model_row(m, *k, 1, kvd);
+        return KILN_OK;
+    }
+    return op->split3(m->be, w->qkv, n, qd, kvd, kvd, w->q, w->k, w->v);
 }
 
 kiln_status model_load_output(kiln_model *m, model_loader *ld)
@@ -241,11 +365,12 @@ static kiln_status model_ws_alloc(kiln_model *m)
     const model_config *c = &m->cfg;
     int64_t n = m->max_tokens, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     int64_t elems[] = {
-        n * c->hidden_size, n * c->hidden_size, n * qd, n * kvd, n * kvd, n * qd,
+        n * c->hidden_size, n * c->hidden_size, n * (qd + 2 * kvd), n * qd, n * kvd, n * kvd, n * qd,
         n * c->hidden_size, n * c->intermediate_size, n * c->intermediate_size,
         n * c->intermediate_size, (int64_t)MODEL_LOGIT_CHUNK * c->vocab_size,
     };
-    void **slots[] = {&m->ws.h,    &m->ws.x,  &m->ws.q,    &m->ws.k,   &m->ws.v,     &m->ws.att,
+    void **slots[] = {&m->ws.h,    &m->ws.x,  &m->ws.qkv,  &m->ws.q,   &m->ws.k,     &m->ws.v,
+                      &m->ws.att,
                       &m->ws.o,    &m->ws.gate, &m->ws.up, &m->ws.act, &m->ws.logits};
     size_t off[KILN_ARRAY_LEN(elems)], total = 0;
     kiln_status st;

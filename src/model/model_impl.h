@@ -30,6 +30,9 @@
 typedef struct model_layer {
     /* attention */
     bk_tensor attn_norm;      /* (hidden) pre-attention RMSNorm                      */
+    bk_tensor wqkv;           /* (q + 2 kv, hidden) fused q, k, v rows, when the
+                                 backend takes fused weights; wq, wk, wv are then
+                                 views of it                                         */
     bk_tensor wq;             /* (q, hidden)                                         */
     bk_tensor wk;             /* (kv, hidden)                                        */
     bk_tensor wv;             /* (kv, hidden)                                        */
@@ -63,6 +66,7 @@ typedef struct model_ws {
     void *base;               /* the allocation                                      */
     void *h;                  /* (n, hidden) residual stream                         */
     void *x;                  /* (n, hidden) normalised input of a sub-block         */
+    void *qkv;                /* (n, q + 2 kv) output of a fused projection          */
     void *q;                  /* (n, n_heads, head_dim)                              */
     void *k;                  /* (n, n_kv_heads, head_dim)                           */
     void *v;                  /* (n, n_kv_heads, head_dim)                           */
@@ -151,6 +155,19 @@ kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
 /* True when the source holds the weight (same lookup as above). */
 bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
                       int layer);
+
+/* Layer i's q, k, v projections and their optional biases (llama.c and
+ * gemma3.c name them alike).  Where the backend takes fused weights (bk
+ * weight_rows) and there are no biases, the three are one (q + 2 kv,
+ * hidden) weight L->wqkv - rows of q, then k, then v - and wq, wk, wv are
+ * views of it (not owned).  Errors as model_load_weight. */
+kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i);
+
+/* q, k, v (n rows) of the normed input ws.x through layer L's projections:
+ * one matmul and a split with a fused weight, else three matmuls.  The
+ * pointers are workspace buffers (at n == 1, parts of ws.qkv). */
+kiln_status model_qkv(kiln_model *m, const model_layer *L, int64_t n, void **q, void **k,
+                      void **v);
 
 /* The final norm and the output head of a decoder: out_norm (hf "norm",
  * gguf "output_norm"), and lm_head ("lm_head" / "output"), which shares the

@@ -396,6 +396,8 @@ static void cuda_destroy(backend *be)
         .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,               \
         .download = cuda_download, .sync = cuda_sync, .weight = cuda_weight,         \
         .weight_free = cuda_weight_free, .weight_random = cuda_weight_random,        \
+        .weight_empty = cuda_weight_empty, .weight_rows = cuda_weight_rows,          \
+        .split3 = cuda_split3,                                                       \
         .batch_upload = cuda_batch_upload,                                           \
         .kv_alloc = cuda_kv_alloc, .kv_free = cuda_kv_free, .embed = cuda_embed,     \
         .matmul = cuda_matmul, .rmsnorm = cuda_rmsnorm,                              \

@@ -205,6 +205,14 @@ kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols, 
     return cuops_argmax(cuda_of(be)->act, x, rows, cols, ids, cuda_of(be)->stream);
 }
 
+kiln_status cuda_split3(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
+                        int64_t w2, void *y0, void *y1, void *y2)
+{
+    if (n < 0 || w0 <= 0 || w1 <= 0 || w2 <= 0 || (n && (!x || !y0 || !y1 || !y2)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda split3: bad arguments");
+    return cuops_split3(cuda_of(be)->act, x, n, w0, w1, w2, y0, y1, y2, cuda_of(be)->stream);
+}
+
 /* ---- rows of a batch ---------------------------------------------------------------- */
 
 kiln_status cuda_gather_rows(backend *be, const void *x, int64_t d, const bk_batch *b, void *y)

@@ -123,6 +123,9 @@ void cuda_weight_free(backend *be, bk_tensor *w);
  * cuops_fill_random. */
 kiln_status cuda_weight_random(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
                                float hi, bk_tensor *out);
+kiln_status cuda_weight_empty(backend *be, int64_t ne0, int64_t ne1, bk_tensor *out);
+kiln_status cuda_weight_rows(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                             const void *src, size_t src_bytes, bk_tensor *dst, int64_t row0);
 /* Free the staging buffers and events (destroy). */
 void cuda_stage_free(cuda_backend *cb);
 
@@ -159,6 +162,8 @@ kiln_status cuda_pool(backend *be, const void *x, int64_t d, const bk_batch *b, 
                       bool normalize, void *y);
 kiln_status cuda_softcap(backend *be, void *x, int64_t n, float cap);
 kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids);
+kiln_status cuda_split3(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
+                        int64_t w2, void *y0, void *y1, void *y2);
 /* Free the rotary tables (destroy). */
 void cuda_entry_free(cuda_backend *cb);
 

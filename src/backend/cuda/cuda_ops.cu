@@ -592,6 +592,48 @@ extern "C" kiln_status cuops_softcap(kiln_dtype dt, void *x, int64_t n, float ca
     return OPS_DISPATCH("softcap", dt, softcap_launch, x, n, cap, stream);
 }
 
+/* ==== split of a fused projection ========================================= */
+
+template <typename T>
+static __global__ void split3_kernel(const T *x,  /* (n, w0 + w1 + w2) */
+                                     int64_t n, int64_t w0, int64_t w1, int64_t w2,
+                                     T *y0, T *y1, T *y2)
+{
+    const int64_t w = w0 + w1 + w2, total = n * w;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / w, c = i % w;
+        if (c < w0)
+            y0[t * w0 + c] = x[i];
+        else if (c < w0 + w1)
+            y1[t * w1 + c - w0] = x[i];
+        else
+            y2[t * w2 + c - w0 - w1] = x[i];
+    }
+}
+
+template <typename T>
+static kiln_status split3_launch(const void *x, int64_t n, int64_t w0, int64_t w1, int64_t w2,
+                                 void *y0, void *y1, void *y2, cudaStream_t stream)
+{
+    kiln_status st = KILN_OK;
+
+    split3_kernel<T><<<ew_blocks(n * (w0 + w1 + w2)), OPS_EW_THREADS, 0, stream>>>(
+        (const T *)x, n, w0, w1, w2, (T *)y0, (T *)y1, (T *)y2);
+    KILN_CUDA_LAUNCH_CHECK("split3", stream);
+err:
+    return st;
+}
+
+extern "C" kiln_status cuops_split3(kiln_dtype dt, const void *x, int64_t n, int64_t w0,
+                                    int64_t w1, int64_t w2, void *y0, void *y1, void *y2,
+                                    cudaStream_t stream)
+{
+    if (n <= 0)
+        return KILN_OK;
+    return OPS_DISPATCH("split3", dt, split3_launch, x, n, w0, w1, w2, y0, y1, y2, stream);
+}
+
 /* ==== argmax (greedy sampling on the device) =============================== */
 
 #define OPS_ARGMAX_THREADS 1024

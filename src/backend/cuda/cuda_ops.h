@@ -65,6 +65,11 @@ kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint64_t seed, 
 kiln_status cuops_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, int32_t *ids,
                          cudaStream_t stream);
 
+/* Row t of x (n, w0 + w1 + w2) into rows t of y0 (n, w0), y1 (n, w1),
+ * y2 (n, w2). */
+kiln_status cuops_split3(kiln_dtype dt, const void *x, int64_t n, int64_t w0, int64_t w1,
+                         int64_t w2, void *y0, void *y1, void *y2, cudaStream_t stream);
+
 /* y(n, m) += bias(m). */
 kiln_status cuops_add_bias(kiln_dtype dt, void *y, const void *bias, int64_t n, int64_t m,
                            cudaStream_t stream);

@@ -99,16 +99,14 @@ err:
     return st;
 }
 
-kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
-                        const void *src, size_t src_bytes, bk_tensor *out)
+/* Checks of file bytes for ne1 rows of ne0 of dtype; their block count. */
+static kiln_status weight_src_check(cuda_backend *cb, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                                    const void *src, size_t src_bytes, uint64_t *n_blocks)
 {
-    cuda_backend *cb = cuda_of(be);
     const dtype_info *di = dtype_get(dtype);
-    uint64_t row_bytes, total, elems, dst_bytes;
-    void *dst = NULL;
+    uint64_t row_bytes, total;
     kiln_status st;
 
-    memset(out, 0, sizeof *out);
     if (!di || !cuda_dequant_supported(dtype))
         return kiln_err_set(KILN_ERR_UNSUPPORTED,
                             "cuda weight: type %s has no GPU conversion to %s", dtype_name(dtype),
@@ -122,19 +120,27 @@ kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
         return kiln_err_set(KILN_ERR_INVALID_ARG,
                             "cuda weight: %lld x %lld %s needs more than the %zu bytes given",
                             (long long)ne1, (long long)ne0, di->name, src_bytes);
-    if (!ck_mul_u64((uint64_t)ne0, (uint64_t)ne1, &elems) || !ck_mul_u64(elems, 2, &dst_bytes) ||
-        dst_bytes > SIZE_MAX)
+    *n_blocks = total / (uint64_t)di->block_bytes;
+    return KILN_OK;
+}
+
+kiln_status cuda_weight_empty(backend *be, int64_t ne0, int64_t ne1, bk_tensor *out)
+{
+    cuda_backend *cb = cuda_of(be);
+    uint64_t elems, bytes;
+    void *dst = NULL;
+    kiln_status st;
+
+    memset(out, 0, sizeof *out);
+    if (ne0 <= 0 || ne1 <= 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda weight_empty: bad shape %lld x %lld",
+                            (long long)ne1, (long long)ne0);
+    if (!ck_mul_u64((uint64_t)ne0, (uint64_t)ne1, &elems) || !ck_mul_u64(elems, 2, &bytes) ||
+        bytes > SIZE_MAX)
         return kiln_err_set(KILN_ERR_RANGE, "cuda weight: %lld x %lld elements overflow",
                             (long long)ne1, (long long)ne0);
-    if ((st = stage_ensure(cb)) ||
-        (st = cuda_mem_alloc(cb, (size_t)dst_bytes, "weight", &dst)))
-        return kiln_err_wrap(st, "cuda weight (%lld x %lld %s)", (long long)ne1, (long long)ne0,
-                             di->name);
-    if ((st = stage_tensor(cb, dtype, di, src, total / (uint64_t)di->block_bytes, dst))) {
-        cuda_mem_free(cb, dst);
-        return kiln_err_wrap(st, "cuda weight (%lld x %lld %s)", (long long)ne1, (long long)ne0,
-                             di->name);
-    }
+    if ((st = cuda_mem_alloc(cb, (size_t)bytes, "weight", &dst)))
+        return kiln_err_wrap(st, "cuda weight (%lld x %lld)", (long long)ne1, (long long)ne0);
     out->dtype = cb->act;
     out->ne0 = ne0;
     out->ne1 = ne1;
@@ -143,35 +149,57 @@ kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
     return KILN_OK;
 }
 
+kiln_status cuda_weight_rows(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                             const void *src, size_t src_bytes, bk_tensor *dst, int64_t row0)
+{
+    cuda_backend *cb = cuda_of(be);
+    uint64_t n_blocks;
+    kiln_status st;
+
+    if (!dst || !dst->data || dst->ne0 != ne0 || row0 < 0 || ne1 > dst->ne1 - row0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda weight_rows: rows %lld..%lld of %lld "
+                            "x %lld do not fit", (long long)row0, (long long)(row0 + ne1),
+                            dst ? (long long)dst->ne1 : 0LL, (long long)ne0);
+    if ((st = weight_src_check(cb, dtype, ne0, ne1, src, src_bytes, &n_blocks)) ||
+        (st = stage_ensure(cb)))
+        return st;
+    return stage_tensor(cb, dtype, dtype_get(dtype), src, n_blocks,
+                        (uint8_t *)dst->data + (size_t)row0 * dst->row_bytes);
+}
+
+kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
+                        const void *src, size_t src_bytes, bk_tensor *out)
+{
+    uint64_t n_blocks;
+    kiln_status st;
+
+    memset(out, 0, sizeof *out);
+    if ((st = weight_src_check(cuda_of(be), dtype, ne0, ne1, src, src_bytes, &n_blocks)) ||
+        (st = cuda_weight_empty(be, ne0, ne1, out)))
+        return st;
+    if ((st = cuda_weight_rows(be, dtype, ne0, ne1, src, src_bytes, out, 0))) {
+        cuda_weight_free(be, out);
+        return kiln_err_wrap(st, "cuda weight (%lld x %lld %s)", (long long)ne1, (long long)ne0,
+                             dtype_name(dtype));
+    }
+    return KILN_OK;
+}
+
 kiln_status cuda_weight_random(backend *be, int64_t ne0, int64_t ne1, uint64_t seed, float lo,
                                float hi, bk_tensor *out)
 {
     cuda_backend *cb = cuda_of(be);
-    uint64_t elems, bytes;
-    void *dst = NULL;
     kiln_status st;
 
     memset(out, 0, sizeof *out);
-    if (ne0 <= 0 || ne1 <= 0 || !(lo <= hi))
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda weight_random: bad shape %lld x %lld",
-                            (long long)ne1, (long long)ne0);
-    if (!ck_mul_u64((uint64_t)ne0, (uint64_t)ne1, &elems) || !ck_mul_u64(elems, 2, &bytes) ||
-        bytes > SIZE_MAX)
-        return kiln_err_set(KILN_ERR_RANGE, "cuda weight_random: %lld x %lld elements overflow",
-                            (long long)ne1, (long long)ne0);
-    if ((st = cuda_mem_alloc(cb, (size_t)bytes, "weight", &dst)))
-        return kiln_err_wrap(st, "cuda weight_random (%lld x %lld)", (long long)ne1,
-                             (long long)ne0);
-    if ((st = cuops_fill_random(cb->act, dst, (int64_t)elems, seed, lo, hi, cb->stream))) {
-        cuda_mem_free(cb, dst);
+    if (!(lo <= hi))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda weight_random: empty range");
+    if ((st = cuda_weight_empty(be, ne0, ne1, out)))
         return st;
-    }
-    out->dtype = cb->act;
-    out->ne0 = ne0;
-    out->ne1 = ne1;
-    out->row_bytes = (size_t)ne0 * 2;
-    out->data = dst;
-    return KILN_OK;
+    if ((st = cuops_fill_random(cb->act, (void *)out->data, ne0 * ne1, seed, lo, hi,
+                                cb->stream)))
+        cuda_weight_free(be, out);
+    return st;
 }
 
 void cuda_weight_free(backend *be, bk_tensor *w)
