@@ -79,7 +79,7 @@ static backend *g_be;
 static int group_setup(void **state)
 {
     const char *want = getenv("KILN_TEST_BACKEND");
-    kiln_status st;
+    kiln_status st = KILN_ERR_UNSUPPORTED;
 
     if (!want || !*want || !strcmp(want, "cpu")) {
         st = bk_cpu_create(4, &g_be);
