@@ -67,7 +67,8 @@ typedef struct step_opts {
     bool dummy, peer, no_graphs;
     cli_device dev;
     int threads, repeat;
-    int32_t batch, prompt_tokens, gen_tokens;
+    int32_t batch, prompt_tokens, gen_tokens;        /* latency, prefill   */
+    int32_t docs, min_len, max_len, batch_tokens;     /* embed-model        */
 } step_opts;
 
 static int step_usage(FILE *f)
@@ -88,10 +89,14 @@ static int step_usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-/* -1 to go on, else the exit code. */
+static int embm_usage(FILE *f);
+
+/* Options of latency, prefill and embed-model; -1 to go on, else the exit
+ * code. */
 static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
 {
-    bool lat = !strcmp(mode, "latency");
+    bool lat = !strcmp(mode, "latency"), emb = !strcmp(mode, "embed-model");
+    int (*usage)(FILE *) = emb ? embm_usage : step_usage;
     memset(o, 0, sizeof *o);
     cli_device_init(&o->dev);
     o->out_dir = KILN_SOURCE_DIR "/bench/results";
@@ -100,14 +105,18 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
     o->gen_tokens = lat ? 256 : 1;
     o->repeat = 3;
     o->peer = true;
+    o->docs = 20000;
+    o->min_len = 16;
+    o->max_len = 256;
+    o->batch_tokens = 16384;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n = 0;
         int dv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return step_usage(stdout);
+            return usage(stdout);
         if ((dv = cli_device_parse(&o->dev, argc, argv, &i)) < 0)
-            return step_usage(stderr);
+            return usage(stderr);
         if (dv)
             continue;
         if (!strcmp(a, "--no-peer")) {
@@ -118,13 +127,13 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
             o->dummy = true;
             continue;
         }
-        if (!strcmp(a, "--no-cuda-graphs")) {
+        if (!emb && !strcmp(a, "--no-cuda-graphs")) {
             o->no_graphs = true;
             continue;
         }
         if (!v) {
             fprintf(stderr, "kiln bench %s: unexpected argument '%s'\n", mode, a);
-            return step_usage(stderr);
+            return usage(stderr);
         }
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
@@ -139,21 +148,33 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
             o->threads = (int)n;
         else if (!strcmp(a, "--repeat") && bench_int(v, 1, STEP_MAX_RUNS, &n))
             o->repeat = (int)n;
-        else if (!strcmp(a, "--batch") && bench_int(v, 1, STEP_MAX_BATCH, &n))
+        else if (!emb && !strcmp(a, "--batch") && bench_int(v, 1, STEP_MAX_BATCH, &n))
             o->batch = (int32_t)n;
-        else if (!strcmp(a, "--prompt-tokens") && bench_int(v, 1, 1 << 20, &n))
+        else if (!emb && !strcmp(a, "--prompt-tokens") && bench_int(v, 1, 1 << 20, &n))
             o->prompt_tokens = (int32_t)n;
         else if (lat && !strcmp(a, "--gen-tokens") && bench_int(v, 2, 1 << 20, &n))
             o->gen_tokens = (int32_t)n;
+        else if (emb && !strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
+            o->docs = (int32_t)n;
+        else if (emb && !strcmp(a, "--min-len") && bench_int(v, 1, 1 << 16, &n))
+            o->min_len = (int32_t)n;
+        else if (emb && !strcmp(a, "--max-len") && bench_int(v, 1, 1 << 16, &n))
+            o->max_len = (int32_t)n;
+        else if (emb && !strcmp(a, "--batch-tokens") && bench_int(v, 1, 1 << 20, &n))
+            o->batch_tokens = (int32_t)n;
         else {
             fprintf(stderr, "kiln bench %s: bad option or value: %s %s\n", mode, a, v);
-            return step_usage(stderr);
+            return usage(stderr);
         }
     }
     if (o->dummy != (o->config != NULL) || o->dummy == (o->model != NULL)) {
         fprintf(stderr, "kiln bench %s: give -m MODEL, or --dummy-weights with --config FILE\n",
                 mode);
-        return step_usage(stderr);
+        return usage(stderr);
+    }
+    if (emb && (o->min_len > o->max_len || o->max_len > o->batch_tokens)) {
+        fprintf(stderr, "kiln bench %s: need min-len <= max-len <= batch-tokens\n", mode);
+        return usage(stderr);
     }
     return -1;
 }
@@ -525,11 +546,6 @@ out:
 
 /* ---- embeddings, model only ---------------------------------------------------- */
 
-typedef struct embm_opts {
-    step_opts so;             /* model / config / device / repeat / peer / out       */
-    int32_t docs, min_len, max_len, batch_tokens;
-} embm_opts;
-
 static int embm_usage(FILE *f)
 {
     fprintf(f, "usage: kiln bench embed-model (-m MODEL | --dummy-weights --config FILE)\n"
@@ -545,76 +561,9 @@ static int embm_usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static int embm_parse(int argc, char **argv, embm_opts *o)
-{
-    step_opts *so = &o->so;
-    memset(o, 0, sizeof *o);
-    cli_device_init(&so->dev);
-    so->out_dir = KILN_SOURCE_DIR "/bench/results";
-    so->repeat = 3;
-    so->peer = true;
-    o->docs = 20000;
-    o->min_len = 16;
-    o->max_len = 256;
-    o->batch_tokens = 16384;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n = 0;
-        int dv;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return embm_usage(stdout);
-        if ((dv = cli_device_parse(&so->dev, argc, argv, &i)) < 0)
-            return embm_usage(stderr);
-        if (dv)
-            continue;
-        if (!strcmp(a, "--no-peer")) {
-            so->peer = false;
-            continue;
-        }
-        if (!strcmp(a, "--dummy-weights")) {
-            so->dummy = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "kiln bench embed-model: unexpected argument '%s'\n", a);
-            return embm_usage(stderr);
-        }
-        i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            so->model = v;
-        else if (!strcmp(a, "--config"))
-            so->config = v;
-        else if (!strcmp(a, "--out"))
-            so->out_dir = v;
-        else if (!strcmp(a, "--peer-python"))
-            bench_peer_python = v;
-        else if (!strcmp(a, "--repeat") && bench_int(v, 1, STEP_MAX_RUNS, &n))
-            so->repeat = (int)n;
-        else if (!strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
-            o->docs = (int32_t)n;
-        else if (!strcmp(a, "--min-len") && bench_int(v, 1, 1 << 16, &n))
-            o->min_len = (int32_t)n;
-        else if (!strcmp(a, "--max-len") && bench_int(v, 1, 1 << 16, &n))
-            o->max_len = (int32_t)n;
-        else if (!strcmp(a, "--batch-tokens") && bench_int(v, 1, 1 << 20, &n))
-            o->batch_tokens = (int32_t)n;
-        else {
-            fprintf(stderr, "kiln bench embed-model: bad option or value: %s %s\n", a, v);
-            return embm_usage(stderr);
-        }
-    }
-    if (so->dummy != (so->config != NULL) || so->dummy == (so->model != NULL) ||
-        o->min_len > o->max_len || o->max_len > o->batch_tokens) {
-        fprintf(stderr, "kiln bench embed-model: give -m MODEL or --dummy-weights --config "
-                        "FILE, and min-len <= max-len <= batch-tokens\n");
-        return embm_usage(stderr);
-    }
-    return -1;
-}
-
 int bench_embed_model(int argc, char **argv)
 {
-    embm_opts eo;
+    step_opts so;
     step_env e = {0};
     int32_t *lens = NULL;
     float *out = NULL;
@@ -622,12 +571,12 @@ int bench_embed_model(int argc, char **argv)
     double dps[STEP_MAX_RUNS];
     char lpath[4200] = "";
     kiln_status st;
-    int rc = embm_parse(argc, argv, &eo);
+    int rc = step_parse("embed-model", argc, argv, &so);
     if (rc >= 0)
         return rc;
-    const step_opts *o = &eo.so;
-    const int32_t N = eo.docs;
-    model_load_opts mo = {.max_batch_tokens = eo.batch_tokens};
+    const step_opts *o = &so;
+    const int32_t N = o->docs;
+    model_load_opts mo = {.max_batch_tokens = o->batch_tokens};
     model_config cfg;
 
     if ((st = cli_device_create(&o->dev, o->threads, &e.be)) || (st = step_ceilings(&e, o)))
@@ -663,7 +612,7 @@ int bench_embed_model(int argc, char **argv)
     }
     for (int32_t i = 0; i < N; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        lens[i] = eo.min_len + (int32_t)(x % (uint64_t)(eo.max_len - eo.min_len + 1));
+        lens[i] = o->min_len + (int32_t)(x % (uint64_t)(o->max_len - o->min_len + 1));
         tokens += lens[i];
         flops += 2.0 * (double)e.ms.layer_matmul_params * lens[i] +
                  4.0 * (double)c->n_layers * (double)c->n_heads * (double)c->head_dim *
@@ -679,8 +628,8 @@ int bench_embed_model(int argc, char **argv)
         e.ids[k] = (int32_t)(lo + (int64_t)(x % (uint64_t)(c->vocab_size - lo)));
     }
     gen_embed_stats gs = {0};
-    gen_embed_opts go = {.max_batch_tokens = eo.batch_tokens,
-                         .max_seqs = eo.batch_tokens / eo.min_len, .max_len = eo.max_len,
+    gen_embed_opts go = {.max_batch_tokens = o->batch_tokens,
+                         .max_seqs = o->batch_tokens / o->min_len, .max_len = o->max_len,
                          .stats = &gs};
     for (int r = 0; r <= o->repeat; r++) {
         uint64_t t0 = clock_now_ns();
@@ -717,10 +666,10 @@ int bench_embed_model(int argc, char **argv)
     json_object_set_new(settings, "weights", json_string(o->dummy ? "dummy (random, on the device)"
                                                                   : o->model));
     json_object_set_new(settings, "docs", json_integer(N));
-    json_object_set_new(settings, "lengths", json_sprintf("uniform %d..%d", eo.min_len,
-                                                          eo.max_len));
+    json_object_set_new(settings, "lengths", json_sprintf("uniform %d..%d", o->min_len,
+                                                          o->max_len));
     json_object_set_new(settings, "tokens", json_integer(tokens));
-    json_object_set_new(settings, "batch_tokens", json_integer(eo.batch_tokens));
+    json_object_set_new(settings, "batch_tokens", json_integer(o->batch_tokens));
     json_object_set_new(settings, "batches_per_run", json_integer(gs.batches / (o->repeat + 1)));
     json_object_set_new(settings, "oom_retries", json_integer(gs.oom_retries));
     json_object_set_new(settings, "pooling", json_string("mean, L2-normalised, vectors copied "
@@ -728,7 +677,7 @@ int bench_embed_model(int argc, char **argv)
     json_object_set_new(settings, "repeat", json_integer(o->repeat));
     json_object_set_new(settings, "flops", json_real(flops));
     json_object_set_new(settings, "gemm_tflops", json_real(e.gemm_tflops));
-    json_object_set_new(settings, "batch", json_integer(eo.batch_tokens));
+    json_object_set_new(settings, "batch", json_integer(o->batch_tokens));
     double ceil = e.gemm_tflops > 0 ? e.gemm_tflops * 1e12 / (flops / N) : 0;
     all = json_array();
     json_t *r = step_record(&e, "embed", settings, bench_median(dps, o->repeat), "docs/s", ceil,

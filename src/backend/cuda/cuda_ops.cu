@@ -644,6 +644,17 @@ static __device__ __forceinline__ bool argmax_better(float v, int32_t i, float b
     return v > bv || (v == bv && i < bi);
 }
 
+/* The best (v, i) of the warp, in every lane. */
+static __device__ __forceinline__ void argmax_warp(float *bv, int32_t *bi)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, *bv, o);
+        int32_t i = __shfl_xor_sync(0xffffffffu, *bi, o);
+        if (argmax_better(v, i, *bv, *bi))
+            *bv = v, *bi = i;
+    }
+}
+
 /* Grid (rows), OPS_ARGMAX_THREADS threads: ids[r] = argmax of row r of x. */
 template <typename T>
 static __global__ void __launch_bounds__(OPS_ARGMAX_THREADS)
@@ -663,24 +674,14 @@ static __global__ void __launch_bounds__(OPS_ARGMAX_THREADS)
         if (argmax_better(v, (int32_t)c, bv, bi))
             bv = v, bi = (int32_t)c;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float v = __shfl_xor_sync(0xffffffffu, bv, o);
-        int32_t i = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (argmax_better(v, i, bv, bi))
-            bv = v, bi = i;
-    }
+    argmax_warp(&bv, &bi);
     if (lane == 0)
         sv[warp] = bv, si[warp] = bi;
     __syncthreads(); /* every warp's best is in shared memory */
     if (warp == 0) {
         bv = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
         bi = lane < (int)(blockDim.x >> 5) ? si[lane] : INT32_MAX;
-        for (int o = 16; o > 0; o >>= 1) {
-            float v = __shfl_xor_sync(0xffffffffu, bv, o);
-            int32_t i = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (argmax_better(v, i, bv, bi))
-                bv = v, bi = i;
-        }
+        argmax_warp(&bv, &bi);
         if (lane == 0)
             ids[blockIdx.x] = bi == INT32_MAX ? 0 : bi; /* all NaN: 0, as the host sampler */
     }
