@@ -47,6 +47,8 @@ run: deps models build
 	$(BUILD)/kiln info $(GEMMA)
 	$(BUILD)/kiln info $(MINILM)
 	$(BUILD)/kiln run -m $(GEMMA) --chat -n 64 -p "What is the capital of France? Answer in one sentence."
+	@# the packaged Gemma 3 270M is the base model: a plain completion prompt suits it
+	$(BUILD)/kiln run -m $(GEMMA) -n 16 --stop Question -p "$$(printf 'Question: What is the capital of France?\nAnswer:')"
 	printf '%s\n' "The cat sits on the mat." "A man is playing a guitar." \
 	    "Paris is the capital of France." | $(BUILD)/kiln embed -m $(MINILM) --format jsonl | cut -c1-120
 
