@@ -65,18 +65,27 @@ typedef struct cli_device {
     cli_device_kind kind;
     int ordinal;           /* CUDA device of cuda:N                          */
     kiln_dtype dtype;      /* CUDA activation type: KILN_DT_BF16 or F16      */
+    double mem_util;       /* --gpu-memory-utilization: share of the GPU's
+                              memory kiln may hold (0.90)                    */
 } cli_device;
 
 /* auto, bf16. */
 void cli_device_init(cli_device *d);
 
-/* Consume --device / --dtype at argv[*i] (and its value).  Returns 1 when
+/* Consume --device / --dtype / --gpu-memory-utilization at argv[*i] (and its value).  Returns 1 when
  * consumed, 0 when it is another option, -1 after printing why a value is
  * bad. */
 int cli_device_parse(cli_device *d, int argc, char **argv, int *i);
 
-/* Help lines of the two options. */
+/* Help lines of the options. */
 void cli_device_usage(FILE *f);
+
+/* The bytes the KV cache may take on `be` once the model is loaded: on a
+ * GPU, mem_util x its memory, less what other processes held when the
+ * backend was made and what kiln holds now (weights, workspace); 0 (no
+ * limit) on the CPU.  KILN_ERR_OOM naming the figures when nothing is
+ * left. */
+kiln_status cli_device_kv_budget(const cli_device *d, backend *be, size_t *out);
 
 /* The backend d names; `threads` CPU workers when it is the CPU.  auto
  * falls back to the CPU (logged) when there is no CUDA backend or GPU.

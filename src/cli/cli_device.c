@@ -6,6 +6,9 @@
  *   --device cpu     the CPU backend (fp32 activations, --threads workers)
  *   --device cuda[:N] CUDA device N (0); no fallback: an error says why
  *   --dtype bf16|f16 the CUDA activation and weight type (bf16)
+ *   --gpu-memory-utilization F  share of the GPU's memory kiln may hold
+ *                    (0.90): weights and workspace first, the KV cache
+ *                    gets the rest (cli_device_kv_budget)
  */
 #include "cli/cli.h"
 
@@ -23,12 +26,15 @@ void cli_device_init(cli_device *d)
     memset(d, 0, sizeof *d);
     d->kind = CLI_DEVICE_AUTO;
     d->dtype = KILN_DT_BF16;
+    d->mem_util = 0.90;
 }
 
 void cli_device_usage(FILE *f)
 {
     fprintf(f, "  --device auto|cpu|cuda[:N]  backend (auto: a CUDA GPU if there is one)\n"
-               "  --dtype bf16|f16         GPU activation and weight type (bf16)\n");
+               "  --dtype bf16|f16         GPU activation and weight type (bf16)\n"
+               "  --gpu-memory-utilization F  share of GPU memory kiln may hold; the KV\n"
+               "                           cache gets what weights leave (0.90)\n");
 }
 
 /* "cuda" or "cuda:N" -> N; -1 when s is not one of them. */
@@ -51,13 +57,24 @@ int cli_device_parse(cli_device *d, int argc, char **argv, int *i)
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
     int ord;
 
-    if (strcmp(a, "--device") && strcmp(a, "--dtype"))
+    if (strcmp(a, "--device") && strcmp(a, "--dtype") && strcmp(a, "--gpu-memory-utilization"))
         return 0;
     if (!v) {
         fprintf(stderr, "kiln: %s needs a value\n", a);
         return -1;
     }
     (*i)++;
+    if (!strcmp(a, "--gpu-memory-utilization")) {
+        char *end;
+        double u = strtod(v, &end);
+        if (!*v || *end || !(u > 0.0 && u <= 1.0)) {
+            fprintf(stderr, "kiln: --gpu-memory-utilization '%s': expected a number in (0, 1]\n",
+                    v);
+            return -1;
+        }
+        d->mem_util = u;
+        return 1;
+    }
     if (!strcmp(a, "--dtype")) {
         if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16"))
             d->dtype = KILN_DT_BF16;
@@ -102,4 +119,29 @@ kiln_status cli_device_create(const cli_device *d, int threads, backend **out)
 #endif
     (void)st;
     return bk_cpu_create(threads, out);
+}
+
+kiln_status cli_device_kv_budget(const cli_device *d, backend *be, size_t *out)
+{
+    *out = 0;
+#ifdef KILN_HAVE_CUDA
+    const cudev_info *di = bk_cuda_info(be);
+    if (!di)
+        return KILN_OK;
+    double cap = d->mem_util * (double)di->total_mem;
+    double others = (double)(di->total_mem - di->free_mem); /* at backend creation */
+    double held = (double)bk_cuda_bytes_in_use(be);
+    double left = cap - others - held;
+    const double mib = 1024.0 * 1024.0;
+    if (left < 1.0 * mib)
+        return kiln_err_set(KILN_ERR_OOM, "--gpu-memory-utilization %.2f of %.0f MiB leaves no room "
+                            "for the KV cache: other processes hold %.0f MiB, kiln %.0f MiB "
+                            "(weights and workspace)", d->mem_util, (double)di->total_mem / mib,
+                            others / mib, held / mib);
+    *out = (size_t)left;
+#else
+    (void)d;
+    (void)be;
+#endif
+    return KILN_OK;
 }

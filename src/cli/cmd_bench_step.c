@@ -256,7 +256,8 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
     model_stats_of(e->m, &e->ms);
     gen_opts go = {.max_seqs = o->batch, .n_ctx = n_ctx, .max_batch_tokens = mo.max_batch_tokens,
                    .no_graphs = o->no_graphs};
-    if ((st = gen_create(e->m, NULL, &go, &e->run)))
+    if ((st = cli_device_kv_budget(&o->dev, e->be, &go.kv_pool_bytes)) ||
+        (st = gen_create(e->m, NULL, &go, &e->run)))
         return st;
     if (!(e->ids = kiln_calloc((size_t)tokens, sizeof *e->ids)))
         return kiln_err_set(KILN_ERR_OOM, "bench: out of memory for %lld prompt ids",

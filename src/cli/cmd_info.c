@@ -10,6 +10,11 @@
 #include "cli/cli.h"
 
 #include "base/error.h"
+#include "engine/generate.h"
+#include "model/model.h"
+#ifdef KILN_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "format/dtype.h"
 #include "format/gguf.h"
 #include "format/model_source.h"
@@ -313,12 +318,118 @@ static json_t *info_json(const model_source *m, const info_summary *s)
 
 static void info_usage(FILE *f)
 {
-    fprintf(f, "usage: kiln info [--json] MODEL\n\n"
+    fprintf(f, "usage: kiln info [--json] [--gpu [--device cuda:N] [--seqs N] [--ctx N]\n"
+               "                 [--gpu-memory-utilization F]] MODEL\n\n"
                "MODEL is a GGUF file or a Hugging Face model directory (config.json,\n"
                "*.safetensors, tokenizer files).  A single .safetensors file on its own\n"
                "gets its tensors, parameter count, bytes per type and metadata; without\n"
                "config.json its architecture is unknown.\n\n"
-               "  --json   one JSON object on stdout instead of the text report\n");
+               "  --json   one JSON object on stdout instead of the text report\n"
+               "  --gpu    load the model on the GPU and report its memory plan: total\n"
+               "           and free memory, weights, workspace, the KV cache the rest\n"
+               "           holds (blocks, tokens) for N sequences (8) of the context\n");
+}
+
+/* ---- --gpu: the memory plan of a load -------------------------------------- */
+
+typedef struct info_gpu_opts {
+    bool on;
+    cli_device dev;
+    int32_t seqs, ctx;
+} info_gpu_opts;
+
+/* Load `path` on the GPU with a runner as kiln run would make it, and
+ * describe the memory: owned JSON object into *out. */
+static kiln_status info_gpu_plan(const char *path, const info_gpu_opts *g, json_t **out)
+{
+#ifdef KILN_HAVE_CUDA
+    backend *be = NULL;
+    kiln_model *m = NULL;
+    gen_runner *run = NULL;
+    model_load_opts mo = {.max_batch_tokens = 512};
+    gen_opts go = {.max_seqs = g->seqs, .n_ctx = g->ctx, .max_batch_tokens = 512};
+    model_stats ms;
+    size_t before, loaded, budget = 0;
+    kiln_status st;
+    cli_device d = g->dev;
+
+    *out = NULL;
+    if (d.kind == CLI_DEVICE_AUTO)
+        d.kind = CLI_DEVICE_CUDA;
+    if (d.kind != CLI_DEVICE_CUDA)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "kiln info --gpu: --device must be cuda[:N]");
+    if ((st = cli_device_create(&d, 0, &be)))
+        return st;
+    const cudev_info *di = bk_cuda_info(be);
+    before = bk_cuda_bytes_in_use(be);
+    if ((st = model_load(path, be, &mo, &m)))
+        goto done;
+    loaded = bk_cuda_bytes_in_use(be);
+    model_stats_of(m, &ms);
+    if (!model_is_encoder(m) &&
+        ((st = cli_device_kv_budget(&d, be, &go.kv_pool_bytes)) ||
+         (st = gen_create(m, NULL, &go, &run))))
+        goto done;
+    budget = go.kv_pool_bytes;
+    json_t *o = json_object();
+    json_object_set_new(o, "device", json_string(di->name));
+    json_object_set_new(o, "total_bytes", json_integer((json_int_t)di->total_mem));
+    json_object_set_new(o, "free_bytes", json_integer((json_int_t)di->free_mem));
+    json_object_set_new(o, "memory_utilization", json_real(d.mem_util));
+    json_object_set_new(o, "dtype", json_string(dtype_name(be->ops->act_dtype)));
+    json_object_set_new(o, "weight_bytes", json_integer((json_int_t)ms.weight_bytes));
+    json_object_set_new(o, "workspace_bytes",
+                        json_integer((json_int_t)(loaded - before - ms.weight_bytes)));
+    json_object_set_new(o, "backend_bytes", json_integer((json_int_t)before));
+    if (run) {
+        const gen_opts *ro = gen_options(run);
+        json_object_set_new(o, "kv_budget_bytes", json_integer((json_int_t)budget));
+        json_object_set_new(o, "kv_bytes_per_token",
+                            json_integer((json_int_t)model_kv_bytes_per_token(m)));
+        json_object_set_new(o, "kv_block_size", json_integer(ro->block_size));
+        json_object_set_new(o, "kv_blocks", json_integer(ro->n_blocks));
+        json_object_set_new(o, "kv_max_tokens",
+                            json_integer((json_int_t)ro->n_blocks * ro->block_size));
+        json_object_set_new(o, "sequences", json_integer(ro->max_seqs));
+        json_object_set_new(o, "context", json_integer(ro->n_ctx));
+    }
+    json_object_set_new(o, "held_bytes", json_integer((json_int_t)bk_cuda_bytes_in_use(be)));
+    *out = o;
+done:
+    gen_free(run);
+    model_free(m);
+    be->ops->destroy(be);
+    return st;
+#else
+    (void)path;
+    (void)g;
+    *out = NULL;
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "kiln info --gpu: this kiln was built without the "
+                        "CUDA backend");
+#endif
+}
+
+static void info_gpu_print(const json_t *o)
+{
+    const double mib = 1024.0 * 1024.0;
+#define INFO_MIB(k) ((double)json_integer_value(json_object_get(o, k)) / mib)
+    printf("GPU              %s, %.0f MiB total, %.0f MiB free, %s, utilization %.2f\n",
+           json_string_value(json_object_get(o, "device")), INFO_MIB("total_bytes"),
+           INFO_MIB("free_bytes"), json_string_value(json_object_get(o, "dtype")),
+           json_number_value(json_object_get(o, "memory_utilization")));
+    printf("  weights        %.1f MiB\n", INFO_MIB("weight_bytes"));
+    printf("  workspace      %.1f MiB (activations for 512-token steps, matmul workspace, "
+           "staging)\n", INFO_MIB("workspace_bytes") + INFO_MIB("backend_bytes"));
+    if (json_object_get(o, "kv_blocks"))
+        printf("  KV cache       %.1f MiB may be used: %lld blocks of %lld tokens = %lld tokens "
+               "(%lld sequences of %lld)\n", INFO_MIB("kv_budget_bytes"),
+               (long long)json_integer_value(json_object_get(o, "kv_blocks")),
+               (long long)json_integer_value(json_object_get(o, "kv_block_size")),
+               (long long)json_integer_value(json_object_get(o, "kv_max_tokens")),
+               (long long)json_integer_value(json_object_get(o, "sequences")),
+               (long long)json_integer_value(json_object_get(o, "context")));
+    printf("  held by kiln   %.1f MiB\n", INFO_MIB("held_bytes"));
+#undef INFO_MIB
 }
 
 int cmd_info(int argc, char **argv)
@@ -328,9 +439,33 @@ int cmd_info(int argc, char **argv)
     model_source *m;
     info_summary s;
 
+    info_gpu_opts g = {.seqs = 8};
+    json_t *plan = NULL;
+    cli_device_init(&g.dev);
     for (int i = 1; i < argc; i++) {
+        int dv = cli_device_parse(&g.dev, argc, argv, &i);
+        long n;
+        char *end;
+        if (dv < 0)
+            return 2;
+        if (dv)
+            continue;
         if (!strcmp(argv[i], "--json")) {
             as_json = true;
+        } else if (!strcmp(argv[i], "--gpu")) {
+            g.on = true;
+        } else if ((!strcmp(argv[i], "--seqs") || !strcmp(argv[i], "--ctx")) && i + 1 < argc) {
+            n = strtol(argv[i + 1], &end, 10);
+            if (!*argv[i + 1] || *end || n < 1 || n > (1 << 24)) {
+                fprintf(stderr, "kiln info: %s '%s': expected a whole number >= 1\n", argv[i],
+                        argv[i + 1]);
+                return 2;
+            }
+            if (!strcmp(argv[i], "--seqs"))
+                g.seqs = (int32_t)n;
+            else
+                g.ctx = (int32_t)n;
+            i++;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             info_usage(stdout);
             return 0;
@@ -351,22 +486,32 @@ int cmd_info(int argc, char **argv)
     }
     if (msrc_open_any(path, &m) != KILN_OK)
         return cli_fail();
+    if (g.on && info_gpu_plan(path, &g, &plan) != KILN_OK) {
+        msrc_close(m);
+        return cli_fail();
+    }
     info_summarize(m, &s);
     if (as_json) {
         json_t *o = info_json(m, &s);
+        if (o && plan)
+            json_object_set(o, "gpu", plan);
         char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
         if (text)
             printf("%s\n", text);
         free(text);
         json_decref(o);
         if (!text) {
+            json_decref(plan);
             msrc_close(m);
             fprintf(stderr, "kiln: out of memory\n");
             return 1;
         }
     } else {
         info_print_text(m, &s);
+        if (plan)
+            info_gpu_print(plan);
     }
+    json_decref(plan);
     msrc_close(m);
     return 0;
 }

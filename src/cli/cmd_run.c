@@ -207,7 +207,8 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
     if (model_is_encoder(g->m))
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "%s is an embedding model (%s); use kiln embed",
                             g->model_path, model_config_of(g->m)->arch_name);
-    if ((st = gen_create(g->m, g->t, &go, &g->run)))
+    if ((st = cli_device_kv_budget(&g->dev, g->be, &go.kv_pool_bytes)) ||
+        (st = gen_create(g->m, g->t, &go, &g->run)))
         return st;
     if (chat && (st = cli_template_load(g->model_path, g->template_file,
                                         model_config_of(g->m)->arch_name, &g->chat)))

@@ -301,6 +301,22 @@ kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen
     r->max_blocks = (r->o.n_ctx + r->o.block_size - 1) / r->o.block_size;
     if (!r->o.n_blocks) {
         int64_t nb = (int64_t)r->o.max_seqs * r->max_blocks;
+        if (r->o.kv_pool_bytes) {
+            /* what the budget holds, less the padding block of graph buckets */
+            size_t per = model_kv_bytes_per_token(m) * (size_t)r->o.block_size;
+            int64_t fit = (int64_t)(r->o.kv_pool_bytes / per) - 1;
+            if (fit < r->max_blocks) {
+                st = kiln_err_set(KILN_ERR_OOM, "generate: the KV cache may take %.1f MiB, "
+                                  "%lld blocks of %d tokens; one sequence of %d tokens needs "
+                                  "%d (raise --gpu-memory-utilization or lower --ctx)",
+                                  (double)r->o.kv_pool_bytes / (1024.0 * 1024.0),
+                                  (long long)(fit > 0 ? fit : 0), r->o.block_size, r->o.n_ctx,
+                                  r->max_blocks);
+                goto fail;
+            }
+            if (fit < nb)
+                nb = fit;
+        }
         r->o.n_blocks = nb > INT32_MAX - 1 ? INT32_MAX - 1 : (int32_t)nb;
     }
     gen_plan_buckets(r);

@@ -81,6 +81,9 @@ typedef struct gen_opts {
     int32_t n_eos;            /* 0: gen_default_eos()                                */
     int32_t eos[GEN_MAX_EOS];
     bool no_graphs;           /* never capture decode steps (--no-cuda-graphs)       */
+    size_t kv_pool_bytes;     /* with n_blocks 0: the pool is the blocks these bytes
+                                 hold, at most max_seqs full contexts (the memory
+                                 --gpu-memory-utilization leaves); 0: no limit       */
 } gen_opts;
 
 /* Decode steps are captured as CUDA graphs per batch-size bucket. */
@@ -110,7 +113,8 @@ int32_t gen_default_eos(const kiln_model *m, const tokenizer *t, int32_t *ids);
  * strings, EOS from the model config or o->eos).  Allocates the KV pool on the model's backend.  Errors:
  * KILN_ERR_INVALID_ARG (an encoder model, settings out of range: max_seqs
  * over max_batch_tokens, n_ctx over the model's positions), KILN_ERR_OOM
- * (the message gives the KV bytes asked for), backend errors.  *out owned:
+ * (the message gives the KV bytes asked for; or kv_pool_bytes cannot hold
+ * one full context), backend errors.  *out owned:
  * gen_free(). */
 kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen_runner **out);
 void gen_free(gen_runner *r); /* NULL is a no-op */

@@ -560,6 +560,12 @@ void model_stats_of(const kiln_model *m, model_stats *out)
         out->head_params = (uint64_t)m->lm_head.ne0 * (uint64_t)m->lm_head.ne1;
 }
 
+size_t model_kv_bytes_per_token(const kiln_model *m)
+{
+    return 2 * (size_t)m->cfg.n_layers * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim *
+           bk_act_bytes(m->be, 1);
+}
+
 void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out)
 {
     memset(out, 0, sizeof *out);

@@ -58,6 +58,10 @@ backend *model_backend(const kiln_model *m);
 /* True for encoders (bert): model_embed, no KV cache, no logits. */
 bool model_is_encoder(const kiln_model *m);
 
+/* Bytes of K and V one token takes in the cache, all layers, in the
+ * backend's activation type. */
+size_t model_kv_bytes_per_token(const kiln_model *m);
+
 /* The KV cache shape this model needs (layers, kv heads, head_dim, dtype of
  * the backend) with n_blocks blocks of block_size tokens. */
 void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out);

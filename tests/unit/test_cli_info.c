@@ -268,9 +268,36 @@ static void test_info_bad_input(void **state)
     kt_rmtree(dir);
 }
 
+/* --gpu loads the model on a GPU: where there is none (or no CUDA backend)
+ * it fails with a message that says so; where there is one, the report
+ * carries the memory plan (weights, KV blocks).  Bad values are usage
+ * errors. */
+static void test_info_gpu(void **state)
+{
+    char path[4096], *out = NULL, *err = NULL;
+    (void)state;
+    snprintf(path, sizeof path, "%s/tests/golden/models/llama", kt_env("KILN_SOURCE_DIR"));
+    int rc = kt_kiln(&out, &err, "info", "--gpu", "--seqs", "2", path, NULL);
+    if (rc == 0) {
+        assert_non_null(strstr(out, "GPU "));
+        assert_non_null(strstr(out, "KV cache"));
+    } else {
+        assert_int_equal(rc, 1);
+        if (!strstr(err, "CUDA") && !strstr(err, "cuda"))
+            fail_msg("kiln info --gpu without a GPU: %s", err);
+    }
+    free(out);
+    free(err);
+    assert_int_equal(kt_kiln(NULL, NULL, "info", "--gpu", "--device", "cpu", path, NULL), 1);
+    assert_int_equal(kt_kiln(NULL, NULL, "info", "--gpu", "--seqs", "0", path, NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "info", "--gpu-memory-utilization", "1.5", path, NULL),
+                     2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_info_gpu),
         cmocka_unit_test(test_info_gemma),
         cmocka_unit_test(test_info_minilm),
         cmocka_unit_test(test_info_text_report),

@@ -347,6 +347,46 @@ static void test_encoder_and_decoder_roles(void **state)
     assert_int_equal(gen_embed(E.m, E.tok, texts, NULL, 1, NULL, v), KILN_ERR_INVALID_ARG);
 }
 
+/* A KV budget sizes the pool: blocks it holds (less one padding block),
+ * never more than max_seqs full contexts; one that cannot hold a whole
+ * context is an out-of-memory error naming the figures.  Requests still
+ * run, fewer at a time. */
+static void test_kv_budget(void **state)
+{
+    size_t per_block = model_kv_bytes_per_token(E.m) * 16;
+    gen_opts o = {.max_seqs = 4, .max_batch_tokens = 64, .n_ctx = 64, .block_size = 16};
+    gen_runner *r = NULL;
+    out_t outs[NP];
+    gen_request rq[NP];
+    (void)state;
+
+    o.kv_pool_bytes = per_block * 7; /* 6 blocks after the padding one: 1 context */
+    if (gen_create(E.m, NULL, &o, &r))
+        fail_msg("gen_create: %s", kiln_last_error());
+    assert_int_equal(gen_options(r)->n_blocks, 6);
+    memset(outs, 0, sizeof outs);
+    for (int i = 0; i < NP; i++)
+        rq[i] = request(i, 8, outs);
+    if (gen_run(r, rq, NP))
+        fail_msg("gen_run: %s", kiln_last_error());
+    for (int i = 0; i < NP; i++) {
+        assert_int_equal(outs[i].done, 1);
+        assert_memory_equal(outs[i].tokens, E.greedy[i], 8 * sizeof(int32_t));
+    }
+    gen_free(r);
+
+    o.kv_pool_bytes = (size_t)1 << 40; /* plenty: max_seqs full contexts */
+    if (gen_create(E.m, NULL, &o, &r))
+        fail_msg("gen_create: %s", kiln_last_error());
+    assert_int_equal(gen_options(r)->n_blocks, 4 * 4);
+    gen_free(r);
+
+    o.kv_pool_bytes = per_block * 4; /* 3 blocks: not one 64-token context */
+    assert_int_equal(gen_create(E.m, NULL, &o, &r), KILN_ERR_OOM);
+    assert_null(r);
+    assert_non_null(strstr(kiln_last_error(), "--gpu-memory-utilization"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_eos),
         cmocka_unit_test(test_text_and_stop_strings),
         cmocka_unit_test(test_encoder_and_decoder_roles),
+        cmocka_unit_test(test_kv_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
