@@ -27,7 +27,13 @@ DEBS=(libjansson-dev libjansson4 liburing-dev liburing2 libcmocka-dev libcmocka0
       libpcre2-dev libutf8proc-dev libutf8proc2)
 
 if [ "${1:-}" = "--fetch-debs" ]; then
-    mkdir -p .debs && cd .debs && apt-get download "${DEBS[@]}"
+    # also the MiniLM tokenizer files (small) for the end-to-end embedding
+    # benchmark, which runs dummy weights but real text
+    mkdir -p .debs/tok/all-MiniLM-L6-v2
+    for f in tokenizer.json tokenizer_config.json vocab.txt special_tokens_map.json; do
+        [ -f "models/all-MiniLM-L6-v2/$f" ] && cp "models/all-MiniLM-L6-v2/$f" .debs/tok/all-MiniLM-L6-v2/
+    done
+    cd .debs && apt-get download "${DEBS[@]}"
     exit $?
 fi
 
@@ -133,6 +139,7 @@ BENCHES=(
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128 --no-peer"
     "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128 --no-peer"
+    "e2e-minilm|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 20000 --repeat 2"
     "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 1"
     "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 1"
 )

@@ -6,6 +6,8 @@
 #ifndef KILN_CLI_BENCH_H
 #define KILN_CLI_BENCH_H
 
+#include "backend/backend.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +50,19 @@ void bench_model_name(const char *path, char *buf, size_t cap);
 
 /* Streaming read bandwidth of host memory with `threads` threads, GB/s. */
 double bench_read_gbs(int threads);
+
+/* The device a benchmark runs on and its ceilings, measured now: on a
+ * CUDA backend its name, the NVIDIA driver, device-to-device copy GB/s
+ * and the 8192^3 matmul TFLOP/s of the backend's own path; on the CPU the
+ * processor, "host" and the host's streaming read GB/s on `threads`
+ * threads (no matmul peak). */
+typedef struct bench_device {
+    char device[300], driver[200];
+    double copy_gbs, gemm_tflops;
+    bool gpu;
+} bench_device;
+
+kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out);
 
 /* cmd_bench_step.c */
 int bench_latency(int argc, char **argv);

@@ -7,8 +7,10 @@
  *   kiln bench generate -m MODEL [--prompt-tokens N] [--gen-tokens N]
  *                       [--threads N] [--repeat R] [--no-peer] [--peer-python PY]
  *                       [--out DIR]
- *   kiln bench embed -m MODEL [--docs N] [--threads N] [--repeat R]
- *                    [--tokenizer SRC] [--no-peer] [--peer-python PY] [--out DIR]
+ *   kiln bench embed (-m MODEL | --dummy-weights --config FILE --tokenizer SRC)
+ *                    [--device D] [--dtype T] [--docs N] [--threads N]
+ *                    [--tok-threads N] [--repeat R] [--tokenizer SRC] [--no-peer]
+ *                    [--peer-python PY] [--out DIR]
  *
  * tokenize: single-thread encode throughput (MB/s of input text) of each
  * tokenizer on the corpus, beside the reference library measured in the
@@ -23,8 +25,14 @@
  * divided by the weight bytes one decode step reads.
  *
  * embed: documents/s of an encoder through gen_embed on generated
- * documents of 16..256 tokens, beside sentence-transformers encode on the
- * same documents and thread count.
+ * documents of 16..256 tokens, text in and normalised vectors out
+ * (settings.mode end_to_end), beside sentence-transformers encode on the
+ * same documents and thread count.  On a GPU (--device cuda) the texts are
+ * tokenized on all host cores (--tok-threads) while the GPU runs the
+ * previous chunk, the ceiling is the measured matmul rate, and the peer
+ * runs on the same GPU in the same dtype; --dummy-weights builds the model
+ * (and the peer's) from a config with random weights, the tokenizer coming
+ * from --tokenizer.
  *
  * Peers run as Python scripts from bench/peers/ in the same call; the
  * interpreter is --peer-python, else $KILN_PYTHON, else .venv/bin/python.
@@ -40,6 +48,7 @@
 #include "base/fmap.h"
 #include "base/tpool.h"
 #include "engine/generate.h"
+#include "format/hf_config.h"
 #include "format/model_source.h"
 #include "model/model.h"
 #include "telemetry/report.h"
@@ -274,9 +283,10 @@ static int bench_usage(FILE *f)
                "       kiln bench generate -m MODEL [--prompt-tokens N] [--gen-tokens N]\n"
                "                           [--threads N] [--repeat R] [--no-peer]\n"
                "                           [--peer-python PY] [--out DIR]\n"
-               "       kiln bench embed -m MODEL [--docs N] [--threads N] [--repeat R]\n"
-               "                        [--tokenizer SRC] [--no-peer] [--peer-python PY]\n"
-               "                        [--out DIR]\n\n"
+               "       kiln bench embed (-m MODEL | --dummy-weights --config FILE --tokenizer SRC)\n"
+               "                        [--device D] [--dtype T] [--docs N] [--threads N]\n"
+               "                        [--tok-threads N] [--repeat R] [--tokenizer SRC]\n"
+               "                        [--no-peer] [--peer-python PY] [--out DIR]\n\n"
                "tokenize: single-thread tokenizer throughput on the corpus (default\n"
                "  tests/data/tokenizer_corpus.txt) beside the reference library.\n"
                "generate: batch-1 prefill and greedy decode tokens/s on the CPU backend\n"
@@ -361,10 +371,15 @@ static int bench_tokenize(int argc, char **argv)
 
 typedef struct bench_opts {
     const char *model, *tokenizer, *out_dir;
+    const char *config;       /* embed --dummy-weights: the model's shape   */
+    bool dummy;
     int threads;              /* >= 1 once parsed (0 given: all cores)      */
     int repeat;               /* timed runs; the median is reported         */
+    int tok_threads;          /* embed: tokenizer threads (0: all cores on a
+                                 GPU, the calling thread on the CPU)        */
     int32_t prompt_tokens, gen_tokens, docs;
     bool peer;
+    cli_device dev;           /* embed: --device, --dtype                   */
 } bench_opts;
 
 bool bench_int(const char *s, long lo, long hi, long *out)
@@ -383,6 +398,8 @@ static int bench_parse(const char *mode, int argc, char **argv, bench_opts *o)
 {
     bool gen = !strcmp(mode, "generate");
     memset(o, 0, sizeof *o);
+    cli_device_init(&o->dev);
+    o->dev.kind = CLI_DEVICE_CPU; /* the GPU only when asked: --device */
     o->out_dir = KILN_SOURCE_DIR "/bench/results";
     o->prompt_tokens = 128;
     o->gen_tokens = 64;
@@ -397,6 +414,17 @@ static int bench_parse(const char *mode, int argc, char **argv, bench_opts *o)
         if (!strcmp(a, "--no-peer")) {
             o->peer = false;
             continue;
+        }
+        if (!gen) {
+            int dv = cli_device_parse(&o->dev, argc, argv, &i);
+            if (dv < 0)
+                return bench_usage(stderr);
+            if (dv)
+                continue;
+            if (!strcmp(a, "--dummy-weights")) {
+                o->dummy = true;
+                continue;
+            }
         }
         if (!v) {
             fprintf(stderr, "kiln bench %s: unexpected argument '%s'\n", mode, a);
@@ -421,12 +449,21 @@ static int bench_parse(const char *mode, int argc, char **argv, bench_opts *o)
             o->docs = (int32_t)n;
         else if (!gen && !strcmp(a, "--tokenizer"))
             o->tokenizer = v;
+        else if (!gen && !strcmp(a, "--config"))
+            o->config = v;
+        else if (!gen && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
+            o->tok_threads = (int)n;
         else {
             fprintf(stderr, "kiln bench %s: bad option or value: %s %s\n", mode, a, v);
             return bench_usage(stderr);
         }
     }
-    if (!o->model) {
+    if (o->dummy && (!o->config || !o->tokenizer || o->model)) {
+        fprintf(stderr, "kiln bench %s: --dummy-weights takes --config FILE and --tokenizer SRC "
+                        "instead of -m\n", mode);
+        return bench_usage(stderr);
+    }
+    if (!o->model && !o->dummy) {
         fprintf(stderr, "kiln bench %s: -m MODEL is required\n", mode);
         return bench_usage(stderr);
     }
@@ -936,25 +973,42 @@ static int bench_embed(int argc, char **argv)
     int64_t tokens = 0, kept = 0;
     kiln_status st;
 
-    bench_model_name(o.model, name, sizeof name);
+    bench_device bd;
+    model_stats ms;
+    model_config cfg;
+    bench_model_name(o.dummy ? o.config : o.model, name, sizeof name);
     double bw1 = bench_read_gbs(1), bwn = o.threads > 1 ? bench_read_gbs(o.threads) : bw1;
     /* as kiln embed: the sentence-transformers length limit, a batch of at
-     * least 512 tokens that holds the longest document */
-    int32_t max_len = bench_st_max_len(o.model), mbt = max_len > 512 ? max_len : 512;
+     * least 512 tokens that holds the longest document; a GPU takes steps
+     * of 16384 tokens */
+    int32_t max_len = o.dummy ? 256 : bench_st_max_len(o.model), mbt = max_len > 512 ? max_len : 512;
+    if ((st = cli_device_create(&o.dev, o.threads, &be)) ||
+        (st = bench_device_ceilings(be, o.threads, &bd)))
+        goto out;
+    if (bd.gpu)
+        mbt = 16384;
     model_load_opts mo = {.max_batch_tokens = mbt};
-    if ((st = bk_cpu_create(o.threads, &be)) || (st = model_load(o.model, be, &mo, &m)) ||
-        (st = tok_open(o.tokenizer, &t)))
+    if (o.dummy) {
+        if (!(st = hf_config_load(o.config, &cfg))) {
+            cfg.normalize = true; /* sentence-transformers' MiniLM/bge: Normalize */
+            st = model_load_dummy(&cfg, 0x6b696c6e, be, &mo, &m);
+        }
+    } else {
+        st = model_load(o.model, be, &mo, &m);
+    }
+    if (st || (st = tok_open(o.tokenizer, &t)))
         goto out;
     const model_config *c = model_config_of(m);
     if (!model_is_encoder(m)) {
         st = kiln_err_set(KILN_ERR_UNSUPPORTED, "%s is a %s text generation model; kiln bench "
-                          "embed needs an embedding model (bert family)", o.model, c->arch_name);
+                          "embed needs an embedding model (bert family)", name, c->arch_name);
         goto out;
     }
     if (!max_len)
         max_len = c->max_position_embeddings < mbt ? (int32_t)c->max_position_embeddings : mbt;
-    if ((st = bench_weight_bytes(o.model, true, &wbytes)))
-        goto out;
+    /* every weight but the embedding tables, as the backend holds them */
+    model_stats_of(m, &ms);
+    wbytes = ms.weight_bytes - ms.embd_bytes;
     off = kiln_calloc((size_t)N + 1, sizeof *off);
     lens = kiln_calloc((size_t)N, sizeof *lens);
     docs = kiln_calloc((size_t)N, sizeof *docs);
@@ -970,7 +1024,12 @@ static int bench_embed(int argc, char **argv)
         lens[i] = off[i + 1] - off[i] - 1; /* without the newline */
     }
 
-    gen_embed_opts eo = {.max_batch_tokens = mbt, .max_len = max_len};
+    gen_embed_opts eo = {.max_batch_tokens = mbt, .max_len = max_len, .max_seqs = bd.gpu ? 1024 : 0,
+                         .tok_threads = o.tok_threads};
+    if (!o.tok_threads && bd.gpu) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        eo.tok_threads = nc > 1 ? (int)(nc < 64 ? nc : 64) : 1;
+    }
     /* warm-up: map the weights in, size the allocator's pools */
     if ((st = gen_embed(m, t, docs, lens, N < 64 ? N : 64, &eo, emb)))
         goto out;
@@ -983,14 +1042,22 @@ static int bench_embed(int argc, char **argv)
     }
 
     struct stat sb;
-    if (o.peer && (stat(o.model, &sb) || !S_ISDIR(sb.st_mode))) {
+    if (o.peer && !o.dummy && (stat(o.model, &sb) || !S_ISDIR(sb.st_mode))) {
         fprintf(stderr, "kiln bench: sentence-transformers loads model directories only; no "
                         "peer for %s (recorded as peer: null)\n", o.model);
     } else if (o.peer) {
         if (bench_tmp_file(text.data, text.len, docpath, sizeof docpath)) {
-            char cmd[16384];
-            snprintf(cmd, sizeof cmd, "'%s' '%s/bench/peers/st_peer.py' '%s' '%s' %d %d",
-                     bench_python(), KILN_SOURCE_DIR, o.model, docpath, o.threads, o.repeat);
+            char cmd[16384], src[8400];
+            if (o.dummy)
+                snprintf(src, sizeof src, "--config '%s' --tokenizer '%s'", o.config, o.tokenizer);
+            else
+                snprintf(src, sizeof src, "'%s'", o.model);
+            snprintf(cmd, sizeof cmd,
+                     "'%s' '%s/bench/peers/st_peer.py' %s '%s' %d %d --device %s --dtype %s",
+                     bench_python(), KILN_SOURCE_DIR, src, docpath, o.threads, o.repeat,
+                     bd.gpu ? "cuda" : "cpu",
+                     be->ops->act_dtype == KILN_DT_F16 ? "f16"
+                     : be->ops->act_dtype == KILN_DT_BF16 ? "bf16" : "f32");
             peer = bench_run_peer(cmd);
             unlink(docpath);
         } else {
@@ -1005,6 +1072,11 @@ static int bench_embed(int argc, char **argv)
     if (steps < min_steps)
         steps = min_steps;
     double roof = wbytes && steps ? N * bwn * 1e9 / ((double)wbytes * (double)steps) : 0;
+    /* on a GPU: the documents/s if every matmul FLOP ran at the measured
+     * matmul rate (attention not counted: loose) */
+    if (bd.gpu)
+        roof = kept ? bd.gemm_tflops * 1e12 * N / (2.0 * (double)ms.layer_matmul_params * kept)
+                    : 0;
 
     settings = json_object();
     json_object_set_new(settings, "threads", json_integer(o.threads));
@@ -1017,22 +1089,36 @@ static int bench_embed(int argc, char **argv)
     json_object_set_new(settings, "batch_tokens", json_integer(mbt));
     json_object_set_new(settings, "peer_batch_size", json_integer(32));
     json_object_set_new(settings, "repeat", json_integer(o.repeat));
-    json_object_set_new(settings, "dtype", json_string("f32 activations, weights as stored"));
-    json_object_set_new(settings, "backend", json_string("cpu"));
+    json_object_set_new(settings, "mode", json_string("end_to_end"));
+    json_object_set_new(settings, "dtype", json_string(bd.gpu ? dtype_name(be->ops->act_dtype)
+                                                              : "f32 activations, weights as "
+                                                                "stored"));
+    json_object_set_new(settings, "backend", json_string(be->ops->name));
+    json_object_set_new(settings, "weights", json_string(o.dummy ? "dummy (random, on the device)"
+                                                                 : o.model));
+    json_object_set_new(settings, "tok_threads", json_integer(eo.tok_threads > 1 ? eo.tok_threads
+                                                                               : 1));
+    json_object_set_new(settings, "gemm_tflops", json_real(bd.gemm_tflops));
     json_object_set_new(settings, "weight_bytes", json_integer((json_int_t)wbytes));
     json_object_set_new(settings, "read_gbs_1_thread", json_real(bw1));
     json_object_set_new(settings, "read_gbs_all_threads", json_real(bwn));
     all = json_array();
     json_t *r = bench_record("embed", name, settings, bench_median(dps, o.repeat), "docs/s", roof,
-                             "weight-read bound: read_gbs_all_threads / weight_bytes per "
-                             "forward step, at the fewest steps the documents need (loose: "
-                             "encoding is compute-bound)",
+                             bd.gpu ? "matmul bound: gemm_tflops (measured in this run) over "
+                                      "2 x the blocks' matrix elements x tokens kept (attention "
+                                      "not counted)"
+                                    : "weight-read bound: read_gbs_all_threads / weight_bytes "
+                                      "per forward step, at the fewest steps the documents need "
+                                      "(loose: encoding is compute-bound)",
                              peer, peer ? json_number_value(json_object_get(peer, "docs_per_s"))
                                         : -1);
     if (!r) {
         st = kiln_err_set(KILN_ERR_OOM, "bench: out of memory for results");
         goto out;
     }
+    json_object_set_new(r, "device", json_string(bd.device));
+    if (bd.gpu)
+        json_object_set_new(r, "driver", json_string(bd.driver));
     json_object_set_new(r, "runs", bench_runs_json(dps, o.repeat));
     json_array_append_new(all, r);
     bench_table_head();

@@ -202,30 +202,43 @@ static void step_env_free(step_env *e)
         e->be->ops->destroy(e->be);
 }
 
-/* Device, driver and the ceilings, measured before the model is loaded
- * (the copy needs 2 GiB free). */
-static kiln_status step_ceilings(step_env *e, const step_opts *o)
+kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out)
 {
-    report_cpu_name(e->device, sizeof e->device);
-    snprintf(e->driver, sizeof e->driver, "host");
+    memset(out, 0, sizeof *out);
+    report_cpu_name(out->device, sizeof out->device);
+    snprintf(out->driver, sizeof out->driver, "host");
 #ifdef KILN_HAVE_CUDA
-    if (bk_is_cuda(e->be)) {
-        const cudev_info *di = bk_cuda_info(e->be);
+    if (bk_is_cuda(be)) {
+        const cudev_info *di = bk_cuda_info(be);
         char drv[96];
         kiln_status st;
         if (!nvml_driver_version(drv, sizeof drv))
             snprintf(drv, sizeof drv, "unknown");
-        snprintf(e->device, sizeof e->device, "%s", di->name);
-        snprintf(e->driver, sizeof e->driver, "%s (CUDA %d.%d)", drv, di->driver_version / 1000,
-                 di->driver_version % 1000 / 10);
-        if ((st = bk_cuda_copy_gbs(e->be, STEP_COPY_BYTES, &e->copy_gbs)) ||
-            (st = bk_cuda_gemm_tflops(e->be, STEP_GEMM_N, &e->gemm_tflops)))
+        snprintf(out->device, sizeof out->device, "%s", di->name);
+        snprintf(out->driver, sizeof out->driver, "%s (CUDA %d.%d)", drv,
+                 di->driver_version / 1000, di->driver_version % 1000 / 10);
+        if ((st = bk_cuda_copy_gbs(be, STEP_COPY_BYTES, &out->copy_gbs)) ||
+            (st = bk_cuda_gemm_tflops(be, STEP_GEMM_N, &out->gemm_tflops)))
             return kiln_err_wrap(st, "bench: measuring the device's ceilings");
+        out->gpu = true;
         return KILN_OK;
     }
 #endif
-    e->copy_gbs = bench_read_gbs(o->threads > 0 ? o->threads : e->be->threads);
+    out->copy_gbs = bench_read_gbs(threads > 0 ? threads : be->threads);
     return KILN_OK;
+}
+
+/* Device, driver and the ceilings, measured before the model is loaded
+ * (the copy needs 2 GiB free). */
+static kiln_status step_ceilings(step_env *e, const step_opts *o)
+{
+    bench_device bd;
+    kiln_status st = bench_device_ceilings(e->be, o->threads, &bd);
+    snprintf(e->device, sizeof e->device, "%s", bd.device);
+    snprintf(e->driver, sizeof e->driver, "%s", bd.driver);
+    e->copy_gbs = bd.copy_gbs;
+    e->gemm_tflops = bd.gemm_tflops;
+    return st;
 }
 
 static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct emb_opts {
     const char *model, *input;
@@ -213,6 +214,11 @@ int cmd_embed(int argc, char **argv)
         goto out;
     }
     gen_embed_opts eo = {.max_batch_tokens = mbt, .max_len = o.max_len};
+    /* on a GPU the host's cores are free: tokenize on them while it runs */
+    if (strcmp(be->ops->name, "cpu")) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        eo.tok_threads = nc > 1 ? (int32_t)(nc < 64 ? nc : 64) : 1;
+    }
     if (!eo.max_len && c->max_position_embeddings > mbt)
         eo.max_len = mbt;
     uint64_t t0 = clock_now_ns();

@@ -45,9 +45,12 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/tpool.h"
 #include "engine/kv_cache.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -762,23 +765,24 @@ static int gen_doc_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Tokenize every text into ids, docs[i] locating text i's tokens,
- * truncated to max_len as gen_embed() describes. */
+/* Tokenize texts [first, first + n) onto ids, docs[i] locating text
+ * first + i's tokens, truncated to max_len as gen_embed() describes. */
 static kiln_status gen_embed_tokenize(const tokenizer *t, const char *const *texts,
-                                      const size_t *lens, int32_t n, int32_t max_len,
-                                      kiln_ids *ids, gen_doc *docs)
+                                      const size_t *lens, int32_t first, int32_t n,
+                                      int32_t max_len, kiln_ids *ids, gen_doc *docs)
 {
     for (int32_t i = 0; i < n; i++) {
+        int32_t d = first + i;
         size_t start = ids->len;
-        size_t len = lens ? lens[i] : strlen(texts[i]);
+        size_t len = lens ? lens[d] : strlen(texts[d]);
         /* the caller's limit replaces the tokenizer file's own truncation */
-        kiln_status st = tok_encode_trunc(t, texts[i], len, true, max_len, ids);
+        kiln_status st = tok_encode_trunc(t, texts[d], len, true, max_len, ids);
         if (st)
-            return kiln_err_wrap(st, "document %d", i);
+            return kiln_err_wrap(st, "document %d", d);
         size_t got = ids->len - start;
         if (got == 0)
-            return kiln_err_set(KILN_ERR_INVALID_ARG, "document %d: no tokens", i);
-        docs[i] = (gen_doc){.off = start, .len = (int32_t)got, .idx = i};
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "document %d: no tokens", d);
+        docs[i] = (gen_doc){.off = start, .len = (int32_t)got, .idx = d};
     }
     return KILN_OK;
 }
@@ -901,6 +905,190 @@ out:
     return st;
 }
 
+/* ---- embeddings with tokenization on other threads ------------------------
+ *
+ * gen_embed with tok_threads > 1: a producer thread tokenizes the documents
+ * in chunks of GEN_EMBED_CHUNK, each chunk split over a pool of
+ * tok_threads threads, into one of two slots; the calling thread runs the
+ * model on the other slot's chunk meanwhile (sorted by length within the
+ * chunk).  Slot states: FREE -> (producer fills) READY -> (caller runs)
+ * FREE.  An error on either side stops both; the producer's message is
+ * carried over to the calling thread.
+ */
+
+#define GEN_EMBED_CHUNK 2048
+
+typedef struct gen_tok_part {
+    kiln_ids ids;             /* this pool thread's tokens of the chunk       */
+    kiln_status st;
+    char msg[512];
+} gen_tok_part;
+
+typedef struct gen_pipe {
+    const tokenizer *t;
+    const char *const *texts;
+    const size_t *lens;
+    int32_t n, max_len;
+    tpool *pool;
+    gen_tok_part *parts;      /* (pool size)                                  */
+    gen_doc *tmp;             /* (GEN_EMBED_CHUNK) docs of the chunk, offsets
+                                 into their thread's part                      */
+    int32_t *owner;           /* (GEN_EMBED_CHUNK) part of each doc            */
+    struct {
+        kiln_ids ids;
+        gen_doc docs[GEN_EMBED_CHUNK];
+        int32_t n;
+        bool ready;
+    } slot[2];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;                /* the caller gave up                           */
+    kiln_status st;           /* the producer's error                         */
+    char msg[512];
+    int32_t chunk_first;      /* first document of the chunk being tokenized  */
+} gen_pipe;
+
+static void gen_pipe_range(void *ctx, size_t begin, size_t end, int thread_idx)
+{
+    gen_pipe *p = ctx;
+    gen_tok_part *part = &p->parts[thread_idx];
+    if (part->st)
+        return;
+    part->st = gen_embed_tokenize(p->t, p->texts, p->lens, p->chunk_first + (int32_t)begin,
+                                  (int32_t)(end - begin), p->max_len, &part->ids,
+                                  p->tmp + begin);
+    if (part->st)
+        snprintf(part->msg, sizeof part->msg, "%s", kiln_last_error());
+    for (size_t i = begin; i < end; i++)
+        p->owner[i] = thread_idx;
+}
+
+/* Tokenize documents [first, first + n) into slot s, in document order. */
+static kiln_status gen_pipe_fill(gen_pipe *p, int s, int32_t first, int32_t n)
+{
+    int np = tpool_size(p->pool);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < np; i++) {
+        ids_clear(&p->parts[i].ids);
+        p->parts[i].st = KILN_OK;
+    }
+    p->chunk_first = first;
+    tpool_parallel_for(p->pool, (size_t)n, 16, gen_pipe_range, p);
+    for (int i = 0; i < np && !st; i++)
+        if (p->parts[i].st)
+            st = kiln_err_set(p->parts[i].st, "%s", p->parts[i].msg);
+    ids_clear(&p->slot[s].ids);
+    for (int32_t i = 0; i < n && !st; i++) {
+        const gen_doc *d = &p->tmp[i];
+        size_t off = p->slot[s].ids.len;
+        st = ids_append(&p->slot[s].ids, p->parts[p->owner[i]].ids.data + d->off,
+                        (size_t)d->len);
+        p->slot[s].docs[i] = (gen_doc){.off = off, .len = d->len, .idx = d->idx};
+    }
+    p->slot[s].n = n;
+    return st;
+}
+
+static void *gen_pipe_main(void *arg)
+{
+    gen_pipe *p = arg;
+    for (int32_t c = 0, first = 0; first < p->n; c++, first += GEN_EMBED_CHUNK) {
+        int s = c & 1;
+        int32_t n = p->n - first < GEN_EMBED_CHUNK ? p->n - first : GEN_EMBED_CHUNK;
+        pthread_mutex_lock(&p->mu);
+        while (p->slot[s].ready && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        bool stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop)
+            return NULL;
+        kiln_status st = gen_pipe_fill(p, s, first, n);
+        pthread_mutex_lock(&p->mu);
+        if (st) {
+            p->st = st;
+            snprintf(p->msg, sizeof p->msg, "%s", kiln_last_error());
+        } else {
+            p->slot[s].ready = true;
+        }
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (st)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void gen_pipe_free(gen_pipe *p)
+{
+    for (int i = 0; p->parts && i < tpool_size(p->pool); i++)
+        ids_free(&p->parts[i].ids);
+    ids_free(&p->slot[0].ids);
+    ids_free(&p->slot[1].ids);
+    kiln_free(p->parts);
+    kiln_free(p->tmp);
+    kiln_free(p->owner);
+    tpool_free(p->pool);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    kiln_free(p);
+}
+
+static kiln_status gen_embed_pipelined(kiln_model *m, const tokenizer *t,
+                                       const char *const *texts, const size_t *lens, int32_t n,
+                                       int32_t mbt, int32_t max_seqs, int32_t max_len,
+                                       int threads, gen_embed_stats *stats, float *out)
+{
+    gen_pipe *p = kiln_calloc(1, sizeof *p);
+    pthread_t th;
+    kiln_status st;
+
+    if (!p)
+        return kiln_err_set(KILN_ERR_OOM, "embed: out of memory");
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->t = t;
+    p->texts = texts;
+    p->lens = lens;
+    p->n = n;
+    p->max_len = max_len;
+    if ((st = tpool_create(threads, &p->pool))) {
+        gen_pipe_free(p);
+        return st;
+    }
+    p->parts = kiln_calloc((size_t)tpool_size(p->pool), sizeof *p->parts);
+    p->tmp = kiln_calloc(GEN_EMBED_CHUNK, sizeof *p->tmp);
+    p->owner = kiln_calloc(GEN_EMBED_CHUNK, sizeof *p->owner);
+    if (!p->parts || !p->tmp || !p->owner) {
+        gen_pipe_free(p);
+        return kiln_err_set(KILN_ERR_OOM, "embed: out of memory");
+    }
+    if (pthread_create(&th, NULL, gen_pipe_main, p)) {
+        gen_pipe_free(p);
+        return kiln_err_set(KILN_ERR_OOM, "embed: cannot start the tokenizer thread");
+    }
+    st = KILN_OK;
+    for (int32_t c = 0, first = 0; first < n && !st; c++, first += GEN_EMBED_CHUNK) {
+        int s = c & 1;
+        pthread_mutex_lock(&p->mu);
+        while (!p->slot[s].ready && !p->st)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (!p->slot[s].ready)
+            st = kiln_err_set(p->st, "%s", p->msg);
+        pthread_mutex_unlock(&p->mu);
+        if (!st)
+            st = gen_embed_docs(m, &p->slot[s].ids, p->slot[s].docs, p->slot[s].n, mbt,
+                                max_seqs, stats, out);
+        pthread_mutex_lock(&p->mu);
+        p->slot[s].ready = false;
+        p->stop = st != KILN_OK;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_join(th, NULL);
+    gen_pipe_free(p);
+    return st;
+}
+
 kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
                       const size_t *lens, int32_t n, const gen_embed_opts *o, float *out)
 {
@@ -911,9 +1099,12 @@ kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *text
 
     if (st || n <= 0)
         return st;
+    if (o && o->tok_threads > 1)
+        return gen_embed_pipelined(m, t, texts, lens, n, mbt, max_seqs, max_len, o->tok_threads,
+                                   o->stats, out);
     if (!(docs = kiln_calloc((size_t)n, sizeof *docs)))
         return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
-    if (!(st = gen_embed_tokenize(t, texts, lens, n, max_len, &ids, docs)))
+    if (!(st = gen_embed_tokenize(t, texts, lens, 0, n, max_len, &ids, docs)))
         st = gen_embed_docs(m, &ids, docs, n, mbt, max_seqs, o ? o->stats : NULL, out);
     ids_free(&ids);
     kiln_free(docs);

@@ -151,6 +151,9 @@ typedef struct gen_embed_opts {
     int32_t max_seqs;         /* documents per batch; 0: 64                          */
     int32_t max_len;          /* tokens per document; 0: the model's positions       */
     gen_embed_stats *stats;   /* counters added to when set                          */
+    int32_t tok_threads;      /* > 1: tokenize on a thread of its own with a pool of
+                                 this many threads, chunk by chunk, while the model
+                                 runs the previous chunk; else first, on the caller  */
 } gen_embed_opts;
 
 /* Embed texts[0..n) (lens[i] bytes each; lens NULL: NUL-terminated) with

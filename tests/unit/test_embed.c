@@ -2,7 +2,8 @@
  * (CPU backend): gen_embed_ids against gen_embed of the same documents, bad
  * ids, and running out of memory: every single failed allocation of a run
  * either ends it with KILN_ERR_OOM or, inside a batch, halves the batch
- * and still gives the same vectors, counted in gen_embed_stats. */
+ * and still gives the same vectors, counted in gen_embed_stats; the same
+ * with tokenization on threads of its own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "engine/generate.h"
 #include "kiln_test.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 #define ND 24
 #define MAXLEN 40
@@ -171,12 +173,71 @@ static void test_oom_retry(void **state)
     free(got);
 }
 
+/* Tokenization on its own threads, chunk by chunk, overlapping the model:
+ * the same vectors as tokenizing first, over several chunks; one failed
+ * allocation anywhere (a pool thread, the producer, the model) ends the
+ * run with KILN_ERR_OOM or is retried, and never hangs. */
+static void test_pipelined_tokenization(void **state)
+{
+    enum { N = 5000 };
+    static const char *const words[] = {"the", "cat", "sat", "on", "a", "mat", "while",
+                                        "dogs", "ran", "far", "away", "quickly"};
+    char dir[4096];
+    tokenizer *t = NULL;
+    char **texts = calloc(N, sizeof *texts);
+    size_t n = (size_t)N * (size_t)E.hidden;
+    float *ref = calloc(n, sizeof *ref), *got = calloc(n, sizeof *got);
+    int oom = 0;
+    (void)state;
+    assert_true(texts && ref && got);
+    snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
+    if (tok_open(dir, &t))
+        fail_msg("tok_open: %s", kiln_last_error());
+    for (int i = 0; i < N; i++) {
+        char buf[256] = "";
+        for (int w = 0; w < 1 + i % 9; w++) {
+            strcat(buf, words[(i * 7 + w * 3) % 12]);
+            strcat(buf, " ");
+        }
+        texts[i] = strdup(buf);
+    }
+    gen_embed_opts o = {.max_batch_tokens = 256, .max_seqs = 32};
+    if (gen_embed(E.m, t, (const char *const *)texts, NULL, N, &o, ref))
+        fail_msg("gen_embed: %s", kiln_last_error());
+    o.tok_threads = 3;
+    if (gen_embed(E.m, t, (const char *const *)texts, NULL, N, &o, got))
+        fail_msg("gen_embed (pipelined): %s", kiln_last_error());
+    double d = max_diff(got, ref, n);
+    if (d > 1e-5)
+        fail_msg("pipelined tokenization changes the vectors by %g", d);
+    for (int64_t k = 0; k < 400; k += 37) {
+        kiln_alloc_fail_burst(k, 1);
+        kiln_status st = gen_embed(E.m, t, (const char *const *)texts, NULL, N, &o, got);
+        kiln_alloc_fail_after(-1);
+        if (st == KILN_ERR_OOM) {
+            oom++;
+            continue;
+        }
+        assert_int_equal(st, KILN_OK);
+        assert_true(max_diff(got, ref, n) <= 1e-5);
+    }
+    print_message("pipelined runs with one failed allocation: %d out of memory\n", oom);
+    assert_true(oom >= 1);
+    for (int i = 0; i < N; i++)
+        free(texts[i]);
+    free(texts);
+    free(ref);
+    free(got);
+    tok_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_batches),
         cmocka_unit_test(test_bad_ids),
         cmocka_unit_test(test_oom_retry),
+        cmocka_unit_test(test_pipelined_tokenization),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
