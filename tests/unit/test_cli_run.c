@@ -354,9 +354,49 @@ static void test_embed_two_lines(void **state)
     kt_rmtree(tmp);
 }
 
+/* ---- device options ---------------------------------------------------------------- */
+
+/* --device and --dtype: bad values are usage errors (exit 2); cuda where
+ * there is no GPU or no CUDA backend fails with a message (exit 1), while
+ * auto falls back to the CPU and gives the CPU's text; --no-cuda-graphs is
+ * accepted everywhere. */
+static void test_device_options(void **state)
+{
+    char dir[4096], *out = NULL, *err = NULL, *cpu = NULL;
+    (void)state;
+    model_dir(dir, sizeof dir, "llama");
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--device", "tpu", "-m", dir, "-p", "hi",
+                             (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--dtype", "f8", "-m", dir, "-p", "hi",
+                             (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "embed", "--device", "cuda:x", "-m", dir,
+                             (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--gpu-memory-utilization", "0", "-m", dir,
+                             "-p", "hi", (const char *)NULL), 2);
+
+    assert_int_equal(kt_kiln(&cpu, NULL, "run", "--device", "cpu", "--no-cuda-graphs", "-m", dir,
+                             "-p", "hello", "-n", "6", "--ignore-eos", (const char *)NULL), 0);
+    int rc = kt_kiln(&out, &err, "run", "--device", "cuda", "-m", dir, "-p", "hello", "-n", "6",
+                     "--ignore-eos", (const char *)NULL);
+    if (rc != 0) {
+        /* no GPU here (CI): the message says why */
+        assert_int_equal(rc, 1);
+        if (!strstr(err, "cuda") && !strstr(err, "CUDA"))
+            fail_msg("--device cuda without a GPU: %s", err);
+        free(out);
+        free(err);
+        assert_int_equal(kt_kiln(&out, NULL, "run", "--device", "auto", "-m", dir, "-p", "hello",
+                                 "-n", "6", "--ignore-eos", (const char *)NULL), 0);
+        assert_string_equal(out, cpu); /* auto ran on the CPU */
+    }
+    free(out);
+    free(cpu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_options),
         cmocka_unit_test(test_every_decoder_has_a_case),
         cmocka_unit_test(test_run_goldens),
         cmocka_unit_test(test_run_text_prompt),
