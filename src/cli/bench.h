@@ -7,10 +7,12 @@
 #define KILN_CLI_BENCH_H
 
 #include "backend/backend.h"
+#include "cli/cli.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* --peer-python, when given. */
 extern const char *bench_peer_python;
@@ -63,6 +65,26 @@ typedef struct bench_device {
 } bench_device;
 
 kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out);
+
+/* Options of every model bench mode (generate, embed, latency, prefill,
+ * embed-model), parsed by bench_parse_opts; which of them a mode takes and
+ * its defaults are in that function. */
+typedef struct bench_opts {
+    const char *model, *config, *tokenizer, *out_dir;
+    bool dummy, peer, no_graphs;
+    cli_device dev;
+    int threads, repeat, tok_threads;
+    int32_t batch, prompt_tokens, gen_tokens;        /* generate, latency, prefill */
+    int32_t docs, min_len, max_len, batch_tokens;     /* embed, embed-model         */
+} bench_opts;
+
+/* Parse the options of `mode`; -1 to go on, else the exit code (usage
+ * printed). */
+int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o);
+
+/* The usage text of the generate, embed and tokenize modes (cmd_bench.c);
+ * returns the exit code for `f` (0 stdout, 2 stderr). */
+int bench_usage(FILE *f);
 
 /* cmd_bench_step.c */
 int bench_latency(int argc, char **argv);

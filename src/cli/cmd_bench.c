@@ -276,7 +276,7 @@ static json_t *bench_tokenize_one(const char *src, const char *corpus_path,
     return r;
 }
 
-static int bench_usage(FILE *f)
+int bench_usage(FILE *f)
 {
     fprintf(f, "usage: kiln bench tokenize -m SRC [-m SRC ...] [--corpus FILE] [--seconds S]\n"
                "                           [--no-peer] [--peer-python PY] [--out DIR]\n"
@@ -369,18 +369,6 @@ static int bench_tokenize(int argc, char **argv)
 
 /* ---- generate and embed: shared pieces -------------------------------------- */
 
-typedef struct bench_opts {
-    const char *model, *tokenizer, *out_dir;
-    const char *config;       /* embed --dummy-weights: the model's shape   */
-    bool dummy;
-    int threads;              /* >= 1 once parsed (0 given: all cores)      */
-    int repeat;               /* timed runs; the median is reported         */
-    int tok_threads;          /* embed: tokenizer threads (0: all cores on a
-                                 GPU, the calling thread on the CPU)        */
-    int32_t prompt_tokens, gen_tokens, docs;
-    bool peer;
-    cli_device dev;           /* embed: --device, --dtype                   */
-} bench_opts;
 
 bool bench_int(const char *s, long lo, long hi, long *out)
 {
@@ -391,89 +379,6 @@ bool bench_int(const char *s, long lo, long hi, long *out)
         return false;
     *out = v;
     return true;
-}
-
-/* Options of `kiln bench generate|embed`; -1 to go on, else the exit code. */
-static int bench_parse(const char *mode, int argc, char **argv, bench_opts *o)
-{
-    bool gen = !strcmp(mode, "generate");
-    memset(o, 0, sizeof *o);
-    cli_device_init(&o->dev);
-    o->dev.kind = CLI_DEVICE_CPU; /* the GPU only when asked: --device */
-    o->out_dir = KILN_SOURCE_DIR "/bench/results";
-    o->prompt_tokens = 128;
-    o->gen_tokens = 64;
-    o->docs = 1000;
-    o->repeat = 3;
-    o->peer = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return bench_usage(stdout);
-        if (!strcmp(a, "--no-peer")) {
-            o->peer = false;
-            continue;
-        }
-        if (!gen) {
-            int dv = cli_device_parse(&o->dev, argc, argv, &i);
-            if (dv < 0)
-                return bench_usage(stderr);
-            if (dv)
-                continue;
-            if (!strcmp(a, "--dummy-weights")) {
-                o->dummy = true;
-                continue;
-            }
-        }
-        if (!v) {
-            fprintf(stderr, "kiln bench %s: unexpected argument '%s'\n", mode, a);
-            return bench_usage(stderr);
-        }
-        i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            o->model = v;
-        else if (!strcmp(a, "--out"))
-            o->out_dir = v;
-        else if (!strcmp(a, "--peer-python"))
-            bench_peer_python = v;
-        else if (!strcmp(a, "--threads") && bench_int(v, 0, 4096, &n))
-            o->threads = (int)n;
-        else if (!strcmp(a, "--repeat") && bench_int(v, 1, 1000, &n))
-            o->repeat = (int)n;
-        else if (gen && !strcmp(a, "--prompt-tokens") && bench_int(v, 1, 1 << 20, &n))
-            o->prompt_tokens = (int32_t)n;
-        else if (gen && !strcmp(a, "--gen-tokens") && bench_int(v, 2, 1 << 20, &n))
-            o->gen_tokens = (int32_t)n;
-        else if (!gen && !strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
-            o->docs = (int32_t)n;
-        else if (!gen && !strcmp(a, "--tokenizer"))
-            o->tokenizer = v;
-        else if (!gen && !strcmp(a, "--config"))
-            o->config = v;
-        else if (!gen && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
-            o->tok_threads = (int)n;
-        else {
-            fprintf(stderr, "kiln bench %s: bad option or value: %s %s\n", mode, a, v);
-            return bench_usage(stderr);
-        }
-    }
-    if (o->dummy && (!o->config || !o->tokenizer || o->model)) {
-        fprintf(stderr, "kiln bench %s: --dummy-weights takes --config FILE and --tokenizer SRC "
-                        "instead of -m\n", mode);
-        return bench_usage(stderr);
-    }
-    if (!o->model && !o->dummy) {
-        fprintf(stderr, "kiln bench %s: -m MODEL is required\n", mode);
-        return bench_usage(stderr);
-    }
-    if (!o->tokenizer)
-        o->tokenizer = o->model;
-    if (o->threads <= 0) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        o->threads = nc > 0 && nc <= 4096 ? (int)nc : 1;
-    }
-    return -1;
 }
 
 /* "gemma-3-270m-q4_k_m" from models/gemma-3-270m-q4_k_m.gguf, the
@@ -721,7 +626,7 @@ static void bench_on_done(void *user, int32_t req, const gen_summary *s)
 static int bench_generate(int argc, char **argv)
 {
     bench_opts o;
-    int rc = bench_parse("generate", argc, argv, &o);
+    int rc = bench_parse_opts("generate", argc, argv, &o);
     if (rc >= 0)
         return rc;
     const int32_t P = o.prompt_tokens, G = o.gen_tokens;
@@ -955,7 +860,7 @@ static kiln_status bench_make_docs(const tokenizer *t, int32_t n, kiln_buf *text
 static int bench_embed(int argc, char **argv)
 {
     bench_opts o;
-    int rc = bench_parse("embed", argc, argv, &o);
+    int rc = bench_parse_opts("embed", argc, argv, &o);
     if (rc >= 0)
         return rc;
     const int32_t N = o.docs;

@@ -62,14 +62,7 @@
 #define STEP_COPY_BYTES ((size_t)1 << 30)
 #define STEP_GEMM_N 8192
 
-typedef struct step_opts {
-    const char *model, *config, *out_dir;
-    bool dummy, peer, no_graphs;
-    cli_device dev;
-    int threads, repeat;
-    int32_t batch, prompt_tokens, gen_tokens;        /* latency, prefill   */
-    int32_t docs, min_len, max_len, batch_tokens;     /* embed-model        */
-} step_opts;
+typedef bench_opts step_opts;
 
 static int step_usage(FILE *f)
 {
@@ -91,21 +84,35 @@ static int step_usage(FILE *f)
 
 static int embm_usage(FILE *f);
 
-/* Options of latency, prefill and embed-model; -1 to go on, else the exit
- * code. */
-static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
+/* Which modes take an option. */
+#define BO_GEN 1      /* generate    */
+#define BO_EMB 2      /* embed       */
+#define BO_LAT 4      /* latency     */
+#define BO_PRE 8      /* prefill     */
+#define BO_EMM 16     /* embed-model */
+#define BO_ALL 31
+
+int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
 {
-    bool lat = !strcmp(mode, "latency"), emb = !strcmp(mode, "embed-model");
-    int (*usage)(FILE *) = emb ? embm_usage : step_usage;
+    int m = !strcmp(mode, "generate")  ? BO_GEN
+            : !strcmp(mode, "embed")   ? BO_EMB
+            : !strcmp(mode, "latency") ? BO_LAT
+            : !strcmp(mode, "prefill") ? BO_PRE
+                                       : BO_EMM;
+    int (*usage)(FILE *) = m & (BO_GEN | BO_EMB) ? bench_usage
+                           : m == BO_EMM          ? embm_usage
+                                                  : step_usage;
     memset(o, 0, sizeof *o);
     cli_device_init(&o->dev);
+    if (m & (BO_GEN | BO_EMB))
+        o->dev.kind = CLI_DEVICE_CPU; /* these measure the CPU unless --device says */
     o->out_dir = KILN_SOURCE_DIR "/bench/results";
     o->batch = 1;
-    o->prompt_tokens = lat ? 128 : 2048;
-    o->gen_tokens = lat ? 256 : 1;
+    o->prompt_tokens = m == BO_PRE ? 2048 : 128;
+    o->gen_tokens = m == BO_LAT ? 256 : m == BO_GEN ? 64 : 1;
     o->repeat = 3;
     o->peer = true;
-    o->docs = 20000;
+    o->docs = m == BO_EMB ? 1000 : 20000;
     o->min_len = 16;
     o->max_len = 256;
     o->batch_tokens = 16384;
@@ -115,19 +122,20 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
         int dv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
             return usage(stdout);
-        if ((dv = cli_device_parse(&o->dev, argc, argv, &i)) < 0)
-            return usage(stderr);
-        if (dv)
+        if (m != BO_GEN && (dv = cli_device_parse(&o->dev, argc, argv, &i)) != 0) {
+            if (dv < 0)
+                return usage(stderr);
             continue;
+        }
         if (!strcmp(a, "--no-peer")) {
             o->peer = false;
             continue;
         }
-        if (!strcmp(a, "--dummy-weights")) {
+        if (m != BO_GEN && !strcmp(a, "--dummy-weights")) {
             o->dummy = true;
             continue;
         }
-        if (!emb && !strcmp(a, "--no-cuda-graphs")) {
+        if (m & (BO_LAT | BO_PRE) && !strcmp(a, "--no-cuda-graphs")) {
             o->no_graphs = true;
             continue;
         }
@@ -138,8 +146,10 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model = v;
-        else if (!strcmp(a, "--config"))
+        else if (m != BO_GEN && !strcmp(a, "--config"))
             o->config = v;
+        else if (m == BO_EMB && !strcmp(a, "--tokenizer"))
+            o->tokenizer = v;
         else if (!strcmp(a, "--out"))
             o->out_dir = v;
         else if (!strcmp(a, "--peer-python"))
@@ -148,33 +158,44 @@ static int step_parse(const char *mode, int argc, char **argv, step_opts *o)
             o->threads = (int)n;
         else if (!strcmp(a, "--repeat") && bench_int(v, 1, STEP_MAX_RUNS, &n))
             o->repeat = (int)n;
-        else if (!emb && !strcmp(a, "--batch") && bench_int(v, 1, STEP_MAX_BATCH, &n))
+        else if (m == BO_EMB && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
+            o->tok_threads = (int)n;
+        else if (m & (BO_LAT | BO_PRE) && !strcmp(a, "--batch") &&
+                 bench_int(v, 1, STEP_MAX_BATCH, &n))
             o->batch = (int32_t)n;
-        else if (!emb && !strcmp(a, "--prompt-tokens") && bench_int(v, 1, 1 << 20, &n))
+        else if (m & (BO_GEN | BO_LAT | BO_PRE) && !strcmp(a, "--prompt-tokens") &&
+                 bench_int(v, 1, 1 << 20, &n))
             o->prompt_tokens = (int32_t)n;
-        else if (lat && !strcmp(a, "--gen-tokens") && bench_int(v, 2, 1 << 20, &n))
+        else if (m & (BO_GEN | BO_LAT) && !strcmp(a, "--gen-tokens") &&
+                 bench_int(v, 2, 1 << 20, &n))
             o->gen_tokens = (int32_t)n;
-        else if (emb && !strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
+        else if (m & (BO_EMB | BO_EMM) && !strcmp(a, "--docs") && bench_int(v, 1, 1 << 24, &n))
             o->docs = (int32_t)n;
-        else if (emb && !strcmp(a, "--min-len") && bench_int(v, 1, 1 << 16, &n))
+        else if (m == BO_EMM && !strcmp(a, "--min-len") && bench_int(v, 1, 1 << 16, &n))
             o->min_len = (int32_t)n;
-        else if (emb && !strcmp(a, "--max-len") && bench_int(v, 1, 1 << 16, &n))
+        else if (m == BO_EMM && !strcmp(a, "--max-len") && bench_int(v, 1, 1 << 16, &n))
             o->max_len = (int32_t)n;
-        else if (emb && !strcmp(a, "--batch-tokens") && bench_int(v, 1, 1 << 20, &n))
+        else if (m == BO_EMM && !strcmp(a, "--batch-tokens") && bench_int(v, 1, 1 << 20, &n))
             o->batch_tokens = (int32_t)n;
         else {
             fprintf(stderr, "kiln bench %s: bad option or value: %s %s\n", mode, a, v);
             return usage(stderr);
         }
     }
-    if (o->dummy != (o->config != NULL) || o->dummy == (o->model != NULL)) {
-        fprintf(stderr, "kiln bench %s: give -m MODEL, or --dummy-weights with --config FILE\n",
-                mode);
+    if (o->dummy ? (!o->config || o->model || (m == BO_EMB && !o->tokenizer)) : !o->model) {
+        fprintf(stderr, "kiln bench %s: give -m MODEL, or --dummy-weights with --config FILE%s\n",
+                mode, m == BO_EMB ? " and --tokenizer SRC" : "");
         return usage(stderr);
     }
-    if (emb && (o->min_len > o->max_len || o->max_len > o->batch_tokens)) {
+    if (m == BO_EMM && (o->min_len > o->max_len || o->max_len > o->batch_tokens)) {
         fprintf(stderr, "kiln bench %s: need min-len <= max-len <= batch-tokens\n", mode);
         return usage(stderr);
+    }
+    if (!o->tokenizer)
+        o->tokenizer = o->model;
+    if (m & (BO_GEN | BO_EMB) && o->threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = nc > 0 && nc <= 4096 ? (int)nc : 1;
     }
     return -1;
 }
@@ -422,7 +443,7 @@ int bench_latency(int argc, char **argv)
     json_t *all = NULL, *settings = NULL, *peer = NULL;
     double tps[STEP_MAX_RUNS], lat[STEP_MAX_RUNS], ps, gs;
     kiln_status st;
-    int rc = step_parse("latency", argc, argv, &o);
+    int rc = bench_parse_opts("latency", argc, argv, &o);
     if (rc >= 0)
         return rc;
     const int32_t B = o.batch, G = o.gen_tokens;
@@ -506,7 +527,7 @@ int bench_prefill(int argc, char **argv)
     json_t *all = NULL, *settings = NULL, *peer = NULL;
     double tf[STEP_MAX_RUNS], ps, gs;
     kiln_status st;
-    int rc = step_parse("prefill", argc, argv, &o);
+    int rc = bench_parse_opts("prefill", argc, argv, &o);
     if (rc >= 0)
         return rc;
 
@@ -585,7 +606,7 @@ int bench_embed_model(int argc, char **argv)
     double dps[STEP_MAX_RUNS];
     char lpath[4200] = "";
     kiln_status st;
-    int rc = step_parse("embed-model", argc, argv, &so);
+    int rc = bench_parse_opts("embed-model", argc, argv, &so);
     if (rc >= 0)
         return rc;
     const step_opts *o = &so;
