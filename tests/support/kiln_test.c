@@ -14,6 +14,8 @@
 
 #include "kiln_test.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <ftw.h>
 #include <spawn.h>
@@ -268,4 +270,13 @@ uint8_t *kt_st_image(const char *header, const void *data, size_t dlen, size_t *
         buf[8 + hp + i] = data ? ((const uint8_t *)data)[i] : (uint8_t)i;
     *len = 8 + hp + dlen;
     return buf;
+}
+
+json_t *kt_load_json(const char *path)
+{
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j)
+        fail_msg("%s: line %d: %s", path, e.line, e.text);
+    return j;
 }

@@ -47,6 +47,11 @@ bool kt_exists(const char *path);
  * string); its length into *size unless size is NULL.  Owned: free(). */
 char *kt_read_file(const char *path, size_t *size);
 
+/* The JSON document at path (owned: json_decref); fails the test, naming
+ * the line, when it cannot be read or parsed. */
+struct json_t;
+struct json_t *kt_load_json(const char *path);
+
 void kt_write_file(const char *path, const void *data, size_t n);
 
 /* mkdir -p: every missing component of path, mode 0755. */

@@ -43,20 +43,11 @@ typedef struct cf_case {
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static json_t *load_json(const char *path)
-{
-    json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
-    if (!j)
-        fail_msg("%s: line %d: %s", path, e.line, e.text);
-    return j;
-}
-
 static json_t *load_source_json(const char *rel)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", kt_env("KILN_SOURCE_DIR"), rel);
-    return load_json(path);
+    return kt_load_json(path);
 }
 
 /* The request file of a conversation: messages, tools, the template

@@ -41,15 +41,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static json_t *load_json(const char *path)
-{
-    json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
-    if (!j)
-        fail_msg("%s: line %d: %s", path, e.line, e.text);
-    return j;
-}
-
 static void model_dir(char *buf, size_t cap, const char *name)
 {
     snprintf(buf, cap, "%s/tests/golden/models/%s", kt_env("KILN_SOURCE_DIR"), name);
@@ -60,14 +51,14 @@ static json_t *load_model_json(const char *name, const char *file)
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/golden/models/%s/%s", kt_env("KILN_SOURCE_DIR"), name,
              file);
-    return load_json(path);
+    return kt_load_json(path);
 }
 
 static json_t *load_cases(void)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/golden/cli_run.json", kt_env("KILN_SOURCE_DIR"));
-    return load_json(path);
+    return kt_load_json(path);
 }
 
 /* true when the JSON array a holds exactly the ints ids[0..n). */
@@ -117,7 +108,7 @@ static json_t *decoder_dirs(void)
         snprintf(cfg, sizeof cfg, "%s/%s/config.json", path, e->d_name);
         if (!kt_exists(cfg))
             continue;
-        json_t *c = load_json(cfg);
+        json_t *c = kt_load_json(cfg);
         if (strcmp(json_string_value(json_object_get(c, "model_type")), "bert") != 0)
             json_array_append_new(names, json_string(e->d_name));
         json_decref(c);
