@@ -234,6 +234,14 @@ static kiln_status model_find(kiln_model *m, model_loader *ld, const char *hf, c
     return KILN_OK;
 }
 
+/* True when q, k and v are one fused weight: the backend takes fused
+ * weights and the projections have no biases. */
+static bool model_fuses_qkv(const kiln_model *m)
+{
+    const bk_ops *op = m->be->ops;
+    return op->weight_empty && op->weight_rows && op->split3 && !m->cfg.attention_bias;
+}
+
 /* L->wqkv from the three file tensors (or random rows for a dummy model),
  * and wq, wk, wv as views of it. */
 static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, model_layer *L)
@@ -251,25 +259,24 @@ static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, 
     kiln_status st;
 
     if (m->dummy) {
-        float r = 1.0f / sqrtf((float)d);
-        snprintf(ld->name, sizeof ld->name, "layers.%d.self_attn.qkv_proj.weight", i);
-        st = op->weight_random(m->be, d, q + 2 * kv, m->dummy_seed ^ hr_hash_str(ld->name), -r,
-                               r, &L->wqkv);
-    } else {
-        st = op->weight_empty(m->be, d, q + 2 * kv, &L->wqkv);
-    }
-    if (st || (st = model_own(m, &L->wqkv))) {
+        st = model_dummy_weight(m, ld, "layers.%d.self_attn.qkv_proj.weight", i, q + 2 * kv, d,
+                                &L->wqkv);
+    } else if (!(st = op->weight_empty(m->be, d, q + 2 * kv, &L->wqkv)) &&
+               (st = model_own(m, &L->wqkv))) {
         op->weight_free(m->be, &L->wqkv);
-        return kiln_err_wrap(st, "model: fused q/k/v of layer %d", i);
+        memset(&L->wqkv, 0, sizeof L->wqkv);
     }
+    if (st)
+        return kiln_err_wrap(st, "model: fused q/k/v of layer %d", i);
     for (int p = 0; p < 3; p++) {
         const msrc_tensor *t = NULL;
         if (!m->dummy &&
             ((st = model_find(m, ld, hf[p], gguf[p], i, rows[p], d, true, &t)) ||
              (st = op->weight_rows(m->be, t->dtype, d, rows[p], t->data, (size_t)t->nbytes,
                                    &L->wqkv, row0))))
-            return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
-                                 t ? dtype_name(t->dtype) : "?");
+            return t ? kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
+                                     dtype_name(t->dtype))
+                     : st; /* model_find's message names the tensor */
         *parts[p] = L->wqkv;
         parts[p]->ne1 = rows[p];
         parts[p]->data = (const char *)L->wqkv.data + (size_t)row0 * L->wqkv.row_bytes;
@@ -281,13 +288,12 @@ static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, 
 kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i)
 {
     const model_config *c = &m->cfg;
-    const bk_ops *op = m->be->ops;
     model_layer *L = &m->layers[i];
     int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
     bool ab = c->attention_bias;
     kiln_status st;
 
-    if (op->weight_empty && op->weight_rows && op->split3 && !ab)
+    if (model_fuses_qkv(m))
         st = model_load_fused_qkv(m, ld, i, L);
     else if (!(st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight",
                                       "blk.%d.attn_q.weight", i, q, d, true, &L->wq)) &&
@@ -364,8 +370,10 @@ static kiln_status model_ws_alloc(kiln_model *m)
 {
     const model_config *c = &m->cfg;
     int64_t n = m->max_tokens, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    /* the fused q/k/v output exists where model_load_qkv fuses */
+    int64_t qkvd = model_fuses_qkv(m) ? qd + 2 * kvd : 0;
     int64_t elems[] = {
-        n * c->hidden_size, n * c->hidden_size, n * (qd + 2 * kvd), n * qd, n * kvd, n * kvd, n * qd,
+        n * c->hidden_size, n * c->hidden_size, n * qkvd, n * qd, n * kvd, n * kvd, n * qd,
         n * c->hidden_size, n * c->intermediate_size, n * c->intermediate_size,
         n * c->intermediate_size, (int64_t)MODEL_LOGIT_CHUNK * c->vocab_size,
     };
@@ -551,10 +559,14 @@ void model_stats_of(const kiln_model *m, model_stats *out)
     if (tied && !m->arch->encoder)
         out->step_bytes += model_tensor_bytes(&m->lm_head);
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-        const bk_tensor *t = (const bk_tensor *)&m->layers[l];
-        for (size_t k = 0; k < sizeof(model_layer) / sizeof(bk_tensor); k++)
-            if (t[k].data && t[k].ne1 > 1)
+        const model_layer *L = &m->layers[l];
+        const bk_tensor *t = (const bk_tensor *)L;
+        for (size_t k = 0; k < sizeof(model_layer) / sizeof(bk_tensor); k++) {
+            /* with a fused q/k/v weight, wq, wk, wv are views of its rows */
+            bool view = L->wqkv.data && (&t[k] == &L->wq || &t[k] == &L->wk || &t[k] == &L->wv);
+            if (t[k].data && t[k].ne1 > 1 && !view)
                 out->layer_matmul_params += (uint64_t)t[k].ne0 * (uint64_t)t[k].ne1;
+        }
     }
     if (!m->arch->encoder && m->lm_head.data)
         out->head_params = (uint64_t)m->lm_head.ne0 * (uint64_t)m->lm_head.ne1;

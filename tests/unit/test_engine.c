@@ -387,6 +387,33 @@ static void test_kv_budget(void **state)
     assert_non_null(strstr(kiln_last_error(), "--gpu-memory-utilization"));
 }
 
+/* model_stats_of: the blocks' matrix elements as the config gives them
+ * (the count prefill FLOPs are taken from), lm_head, and a dummy model of
+ * the same config holding weights of the same shapes and bytes (F32 on the
+ * CPU, as the file's). */
+static void test_model_stats(void **state)
+{
+    const model_config *c = model_config_of(E.m);
+    uint64_t h = (uint64_t)c->hidden_size, q = (uint64_t)(c->n_heads * c->head_dim);
+    uint64_t kv = (uint64_t)(c->n_kv_heads * c->head_dim), ff = (uint64_t)c->intermediate_size;
+    model_load_opts mo = {.max_batch_tokens = 64};
+    model_stats s, sd;
+    kiln_model *dm = NULL;
+    (void)state;
+
+    model_stats_of(E.m, &s);
+    assert_int_equal(s.layer_matmul_params,
+                     (uint64_t)c->n_layers * (h * q + 2 * h * kv + q * h + 3 * h * ff));
+    assert_int_equal(s.head_params, (uint64_t)c->vocab_size * h);
+    assert_true(s.embd_bytes > 0 && s.step_bytes > 0 && s.step_bytes <= s.weight_bytes);
+    if (model_load_dummy(c, 7, E.be, &mo, &dm))
+        fail_msg("model_load_dummy: %s", kiln_last_error());
+    model_stats_of(dm, &sd);
+    assert_int_equal(sd.layer_matmul_params, s.layer_matmul_params);
+    assert_int_equal(sd.head_params, s.head_params);
+    model_free(dm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_text_and_stop_strings),
         cmocka_unit_test(test_encoder_and_decoder_roles),
         cmocka_unit_test(test_kv_budget),
+        cmocka_unit_test(test_model_stats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
