@@ -869,39 +869,50 @@ static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_d
     return gen_embed_run(m, ids, docs + half, nd - half, w, hidden, retries - 1, stats, out);
 }
 
-/* Sort docs[0..n) by length, pack them into batches and run them. */
+static void gen_embed_bufs_free(gen_embed_bufs *w)
+{
+    kiln_free(w->tokens);
+    kiln_free(w->pos);
+    kiln_free(w->seq_start);
+    kiln_free(w->seq_len);
+    kiln_free(w->emb);
+    memset(w, 0, sizeof *w);
+}
+
+/* The batch arrays of one run (gen_embed_bufs_free them either way). */
+static kiln_status gen_embed_bufs_alloc(const kiln_model *m, int32_t mbt, int32_t max_seqs,
+                                        gen_embed_bufs *w)
+{
+    memset(w, 0, sizeof *w);
+    w->tokens = kiln_calloc((size_t)mbt, sizeof(int32_t));
+    w->pos = kiln_calloc((size_t)mbt, sizeof(int32_t));
+    w->seq_start = kiln_calloc((size_t)max_seqs + 1, sizeof(int32_t));
+    w->seq_len = kiln_calloc((size_t)max_seqs, sizeof(int32_t));
+    w->emb = kiln_calloc((size_t)max_seqs * (size_t)model_config_of(m)->hidden_size,
+                         sizeof(float));
+    if (!w->tokens || !w->pos || !w->seq_start || !w->seq_len || !w->emb)
+        return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for batches of %d tokens", mbt);
+    return KILN_OK;
+}
+
+/* Sort docs[0..n) by length, pack them into batches (w from
+ * gen_embed_bufs_alloc with mbt and max_seqs) and run them. */
 static kiln_status gen_embed_docs(kiln_model *m, const kiln_ids *ids, gen_doc *docs, int32_t n,
-                                  int32_t mbt, int32_t max_seqs, gen_embed_stats *stats,
-                                  float *out)
+                                  int32_t mbt, int32_t max_seqs, gen_embed_bufs *w,
+                                  gen_embed_stats *stats, float *out)
 {
     const model_config *c = model_config_of(m);
-    gen_embed_bufs w = {0};
     kiln_status st = KILN_OK;
 
-    w.tokens = kiln_calloc((size_t)mbt, sizeof(int32_t));
-    w.pos = kiln_calloc((size_t)mbt, sizeof(int32_t));
-    w.seq_start = kiln_calloc((size_t)max_seqs + 1, sizeof(int32_t));
-    w.seq_len = kiln_calloc((size_t)max_seqs, sizeof(int32_t));
-    w.emb = kiln_calloc((size_t)max_seqs * (size_t)c->hidden_size, sizeof(float));
-    if (!w.tokens || !w.pos || !w.seq_start || !w.seq_len || !w.emb) {
-        st = kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
-        goto out;
-    }
     qsort(docs, (size_t)n, sizeof *docs, gen_doc_cmp);
     for (int32_t i = 0; i < n && !st;) {
         int32_t j = i, rows = 0;
         while (j < n && j - i < max_seqs && rows + docs[j].len <= mbt)
             rows += docs[j++].len;
-        st = gen_embed_run(m, ids, docs + i, j - i, &w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
+        st = gen_embed_run(m, ids, docs + i, j - i, w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
                            stats, out);
         i = j;
     }
-out:
-    kiln_free(w.tokens);
-    kiln_free(w.pos);
-    kiln_free(w.seq_start);
-    kiln_free(w.seq_len);
-    kiln_free(w.emb);
     return st;
 }
 
@@ -1062,11 +1073,17 @@ static kiln_status gen_embed_pipelined(kiln_model *m, const tokenizer *t,
         gen_pipe_free(p);
         return kiln_err_set(KILN_ERR_OOM, "embed: out of memory");
     }
+    gen_embed_bufs w = {0};
+    if ((st = gen_embed_bufs_alloc(m, mbt, max_seqs, &w))) {
+        gen_embed_bufs_free(&w);
+        gen_pipe_free(p);
+        return st;
+    }
     if (pthread_create(&th, NULL, gen_pipe_main, p)) {
+        gen_embed_bufs_free(&w);
         gen_pipe_free(p);
         return kiln_err_set(KILN_ERR_OOM, "embed: cannot start the tokenizer thread");
     }
-    st = KILN_OK;
     for (int32_t c = 0, first = 0; first < n && !st; c++, first += GEN_EMBED_CHUNK) {
         int s = c & 1;
         pthread_mutex_lock(&p->mu);
@@ -1077,7 +1094,7 @@ static kiln_status gen_embed_pipelined(kiln_model *m, const tokenizer *t,
         pthread_mutex_unlock(&p->mu);
         if (!st)
             st = gen_embed_docs(m, &p->slot[s].ids, p->slot[s].docs, p->slot[s].n, mbt,
-                                max_seqs, stats, out);
+                                max_seqs, &w, stats, out);
         pthread_mutex_lock(&p->mu);
         p->slot[s].ready = false;
         p->stop = st != KILN_OK;
@@ -1085,6 +1102,7 @@ static kiln_status gen_embed_pipelined(kiln_model *m, const tokenizer *t,
         pthread_mutex_unlock(&p->mu);
     }
     pthread_join(th, NULL);
+    gen_embed_bufs_free(&w);
     gen_pipe_free(p);
     return st;
 }
@@ -1104,8 +1122,11 @@ kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *text
                                    o->stats, out);
     if (!(docs = kiln_calloc((size_t)n, sizeof *docs)))
         return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d documents", n);
-    if (!(st = gen_embed_tokenize(t, texts, lens, 0, n, max_len, &ids, docs)))
-        st = gen_embed_docs(m, &ids, docs, n, mbt, max_seqs, o ? o->stats : NULL, out);
+    gen_embed_bufs w = {0};
+    if (!(st = gen_embed_tokenize(t, texts, lens, 0, n, max_len, &ids, docs)) &&
+        !(st = gen_embed_bufs_alloc(m, mbt, max_seqs, &w)))
+        st = gen_embed_docs(m, &ids, docs, n, mbt, max_seqs, &w, o ? o->stats : NULL, out);
+    gen_embed_bufs_free(&w);
     ids_free(&ids);
     kiln_free(docs);
     return st;
@@ -1142,8 +1163,10 @@ kiln_status gen_embed_ids(kiln_model *m, const int32_t *ids, const int32_t *lens
     view.data = (int32_t *)ids;
     view.len = off;
     view.cap = off;
-    if (!st)
-        st = gen_embed_docs(m, &view, docs, n, mbt, max_seqs, o ? o->stats : NULL, out);
+    gen_embed_bufs w = {0};
+    if (!st && !(st = gen_embed_bufs_alloc(m, mbt, max_seqs, &w)))
+        st = gen_embed_docs(m, &view, docs, n, mbt, max_seqs, &w, o ? o->stats : NULL, out);
+    gen_embed_bufs_free(&w);
     kiln_free(docs);
     return st;
 }
