@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "cli/cli.h"
+#include "model/model.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -81,6 +82,13 @@ typedef struct bench_opts {
 /* Parse the options of `mode`; -1 to go on, else the exit code (usage
  * printed). */
 int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o);
+
+/* The model of o: the file -m names, or with --dummy-weights random weights
+ * at --config's shape (encoders L2-normalised, as the sentence-transformers
+ * models of the benched shapes are); its shape name into shape.  Errors as
+ * model_load / model_load_dummy / hf_config_load.  *m owned: model_free. */
+kiln_status bench_load_model(const bench_opts *o, backend *be, const model_load_opts *mo,
+                             kiln_model **m, char *shape, size_t cap);
 
 /* The usage text of the generate, embed and tokenize modes (cmd_bench.c);
  * returns the exit code for `f` (0 stdout, 2 stderr). */

@@ -48,7 +48,6 @@
 #include "base/fmap.h"
 #include "base/tpool.h"
 #include "engine/generate.h"
-#include "format/hf_config.h"
 #include "format/model_source.h"
 #include "model/model.h"
 #include "telemetry/report.h"
@@ -880,8 +879,6 @@ static int bench_embed(int argc, char **argv)
 
     bench_device bd;
     model_stats ms;
-    model_config cfg;
-    bench_model_name(o.dummy ? o.config : o.model, name, sizeof name);
     double bw1 = bench_read_gbs(1), bwn = o.threads > 1 ? bench_read_gbs(o.threads) : bw1;
     /* as kiln embed: the sentence-transformers length limit, a batch of at
      * least 512 tokens that holds the longest document; a GPU takes steps
@@ -893,15 +890,8 @@ static int bench_embed(int argc, char **argv)
     if (bd.gpu)
         mbt = 16384;
     model_load_opts mo = {.max_batch_tokens = mbt};
-    if (o.dummy) {
-        if (!(st = hf_config_load(o.config, &cfg))) {
-            cfg.normalize = true; /* sentence-transformers' MiniLM/bge: Normalize */
-            st = model_load_dummy(&cfg, 0x6b696c6e, be, &mo, &m);
-        }
-    } else {
-        st = model_load(o.model, be, &mo, &m);
-    }
-    if (st || (st = tok_open(o.tokenizer, &t)))
+    if ((st = bench_load_model(&o, be, &mo, &m, name, sizeof name)) ||
+        (st = tok_open(o.tokenizer, &t)))
         goto out;
     const model_config *c = model_config_of(m);
     if (!model_is_encoder(m)) {

@@ -262,27 +262,36 @@ static kiln_status step_ceilings(step_env *e, const step_opts *o)
     return st;
 }
 
+kiln_status bench_load_model(const bench_opts *o, backend *be, const model_load_opts *mo,
+                             kiln_model **m, char *shape, size_t cap)
+{
+    model_config cfg;
+    kiln_status st;
+
+    *m = NULL;
+    bench_model_name(o->dummy ? o->config : o->model, shape, cap);
+    if (!o->dummy)
+        return model_load(o->model, be, mo, m);
+    if ((st = hf_config_load(o->config, &cfg)))
+        return st;
+    /* the sentence-transformers pipelines of the encoder shapes benched
+     * (MiniLM, bge) end in Normalize; a bare config.json does not say so */
+    if (cfg.arch == MCFG_ARCH_BERT)
+        cfg.normalize = true;
+    return model_load_dummy(&cfg, 0x6b696c6e, be, mo, m);
+}
+
 static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
 {
     int64_t tokens = (int64_t)o->batch * o->prompt_tokens;
     model_load_opts mo = {.max_batch_tokens = (int32_t)(tokens < 16384 ? tokens : 16384)};
-    model_config cfg;
     kiln_status st;
 
     if (mo.max_batch_tokens < o->batch)
         mo.max_batch_tokens = o->batch;
-    if ((st = cli_device_create(&o->dev, o->threads, &e->be)) || (st = step_ceilings(e, o)))
+    if ((st = cli_device_create(&o->dev, o->threads, &e->be)) || (st = step_ceilings(e, o)) ||
+        (st = bench_load_model(o, e->be, &mo, &e->m, e->shape, sizeof e->shape)))
         return st;
-    if (o->dummy) {
-        if ((st = hf_config_load(o->config, &cfg)) ||
-            (st = model_load_dummy(&cfg, 0x6b696c6e, e->be, &mo, &e->m)))
-            return st;
-        bench_model_name(o->config, e->shape, sizeof e->shape);
-    } else {
-        if ((st = model_load(o->model, e->be, &mo, &e->m)))
-            return st;
-        bench_model_name(o->model, e->shape, sizeof e->shape);
-    }
     const model_config *c = model_config_of(e->m);
     if (model_is_encoder(e->m))
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "bench: %s is an encoder; use kiln bench embed",
@@ -612,21 +621,9 @@ int bench_embed_model(int argc, char **argv)
     const step_opts *o = &so;
     const int32_t N = o->docs;
     model_load_opts mo = {.max_batch_tokens = o->batch_tokens};
-    model_config cfg;
 
-    if ((st = cli_device_create(&o->dev, o->threads, &e.be)) || (st = step_ceilings(&e, o)))
-        goto out;
-    if (o->dummy) {
-        if (!(st = hf_config_load(o->config, &cfg))) {
-            cfg.normalize = true; /* sentence-transformers' MiniLM/bge: Normalize */
-            st = model_load_dummy(&cfg, 0x6b696c6e, e.be, &mo, &e.m);
-        }
-        bench_model_name(o->config, e.shape, sizeof e.shape);
-    } else {
-        st = model_load(o->model, e.be, &mo, &e.m);
-        bench_model_name(o->model, e.shape, sizeof e.shape);
-    }
-    if (st)
+    if ((st = cli_device_create(&o->dev, o->threads, &e.be)) || (st = step_ceilings(&e, o)) ||
+        (st = bench_load_model(o, e.be, &mo, &e.m, e.shape, sizeof e.shape)))
         goto out;
     const model_config *c = model_config_of(e.m);
     if (!model_is_encoder(e.m)) {
