@@ -16,6 +16,8 @@
 #                  or a list of names
 #   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
 #   KILN_GPU_KERNELS  0 skips the kernel lab (bench/kernels/cuda_*)
+#   KILN_GPU_NCU      1 times one decode step's kernels with Nsight Compute
+#                     (logs/ncu-*-step.txt)
 #
 # What comes back under $OUT: summary.txt (the table printed last),
 # logs.tgz (device, build, test and benchmark logs) and results.tgz (the
@@ -166,6 +168,28 @@ for b in "${BENCHES[@]}"; do
     tar -czf "$OUT/results.tgz" -C "$res" . 2>/dev/null
     printf '%s\n' "${rows[@]}" >"$OUT/summary.txt"
 done
+
+# ---- one decode step's kernels, timed by Nsight Compute --------------------------
+# KILN_GPU_NCU=1: the 8B-shape batch-1 decode (eager, so every kernel is
+# launched on its own), each kernel timed alone; scripts/ncu-step.py cuts
+# the last step out and sums it by kernel.
+ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+if [ "${KILN_GPU_NCU:-0}" != 0 ] && [ -x "$ncu" ]; then
+    for shape in llama-3.1-8b llama-3.2-1b; do
+        t0=$(date +%s)
+        csvf=$OUT/logs/ncu-$shape.csv
+        if timeout 300 "$ncu" --clock-control none --csv --print-units base \
+               --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size \
+               build-gpu/kiln bench latency --dummy-weights --config "bench/configs/$shape.json" \
+               --batch 1 --prompt-tokens 128 --gen-tokens 4 --repeat 1 --no-peer --no-cuda-graphs \
+               --device cuda --out "$OUT/logs" >"$csvf" 2>"$OUT/logs/ncu-$shape.log" &&
+           python3 scripts/ncu-step.py "$csvf" >"$OUT/logs/ncu-$shape-step.txt" 2>&1; then
+            row "ncu $shape b1 step" "ok" "$(grep -m1 'kernel time in one step' "$OUT/logs/ncu-$shape-step.txt") ($(( $(date +%s) - t0 )) s)"
+        else
+            row "ncu $shape b1 step" "FAIL" "see logs/ncu-$shape.log"
+        fi
+    done
+fi
 
 mv "$OUT/device.txt" "$OUT/build.log" "$OUT/gpu-tests.log" "$OUT/gpu-tests-summary.txt" \
     "$OUT"/memcheck-*.log "$OUT/logs/" 2>/dev/null

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""ncu-step.py - one decode step's kernels from an Nsight Compute CSV.
+
+Reads the CSV that `ncu --csv --print-units base --metrics
+gpu__time_duration.sum,launch__grid_size,launch__block_size` writes, takes
+the kernels between the last two launches of the step's closing kernel
+(argmax: every greedy decode step ends with it), and prints them in order
+and summed by kernel name, with the step's total kernel time.
+
+usage: ncu-step.py FILE.csv [--end KERNEL_SUBSTRING]
+"""
+import csv
+import sys
+from collections import OrderedDict
+
+
+def main():
+    path = sys.argv[1]
+    end = sys.argv[sys.argv.index("--end") + 1] if "--end" in sys.argv else "argmax"
+    rows = OrderedDict()
+    with open(path, newline="") as f:
+        lines = [l for l in f if l.startswith('"')]
+    for r in csv.DictReader(lines):
+        k = r["ID"]
+        e = rows.setdefault(k, {"name": r["Kernel Name"]})
+        e[r["Metric Name"]] = r["Metric Value"]
+    ks = list(rows.values())
+    ends = [i for i, k in enumerate(ks) if end in k["name"]]
+    if len(ends) < 2:
+        sys.exit(f"ncu-step: fewer than two '{end}' kernels in {path}")
+    step = ks[ends[-2] + 1: ends[-1] + 1]
+    total = 0.0
+    by = OrderedDict()
+    print(f"{'us':>9}  {'grid':>7} {'block':>5}  kernel")
+    for k in step:
+        us = float(k["gpu__time_duration.sum"].replace(",", "")) * 1e-3
+        total += us
+        name = k["name"].split("(")[0].replace("void ", "")[:90]
+        print(f"{us:9.2f}  {k.get('launch__grid_size', ''):>7} {k.get('launch__block_size', ''):>5}  {name}")
+        c = by.setdefault(name, [0, 0.0])
+        c[0] += 1
+        c[1] += us
+    print(f"\n{len(step)} kernels, {total:.1f} us of kernel time in one step\n")
+    print(f"{'us':>9} {'share':>6} {'count':>5}  kernel")
+    for name, (n, us) in sorted(by.items(), key=lambda x: -x[1][1]):
+        print(f"{us:9.1f} {100 * us / total:5.1f}% {n:5d}  {name}")
+
+
+if __name__ == "__main__":
+    main()
