@@ -50,6 +50,31 @@ typedef struct bk_tensor {
                              the CPU); NULL for a view of the caller's bytes  */
 } bk_tensor;
 
+/* ---- sampling on the backend ----------------------------------------------
+ * One output row's settings for bk sample (the host sampler's steps,
+ * sampler.h, in the same order and with the same ties).  All fields are
+ * 4 bytes so a row travels in the batch upload as 10 int32 words. */
+typedef struct bk_sample_row {
+    float temperature;          /* <= 0 (or top_k == 1): greedy             */
+    float top_p;                /* >= 1: off                                */
+    float min_p;                /* <= 0: off                                */
+    float repetition_penalty;   /* 1: off                                   */
+    float presence_penalty;     /* 0: off                                   */
+    float frequency_penalty;    /* 0: off                                   */
+    int32_t top_k;              /* <= 0: off                                */
+    int32_t slot;               /* row of the penalty counts; -1: none      */
+    uint32_t u_hi, u_lo;        /* the draw: u = (u_hi * 2^32 + u_lo) / 2^53,
+                                   53 random bits (sampler_rand)             */
+} bk_sample_row;
+
+#define BK_SAMPLE_ROW_WORDS ((int32_t)(sizeof(bk_sample_row) / sizeof(int32_t)))
+
+/* Penalty counts of one sequence (a row of vocab_size uint16): bit 15 set
+ * for a token of the prompt, bits 0..14 how often it was generated
+ * (saturating at 32767).  bk sample adds each chosen token to its row. */
+#define BK_SAMPLE_PROMPT 0x8000u
+#define BK_SAMPLE_COUNT_MAX 0x7fffu
+
 /* ---- a step's batch ------------------------------------------------------
  * Tokens are grouped by sequence: sequence s owns batch rows
  * [seq_start[s], seq_start[s+1]).  Positions are absolute (0-based) within
@@ -69,6 +94,7 @@ typedef struct bk_batch {
     const int32_t *slot_mapping;  /* (n_tokens) KV slot = block * block_size + off */
     int32_t n_out;                /* rows that need outputs (logits / pooled)     */
     const int32_t *out_rows;      /* (n_out) batch rows, e.g. last token of a seq */
+    const bk_sample_row *sample;  /* (n_out) sampling settings; NULL: greedy      */
     int32_t max_seq_len;          /* max over seq_len (kernel sizing)             */
 } bk_batch;
 
@@ -79,6 +105,7 @@ typedef struct bk_batch_host {
     int32_t n_tokens, n_seqs, max_blocks, n_out;
     const int32_t *tokens, *token_types, *positions, *seq_start, *seq_len;
     const int32_t *block_tables, *slot_mapping, *out_rows;
+    const bk_sample_row *sample;  /* (n_out) or NULL */
 } bk_batch_host;
 
 /* ---- paged KV cache ------------------------------------------------------ */
@@ -225,6 +252,20 @@ typedef struct bk_ops {
      * the host sampler's greedy choice.  ids is backend memory (rows). */
     kiln_status (*argmax)(backend *be, const void *x, int64_t rows, int64_t cols,
                           int32_t *ids);
+    /* ids[r] = the token that row r of x (rows, cols) draws under p[r]
+     * (backend memory, e.g. bk_batch.sample): penalties from counts row
+     * p[r].slot, temperature, min_p, top_k, top_p, then the draw p[r].u,
+     * as sampler_sample() with that u; the chosen token is then added to
+     * the counts row.  counts (backend memory, slots x cols) may be NULL
+     * when no row has penalties or a slot.  NULL on backends that sample
+     * on the host. */
+    kiln_status (*sample)(backend *be, const void *x, int64_t rows, int64_t cols,
+                          const bk_sample_row *p, uint16_t *counts, int32_t *ids);
+    /* Start penalty row `row` (cols uint16 of backend memory): zero it,
+     * then mark the n ids (host memory) as prompt tokens; ids outside
+     * [0, cols) are ignored.  NULL where sample is. */
+    kiln_status (*sample_reset)(backend *be, uint16_t *row, int64_t cols, const int32_t *ids,
+                                int32_t n);
 
     /* Step capture (CUDA graphs); NULL on backends without.  Between
      * graph_begin and graph_end every op is recorded, not run, and nothing

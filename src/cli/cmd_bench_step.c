@@ -337,6 +337,7 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(g, "capture_s", json_real(gs->capture_s));
     json_object_set_new(g, "steps", json_integer(gs->steps));
     json_object_set_new(g, "device_greedy_steps", json_integer(gs->device_greedy));
+    json_object_set_new(g, "device_sampled_steps", json_integer(gs->device_sampled));
     json_object_set_new(g, "padded_rows", json_integer(gs->padded_rows));
     json_object_set_new(s, "graph_stats", g);
     json_object_set_new(s, "block_size", json_integer(gen_options(e->run)->block_size));

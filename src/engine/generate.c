@@ -69,6 +69,13 @@ typedef struct gen_graph {
     bk_graph *g;
 } gen_graph;
 
+/* Where a step's tokens are chosen. */
+typedef enum gen_pick {
+    GEN_PICK_HOST = -1,      /* logits copied out, the host sampler            */
+    GEN_PICK_ARGMAX = 0,     /* bk argmax: every row greedy, no penalties      */
+    GEN_PICK_SAMPLE = 1,     /* bk sample with the batch's sample rows         */
+} gen_pick;
+
 typedef struct gen_seq {
     const gen_request *rq;   /* NULL: slot free                                */
     int32_t req;             /* index of rq in gen_run's array                 */
@@ -110,9 +117,14 @@ struct gen_runner {
                                 the top bucket when that is larger             */
     int32_t *ids_dev;        /* (seq_cap) backend memory; NULL: no argmax      */
     int32_t *ids_host;       /* (seq_cap)                                      */
+    bk_sample_row *b_sample; /* (seq_cap) sample rows of a GEN_PICK_SAMPLE step */
+    uint16_t *counts_dev;    /* (max_seqs, vocab) backend memory: penalty counts
+                                (bk sample); made when the first request with
+                                penalties comes, NULL until then              */
+    bool counts_failed;      /* making them failed: penalties on the host      */
     int32_t pad_block;       /* KV block padding rows write to; -1: none       */
     int32_t n_buckets;       /* buckets 1, 2, 4, ... usable (0: no graphs)     */
-    gen_graph graphs[GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX];
+    gen_graph graphs[2][GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX]; /* [gen_pick] */
     gen_stats stats;
 };
 
@@ -211,9 +223,10 @@ static kiln_status gen_alloc_arrays(gen_runner *r)
     r->b_out_slot = kiln_calloc(ns, sizeof(int32_t));
     r->logits = kiln_calloc((size_t)o->max_seqs * (size_t)r->vocab, sizeof(float));
     r->ids_host = kiln_calloc(ns, sizeof(int32_t));
+    r->b_sample = kiln_calloc(ns, sizeof *r->b_sample);
     if (!r->seqs || !r->b_tokens || !r->b_pos || !r->b_slots || !r->b_seq_start ||
         !r->b_seq_len || !r->b_tables || !r->b_out_rows || !r->b_out_slot || !r->logits ||
-        !r->ids_host)
+        !r->ids_host || !r->b_sample)
         return kiln_err_set(KILN_ERR_OOM, "generate: out of memory for the batch arrays");
     if (r->be->ops->argmax) {
         kiln_status st = r->be->ops->alloc(r->be, ns * sizeof(int32_t), (void **)&r->ids_dev);
@@ -342,12 +355,16 @@ void gen_free(gen_runner *r)
         tok_stream_free(r->seqs[i].ts);
         buf_free(&r->seqs[i].pending);
     }
-    for (int i = 0; i < GEN_GRAPH_BUCKETS; i++)
-        for (int j = 0; j < GEN_GRAPH_CTX; j++)
-            if (r->graphs[i][j].g)
-                r->be->ops->graph_free(r->be, r->graphs[i][j].g);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < GEN_GRAPH_BUCKETS; i++)
+            for (int j = 0; j < GEN_GRAPH_CTX; j++)
+                if (r->graphs[k][i][j].g)
+                    r->be->ops->graph_free(r->be, r->graphs[k][i][j].g);
     if (r->ids_dev)
         r->be->ops->free(r->be, r->ids_dev);
+    if (r->counts_dev)
+        r->be->ops->free(r->be, r->counts_dev);
+    kiln_free(r->b_sample);
     kiln_free(r->ids_host);
     if (r->have_kvmem)
         r->be->ops->kv_free(r->be, &r->kvmem);
@@ -404,6 +421,32 @@ static kiln_status gen_check(const gen_runner *r, const gen_request *rq, int32_t
     return KILN_OK;
 }
 
+/* Admission of slot `slot` on a backend that samples: start its penalty
+ * counts (made with the first request that has penalties; when they
+ * cannot be made, steps with penalties sample on the host). */
+static kiln_status gen_counts_reset(gen_runner *r, int32_t slot)
+{
+    const bk_ops *op = r->be->ops;
+    const gen_seq *q = &r->seqs[slot];
+    if (!op->sample || !r->ids_dev || !sampler_params_penalized(&q->rq->params))
+        return KILN_OK;
+    if (!r->counts_dev && !r->counts_failed) {
+        size_t bytes = (size_t)r->o.max_seqs * (size_t)r->vocab * sizeof(uint16_t);
+        if (op->alloc(r->be, bytes, (void **)&r->counts_dev)) {
+            kiln_log(KILN_LOG_WARN, "generate: no room for %.1f MiB of penalty counts on the "
+                     "device (%s); requests with penalties sample on the host",
+                     (double)bytes / (1024.0 * 1024.0), kiln_last_error());
+            r->counts_dev = NULL;
+            r->counts_failed = true;
+            return KILN_OK;
+        }
+    }
+    if (!r->counts_dev)
+        return KILN_OK;
+    return op->sample_reset(r->be, r->counts_dev + (size_t)slot * (size_t)r->vocab, r->vocab,
+                            q->rq->prompt, q->rq->n_prompt);
+}
+
 /* Take request rq into a free slot if the pool can promise its blocks;
  * *taken says whether it was. */
 static kiln_status gen_admit(gen_runner *r, const gen_request *rq, int32_t idx, bool *taken)
@@ -433,7 +476,7 @@ static kiln_status gen_admit(gen_runner *r, const gen_request *rq, int32_t idx, 
     q->t_first = 0;
     r->committed += need;
     *taken = true;
-    return KILN_OK;
+    return gen_counts_reset(r, slot);
 }
 
 /* Free slot `slot` without telling anyone (finish or abort). */
@@ -559,19 +602,44 @@ static kiln_status gen_put_seq(gen_runner *r, int32_t slot, int32_t room, int32_
     return KILN_OK;
 }
 
-/* True when every output row of the step samples greedily with no
- * penalties, so the backend can choose the tokens (bk argmax). */
-static bool gen_step_greedy(const gen_runner *r, int32_t n_out)
+/* Where the step's n_out tokens are chosen: bk argmax when every row is
+ * greedy with no penalties, else bk sample where the backend has it (and
+ * the penalty counts, if a row needs them), else the host. */
+static gen_pick gen_step_pick(const gen_runner *r, int32_t n_out)
 {
+    bool greedy = true, pen = false;
     if (!r->ids_dev || n_out == 0)
-        return false;
+        return GEN_PICK_HOST;
     for (int32_t i = 0; i < n_out; i++) {
         const sampler_params *p = &r->seqs[r->b_out_slot[i]].rq->params;
-        if (!(p->temperature <= 0.0f || p->top_k == 1) || p->repetition_penalty != 1.0f ||
-            p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)
-            return false;
+        bool pn = sampler_params_penalized(p);
+        greedy &= sampler_params_greedy(p) && !pn;
+        pen |= pn;
     }
-    return true;
+    if (greedy)
+        return GEN_PICK_ARGMAX;
+    if (!r->be->ops->sample || (pen && !r->counts_dev))
+        return GEN_PICK_HOST;
+    return GEN_PICK_SAMPLE;
+}
+
+/* The sample rows of the step's n_out output rows, each with its draw. */
+static void gen_sample_rows(gen_runner *r, int32_t n_out)
+{
+    for (int32_t i = 0; i < n_out; i++) {
+        int32_t slot = r->b_out_slot[i];
+        gen_seq *q = &r->seqs[slot];
+        const sampler_params *p = &q->rq->params;
+        uint64_t u53 = (uint64_t)(sampler_draw(q->smp) * 9007199254740992.0);
+        r->b_sample[i] = (bk_sample_row){
+            .temperature = p->temperature, .top_p = p->top_p, .min_p = p->min_p,
+            .repetition_penalty = p->repetition_penalty,
+            .presence_penalty = p->presence_penalty,
+            .frequency_penalty = p->frequency_penalty, .top_k = p->top_k,
+            .slot = sampler_params_penalized(p) ? slot : -1,
+            .u_hi = (uint32_t)(u53 >> 32), .u_lo = (uint32_t)u53,
+        };
+    }
 }
 
 /* The smallest bucket holding ns rows, 0 when none does. */
@@ -597,6 +665,8 @@ static void gen_pad(gen_runner *r, bk_batch_host *h, int32_t bucket)
         for (int32_t j = 0; j < r->max_blocks; j++)
             r->b_tables[(size_t)s * (size_t)r->max_blocks + (size_t)j] = r->pad_block;
         r->b_out_rows[s] = s;
+        r->b_sample[s] = (bk_sample_row){.top_p = 1.0f, .repetition_penalty = 1.0f,
+                                         .slot = -1};
     }
     r->b_seq_start[bucket] = bucket;
     r->stats.padded_rows += bucket - h->n_seqs;
@@ -615,18 +685,20 @@ static int32_t gen_ctx_class(const gen_runner *r, int32_t n_seqs)
     return c;
 }
 
-/* The greedy forward of uploaded batch b; with a bucket, through the
- * bucket's graph once warmed up (capture on the second step of a key). */
-static kiln_status gen_forward_greedy(gen_runner *r, const bk_batch *b, int32_t bucket)
+/* The forward of uploaded batch b with its tokens chosen on the backend
+ * (pick: argmax or sample); with a bucket, through the bucket's graph once
+ * warmed up (capture on the second step of a key). */
+static kiln_status gen_forward_ids(gen_runner *r, const bk_batch *b, int32_t bucket,
+                                   gen_pick pick)
 {
     const bk_ops *op = r->be->ops;
     kiln_status st;
     if (!bucket || r->o.no_graphs)
-        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
     int32_t bi = 0;
     while ((1 << bi) < bucket)
         bi++;
-    gen_graph *g = &r->graphs[bi][gen_ctx_class(r, b->n_seqs)];
+    gen_graph *g = &r->graphs[pick][bi][gen_ctx_class(r, b->n_seqs)];
     if (g->state == GEN_GRAPH_READY) {
         st = op->graph_launch(r->be, g->g);
         if (st != KILN_ERR_RANGE) {
@@ -641,12 +713,12 @@ static kiln_status gen_forward_greedy(gen_runner *r, const bk_batch *b, int32_t 
     if (g->state != GEN_GRAPH_WARM) {
         if (g->state == GEN_GRAPH_NONE)
             g->state = GEN_GRAPH_WARM;
-        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
     }
     uint64_t t0 = clock_now_ns();
     if ((st = op->graph_begin(r->be)))
         return st;
-    kiln_status fst = model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+    kiln_status fst = model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
     st = op->graph_end(r->be, &g->g);
     r->stats.capture_s += (double)(clock_now_ns() - t0) * 1e-9;
     if (fst || st) {
@@ -654,7 +726,7 @@ static kiln_status gen_forward_greedy(gen_runner *r, const bk_batch *b, int32_t 
                  "(%s); that batch size runs without a graph", bucket, kiln_last_error());
         g->state = GEN_GRAPH_FAILED;
         r->stats.graph_fallbacks++;
-        return model_forward_greedy(r->m, b, &r->kvmem, r->ids_dev);
+        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
     }
     g->state = GEN_GRAPH_READY;
     r->stats.graphs_captured++;
@@ -691,17 +763,24 @@ static kiln_status gen_step(gen_runner *r)
     };
     bk_batch b;
     r->stats.steps++;
-    if (gen_step_greedy(r, n_out)) {
-        /* pure decode: pad to a bucket, maybe run a graph */
+    gen_pick pick = gen_step_pick(r, n_out);
+    if (pick != GEN_PICK_HOST) {
+        /* tokens chosen on the backend; pure decode: pad to a bucket,
+         * maybe run a graph */
         int32_t bucket = rows == ns && n_out == ns ? gen_bucket(r, ns) : 0;
+        if (pick == GEN_PICK_SAMPLE) {
+            gen_sample_rows(r, n_out);
+            h.sample = r->b_sample;
+            r->stats.device_sampled++;
+        }
         if (bucket)
             gen_pad(r, &h, bucket);
         if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
-            (st = gen_forward_greedy(r, &b, bucket)) ||
+            (st = gen_forward_ids(r, &b, bucket, pick)) ||
             (st = r->be->ops->download(r->be, r->ids_host, r->ids_dev,
                                        (size_t)n_out * sizeof(int32_t))))
             return st;
-        r->stats.device_greedy++;
+        r->stats.device_greedy += pick == GEN_PICK_ARGMAX;
         for (int32_t i = 0; i < n_out; i++)
             if ((st = gen_take(r, r->b_out_slot[i], r->ids_host[i])))
                 return st;

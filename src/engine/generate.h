@@ -92,7 +92,10 @@ typedef struct gen_opts {
 /* What the runner did, counted over its life (gen_stats_of). */
 typedef struct gen_stats {
     int64_t steps;            /* forward steps                                       */
-    int64_t device_greedy;    /* steps whose tokens were chosen on the backend       */
+    int64_t device_greedy;    /* steps whose tokens were chosen on the backend (bk
+                                 argmax: every row greedy)                           */
+    int64_t device_sampled;   /* steps whose tokens were drawn on the backend (bk
+                                 sample: some row samples or has penalties)          */
     int64_t graphs_captured;  /* graphs made (one per bucket and context class)      */
     int64_t graph_replays;    /* steps run by replaying a graph                      */
     int64_t graph_fallbacks;  /* captures that failed: that key runs eager (logged)  */

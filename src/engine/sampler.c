@@ -197,7 +197,7 @@ static void smp_penalize(sampler *s, float *logits)
 {
     const sampler_params *p = &s->p;
     bool rep = p->repetition_penalty != 1.0f;
-    if (!rep && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f)
+    if (!sampler_params_penalized(p))
         return;
     for (int32_t i = 0; i < s->n_seen; i++) {
         int32_t id = s->seen[i];
@@ -273,7 +273,7 @@ static int32_t smp_filter(sampler *s, float *logits, bool sorted)
 {
     const sampler_params *p = &s->p;
     smp_penalize(s, logits);
-    if (p->temperature <= 0.0f || p->top_k == 1)
+    if (sampler_params_greedy(p))
         return smp_greedy(s, logits);
 
     float inv_t = 1.0f / p->temperature, m = -INFINITY;
@@ -358,12 +358,33 @@ int32_t sampler_candidates(sampler *s, float *logits, const int32_t **ids, const
     return n;
 }
 
+bool sampler_params_greedy(const sampler_params *p)
+{
+    return p->temperature <= 0.0f || p->top_k == 1;
+}
+
+bool sampler_params_penalized(const sampler_params *p)
+{
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
+           p->frequency_penalty != 0.0f;
+}
+
+double sampler_draw(sampler *s)
+{
+    return sampler_params_greedy(&s->p) ? 0.0 : sampler_rand(s);
+}
+
 int32_t sampler_sample(sampler *s, float *logits)
+{
+    return sampler_sample_u(s, logits, sampler_draw(s));
+}
+
+int32_t sampler_sample_u(sampler *s, float *logits, double u)
 {
     int32_t n = smp_filter(s, logits, false);
     if (n == 1)
         return s->oid[0];
-    double u = sampler_rand(s), c = 0.0;
+    double c = 0.0;
     for (int32_t i = 0; i < n; i++) {
         c += s->oprob[i];
         if (u < c)

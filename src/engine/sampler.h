@@ -89,11 +89,29 @@ void sampler_accept(sampler *s, int32_t tok);
 int32_t sampler_candidates(sampler *s, float *logits, const int32_t **ids,
                            const float **probs);
 
-/* Steps 1-7: the next token.  logits are changed in place. */
+/* Steps 1-7: the next token.  logits are changed in place.  Draws one
+ * number from the PRNG (sampler_draw) per call unless the settings are
+ * greedy, whatever the kept set turns out to be, so the PRNG's stream does
+ * not depend on where the filtering runs. */
 int32_t sampler_sample(sampler *s, float *logits);
 
-/* A uniform double in [0, 1) from the sequence's PRNG (53 random bits). */
+/* sampler_sample with the draw u in [0, 1) given: the first kept token
+ * (most likely first) whose running probability exceeds u. */
+int32_t sampler_sample_u(sampler *s, float *logits, double u);
+
+/* The draw of the next step: sampler_rand(), or 0 without a draw when the
+ * settings are greedy. */
+double sampler_draw(sampler *s);
+
+/* A uniform double in [0, 1) from the sequence's PRNG (53 random bits):
+ * an integer times 2^-53. */
 double sampler_rand(sampler *s);
+
+/* Greedy settings (step 2): temperature <= 0 or top_k == 1. */
+bool sampler_params_greedy(const sampler_params *p);
+
+/* Any of the penalties of step 1 is on. */
+bool sampler_params_penalized(const sampler_params *p);
 
 /* Stop strings over decoded text[0..len), which holds only text not yet
  * handed out.  Returns the offset of the earliest complete match of any

@@ -628,7 +628,10 @@ kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_
         if (c->final_logit_softcap > 0.0f &&
             (st = op->softcap(m->be, m->ws.logits, rows * vocab, c->final_logit_softcap)))
             return st;
-        if (out->ids)
+        if (out->ids && b->sample)
+            st = op->sample(m->be, m->ws.logits, rows, vocab, b->sample + r, out->counts,
+                            out->ids + r);
+        else if (out->ids)
             st = op->argmax(m->be, m->ws.logits, rows, vocab, out->ids + r);
         else
             st = op->to_host_f32(m->be, m->ws.logits, rows * vocab,
@@ -657,7 +660,7 @@ static kiln_status model_check_decoder(kiln_model *m, const bk_batch *b, const b
 
 kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits)
 {
-    model_out out = {logits, NULL};
+    model_out out = {logits, NULL, NULL};
     kiln_status st = model_check_decoder(m, b, kv);
     if (st)
         return st;
@@ -667,16 +670,16 @@ kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, flo
     return m->arch->forward(m, b, kv, &out);
 }
 
-kiln_status model_forward_greedy(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
-                                 int32_t *ids)
+kiln_status model_forward_ids(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
+                              uint16_t *counts, int32_t *ids)
 {
-    model_out out = {NULL, ids};
+    model_out out = {NULL, ids, counts};
     kiln_status st = model_check_decoder(m, b, kv);
     if (st)
         return st;
-    if (!m->be->ops->argmax)
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: the %s backend has no argmax",
-                            m->be->ops->name);
+    if (b->sample ? !m->be->ops->sample : !m->be->ops->argmax)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: the %s backend does not %s on the "
+                            "device", m->be->ops->name, b->sample ? "sample" : "choose greedily");
     if (b->n_out > 0 && !ids)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "model: no ids buffer for %d outputs",
                             b->n_out);

@@ -87,13 +87,15 @@ void model_stats_of(const kiln_model *m, model_stats *out);
 kiln_status model_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *kv, float *logits);
 
 /* Decoder step as model_forward, but each output row's logits are reduced
- * on the backend to their greedy token (bk argmax: the host sampler's
- * greedy choice), written to ids (backend memory, n_out int32); nothing is
- * copied out and nothing waits for the device, so the call can be captured
- * (bk graph_begin/graph_end).  Errors as model_forward, and
- * KILN_ERR_UNSUPPORTED for a backend without argmax. */
-kiln_status model_forward_greedy(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
-                                 int32_t *ids);
+ * on the backend to a token id, written to ids (backend memory, n_out
+ * int32): the greedy token (bk argmax: the host sampler's greedy choice),
+ * or, when the batch has sample rows (b->sample), the token bk sample
+ * draws, with the penalty counts `counts` (backend memory, or NULL).
+ * Nothing is copied out and nothing waits for the device, so the call can
+ * be captured (bk graph_begin/graph_end).  Errors as model_forward, and
+ * KILN_ERR_UNSUPPORTED for a backend without argmax (sample). */
+kiln_status model_forward_ids(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
+                              uint16_t *counts, int32_t *ids);
 
 /* Encoder: pooled (and, per the model's config, L2-normalised) embeddings
  * of every sequence of b into emb (n_seqs, hidden_size), host f32. */

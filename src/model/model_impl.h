@@ -86,6 +86,8 @@ typedef struct model_loader model_loader;
 typedef struct model_out {
     float *logits;
     int32_t *ids;
+    uint16_t *counts;   /* with ids and a batch's sample rows: the penalty
+                           counts bk sample reads and updates (or NULL)     */
 } model_out;
 
 /* An architecture: how its weights are named and how it runs. */

@@ -77,8 +77,10 @@ static void load_prompts(const char *name, golden_prompts *p)
 
 /* Greedy runs of prompts [first, first + count) of p on model m: all at
  * once, with or without graphs; the runner's counters into *stats. */
-static void run(kiln_model *m, const golden_prompts *p, int first, int count, bool graphs,
-                run_out *o, gen_stats *stats)
+/* Generate GEN tokens for prompts [first, first + count) with settings
+ * `base` (NULL: greedy); request i gets seed base->seed + i. */
+static void run_with(kiln_model *m, const golden_prompts *p, int first, int count, bool graphs,
+                     const sampler_params *base, run_out *o, gen_stats *stats)
 {
     gen_opts go = {.max_seqs = NP, .n_ctx = 128, .max_batch_tokens = 128,
                    .no_graphs = !graphs};
@@ -86,19 +88,30 @@ static void run(kiln_model *m, const golden_prompts *p, int first, int count, bo
     gen_request rq[NP];
     sampler_params sp;
 
-    sampler_params_default(&sp);
+    if (base)
+        sp = *base;
+    else
+        sampler_params_default(&sp);
     sp.max_tokens = GEN;
     sp.ignore_eos = true;
     memset(o, 0, sizeof *o);
     if (gen_create(m, NULL, &go, &r))
         fail_msg("gen_create: %s", kiln_last_error());
-    for (int i = 0; i < count; i++)
+    for (int i = 0; i < count; i++) {
         rq[i] = (gen_request){.prompt = p->ids[first + i], .n_prompt = p->n[first + i],
                               .params = sp, .on_done = on_done, .user = o};
+        rq[i].params.seed = sp.seed + (uint64_t)i;
+    }
     if (gen_run(r, rq, count))
         fail_msg("gen_run: %s", kiln_last_error());
     *stats = *gen_stats_of(r);
     gen_free(r);
+}
+
+static void run(kiln_model *m, const golden_prompts *p, int first, int count, bool graphs,
+                run_out *o, gen_stats *stats)
+{
+    run_with(m, p, first, count, graphs, NULL, o, stats);
 }
 
 static int agree(const int32_t *a, const int32_t *b, int n)
@@ -190,6 +203,36 @@ static void check_model(const char *name, kiln_dtype dt)
     }
     model_free(mc);
     cpu->ops->destroy(cpu);
+
+    /* 4. sampling on the device (temperature, top-k, top-p, min-p and
+     * penalties): every step draws there; graphs on and off, and a second
+     * run with the same seeds, give the same tokens */
+    sampler_params sp;
+    sampler_params_default(&sp);
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.01f;
+    sp.repetition_penalty = 1.2f;
+    sp.frequency_penalty = 0.3f;
+    sp.presence_penalty = 0.1f;
+    sp.seed = 77;
+    run_out again;
+    run_with(m, &p, 0, NP, true, &sp, &on, &s_on);
+    run_with(m, &p, 0, NP, false, &sp, &off, &s_off);
+    run_with(m, &p, 0, NP, true, &sp, &again, &s);
+    print_message("%s %s: sampled: %lld of %lld steps drawn on the device, %lld replays\n", name,
+                  dtype_name(dt), (long long)s_on.device_sampled, (long long)s_on.steps,
+                  (long long)s_on.graph_replays);
+    assert_int_equal(s_on.device_sampled, s_on.steps);
+    assert_true(s_on.graph_replays > 0);
+    for (int i = 0; i < NP; i++) {
+        if (memcmp(on.tokens[i], off.tokens[i], GEN * sizeof(int32_t)) ||
+            memcmp(on.tokens[i], again.tokens[i], GEN * sizeof(int32_t)))
+            fail_msg("%s: sampled prompt %d: graphs on/off %d, repeat %d of %d tokens equal",
+                     name, i, agree(on.tokens[i], off.tokens[i], GEN),
+                     agree(on.tokens[i], again.tokens[i], GEN), GEN);
+    }
     model_free(m);
     be->ops->destroy(be);
 }

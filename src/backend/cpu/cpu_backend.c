@@ -258,7 +258,7 @@ static kiln_status cpu_batch_upload(backend *be, const bk_batch_host *h, bk_batc
     ns = (size_t)h->n_seqs;
     if (!ck_mul_size(ns, (size_t)h->max_blocks, &tables))
         return kiln_err_set(KILN_ERR_RANGE, "cpu batch_upload: block tables overflow");
-    need = 4 * nt + 2 * ns + 1 + tables + (size_t)h->n_out;
+    need = 4 * nt + 2 * ns + 1 + tables + (size_t)h->n_out * (1 + BK_SAMPLE_ROW_WORDS);
     if (need > cb->batch_cap) {
         int32_t *p = kiln_malloc(need * sizeof *p);
         if (!p)
@@ -282,6 +282,8 @@ static kiln_status cpu_batch_upload(backend *be, const bk_batch_host *h, bk_batc
     b->seq_len = cpu_batch_put(&w, h->seq_len, ns);
     b->block_tables = cpu_batch_put(&w, h->block_tables, tables);
     b->out_rows = cpu_batch_put(&w, h->out_rows, (size_t)h->n_out);
+    b->sample = (const bk_sample_row *)cpu_batch_put(&w, (const int32_t *)h->sample,
+                                                     (size_t)h->n_out * BK_SAMPLE_ROW_WORDS);
     for (size_t s = 0; s < ns && b->seq_len; s++)
         if (b->seq_len[s] > b->max_seq_len)
             b->max_seq_len = b->seq_len[s];

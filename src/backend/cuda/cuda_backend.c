@@ -22,6 +22,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/sample.h"
 #include "base/alloc.h"
 #include "base/checked.h"
 #include "base/error.h"
@@ -137,6 +138,25 @@ err:
     return st;
 }
 
+/* Grow device scratch *p (of *cap bytes) to at least `bytes`, after the
+ * stream has drained (queued work may still read the old buffer). */
+static kiln_status cuda_scratch(cuda_backend *cb, void **p, size_t *cap, size_t bytes,
+                                const char *what)
+{
+    kiln_status st = KILN_OK;
+    if (bytes <= *cap)
+        return KILN_OK;
+    KILN_CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    cuda_mem_free(cb, *p);
+    *p = NULL;
+    *cap = 0;
+    if ((st = cuda_mem_alloc(cb, bytes, what, p)))
+        goto err;
+    *cap = bytes;
+err:
+    return st;
+}
+
 static kiln_status cuda_to_host_f32(backend *be, const void *x, int64_t n, float *dst)
 {
     cuda_backend *cb = cuda_of(be);
@@ -146,21 +166,54 @@ static kiln_status cuda_to_host_f32(backend *be, const void *x, int64_t n, float
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda to_host_f32: bad arguments");
     if (n == 0)
         return KILN_OK;
-    if ((size_t)n > cb->f32_cap) {
-        KILN_CUDA_CHECK(cudaStreamSynchronize(cb->stream));
-        cuda_mem_free(cb, cb->f32_dev);
-        cb->f32_dev = NULL;
-        cb->f32_cap = 0;
-        if ((st = cuda_mem_alloc(cb, (size_t)n * sizeof(float), "to_host_f32 staging",
-                                 (void **)&cb->f32_dev)))
-            goto err;
-        cb->f32_cap = (size_t)n;
-    }
+    if ((st = cuda_scratch(cb, (void **)&cb->f32_dev, &cb->f32_cap, (size_t)n * sizeof(float),
+                           "to_host_f32 staging")))
+        goto err;
     if ((st = cuops_to_f32(cb->act, x, n, cb->f32_dev, cb->stream)))
         goto err;
     KILN_CUDA_CHECK(cudaMemcpyAsync(dst, cb->f32_dev, (size_t)n * sizeof(float),
                                     cudaMemcpyDeviceToHost, cb->stream));
     KILN_CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+err:
+    return st;
+}
+
+/* ---- sampling --------------------------------------------------------------------- */
+
+static kiln_status cuda_sample(backend *be, const void *x, int64_t rows, int64_t cols,
+                               const bk_sample_row *p, uint16_t *counts, int32_t *ids)
+{
+    if (rows < 0 || cols <= 0 || cols > INT32_MAX || (rows && (!x || !p || !ids)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda sample: bad arguments (%lld x %lld)",
+                            (long long)rows, (long long)cols);
+    return cusmp_sample(cuda_of(be)->act, x, rows, cols, p, counts, ids, cuda_of(be)->stream);
+}
+
+static kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols,
+                               int32_t *ids)
+{
+    if (rows < 0 || cols <= 0 || cols > INT32_MAX || (rows && (!x || !ids)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda argmax: bad arguments (%lld x %lld)",
+                            (long long)rows, (long long)cols);
+    return cusmp_argmax(cuda_of(be)->act, x, rows, cols, ids, cuda_of(be)->stream);
+}
+
+static kiln_status cuda_sample_reset(backend *be, uint16_t *row, int64_t cols,
+                                     const int32_t *ids, int32_t n)
+{
+    cuda_backend *cb = cuda_of(be);
+    kiln_status st = KILN_OK;
+
+    if (!row || cols <= 0 || n < 0 || (n && !ids))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda sample_reset: bad arguments");
+    if ((st = cuda_scratch(cb, (void **)&cb->smp_ids, &cb->smp_ids_cap,
+                           (size_t)(n ? n : 1) * sizeof(int32_t), "prompt ids staging")))
+        goto err;
+    /* pageable source: the copy has read ids when the call returns */
+    if (n)
+        KILN_CUDA_CHECK(cudaMemcpyAsync(cb->smp_ids, ids, (size_t)n * sizeof(int32_t),
+                                        cudaMemcpyHostToDevice, cb->stream));
+    st = cusmp_reset(row, cols, cb->smp_ids, n, cb->stream);
 err:
     return st;
 }
@@ -227,7 +280,7 @@ static kiln_status cuda_batch_upload(backend *be, const bk_batch_host *h, bk_bat
     if (!ck_mul_size(ns, (size_t)h->max_blocks, &tables) || tables > SIZE_MAX / 8 ||
         nt > SIZE_MAX / 64)
         return kiln_err_set(KILN_ERR_RANGE, "cuda batch_upload: batch arrays overflow");
-    need = 4 * nt + 2 * ns + 1 + tables + (size_t)h->n_out;
+    need = 4 * nt + 2 * ns + 1 + tables + (size_t)h->n_out * (1 + BK_SAMPLE_ROW_WORDS);
 
     /* The previous copy must have read the pinned buffer before it is
      * rewritten (invariant 3). */
@@ -248,6 +301,11 @@ static kiln_status cuda_batch_upload(backend *be, const bk_batch_host *h, bk_bat
     batch_put(cb, &off, h->seq_len, ns, &hb->seq_len, &b->seq_len);
     batch_put(cb, &off, h->block_tables, tables, &hb->block_tables, &b->block_tables);
     batch_put(cb, &off, h->out_rows, (size_t)h->n_out, &hb->out_rows, &b->out_rows);
+    const int32_t *sh, *sd;
+    batch_put(cb, &off, (const int32_t *)h->sample, (size_t)h->n_out * BK_SAMPLE_ROW_WORDS, &sh,
+              &sd);
+    hb->sample = (const bk_sample_row *)sh;
+    b->sample = (const bk_sample_row *)sd;
     for (size_t s = 0; s < ns && hb->seq_len; s++)
         if (hb->seq_len[s] > b->max_seq_len)
             b->max_seq_len = hb->seq_len[s];
@@ -270,7 +328,7 @@ kiln_status cuda_batch_view(cuda_backend *cb, const bk_batch *b, const char *op,
         b->token_types != c->token_types || b->positions != c->positions ||
         b->slot_mapping != c->slot_mapping || b->seq_start != c->seq_start ||
         b->seq_len != c->seq_len || b->block_tables != c->block_tables ||
-        b->out_rows != c->out_rows)
+        b->out_rows != c->out_rows || b->sample != c->sample)
         return kiln_err_set(KILN_ERR_INVALID_ARG,
                             "cuda %s: the batch is not the one last uploaded with batch_upload",
                             op);
@@ -405,7 +463,8 @@ static void cuda_destroy(backend *be)
         .add = cuda_add, .rope = cuda_rope, .attention = cuda_attention_op,          \
         .glu = cuda_glu, .act = cuda_act, .gather_rows = cuda_gather_rows,           \
         .pool = cuda_pool, .softcap = cuda_softcap, .to_host_f32 = cuda_to_host_f32, \
-        .argmax = cuda_argmax, .graph_begin = cuda_graph_begin,                      \
+        .argmax = cuda_argmax, .sample = cuda_sample,                                \
+        .sample_reset = cuda_sample_reset, .graph_begin = cuda_graph_begin,          \
         .graph_end = cuda_graph_end, .graph_launch = cuda_graph_launch,              \
         .graph_free = cuda_graph_free,                                               \
     }

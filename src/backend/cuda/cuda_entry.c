@@ -197,14 +197,6 @@ kiln_status cuda_softcap(backend *be, void *x, int64_t n, float cap)
     return cuops_softcap(cuda_of(be)->act, x, n, cap, cuda_of(be)->stream);
 }
 
-kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids)
-{
-    if (rows < 0 || cols <= 0 || cols > INT32_MAX || (rows && (!x || !ids)))
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda argmax: bad arguments (%lld x %lld)",
-                            (long long)rows, (long long)cols);
-    return cuops_argmax(cuda_of(be)->act, x, rows, cols, ids, cuda_of(be)->stream);
-}
-
 kiln_status cuda_split3(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
                         int64_t w2, void *y0, void *y1, void *y2)
 {

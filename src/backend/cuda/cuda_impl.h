@@ -79,7 +79,11 @@ typedef struct cuda_backend {
 
     /* to_host_f32's device staging */
     float *f32_dev;
-    size_t f32_cap;                  /* floats */
+    size_t f32_cap;                  /* bytes */
+
+    /* sample_reset's device copy of the prompt ids */
+    int32_t *smp_ids;
+    size_t smp_ids_cap;              /* bytes */
 
     cuda_mm *mm;
     bool gemv;                       /* decode-row matmuls through gemv.cu           */
@@ -161,7 +165,6 @@ kiln_status cuda_gather_rows(backend *be, const void *x, int64_t d, const bk_bat
 kiln_status cuda_pool(backend *be, const void *x, int64_t d, const bk_batch *b, bk_pool mode,
                       bool normalize, void *y);
 kiln_status cuda_softcap(backend *be, void *x, int64_t n, float cap);
-kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols, int32_t *ids);
 kiln_status cuda_split3(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
                         int64_t w2, void *y0, void *y1, void *y2);
 /* Free the rotary tables (destroy). */

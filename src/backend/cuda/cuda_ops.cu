@@ -3,8 +3,8 @@
  * backend: embedding lookup, RMSNorm (plain and fused with the residual
  * add), LayerNorm (+ residual), add, bias add, rotary embedding, gated
  * linear units, activations, soft-capping, row gathering, sequence pooling,
- * the widening copy behind to_host_f32, the random fill of dummy weights and
- * the row argmax of greedy sampling.  Contract: cuda_ops.h.
+ * the widening copy behind to_host_f32 and the random fill of dummy
+ * weights.  Contract: cuda_ops.h.  (Greedy argmax and sampling: sample.cu.)
  *
  * Each op has three layers: a static __global__ kernel templated on the
  * element type T (__nv_bfloat16 or __half), a static launcher that does the
@@ -31,6 +31,7 @@
 #include "backend/cuda/cuda_ops.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_elem.cuh"
 #include "base/hashrand.h"
 
 #include <cuda_bf16.h>
@@ -41,31 +42,6 @@
 #define OPS_ROW_MAX_THREADS 1024
 #define OPS_ROPE_THREADS 128
 #define OPS_POOL_THREADS 256
-
-/* ==== element access ====================================================== */
-
-static __device__ __forceinline__ float ld(const __nv_bfloat16 *p)
-{
-    return __bfloat162float(*p);
-}
-static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-
-/* Round to nearest even on store. */
-static __device__ __forceinline__ void put(__nv_bfloat16 *p, float v)
-{
-    *p = __float2bfloat16_rn(v);
-}
-static __device__ __forceinline__ void put(__half *p, float v) { *p = __float2half_rn(v); }
-
-/* v as it reads back after a store to T (the residual stream's rounding). */
-static __device__ __forceinline__ float round_to(const __nv_bfloat16 *, float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
-}
-static __device__ __forceinline__ float round_to(const __half *, float v)
-{
-    return __half2float(__float2half_rn(v));
-}
 
 /* ==== reductions ========================================================== */
 
@@ -136,18 +112,6 @@ static unsigned row_threads(int64_t d)
     return (unsigned)(t < 32 ? 32 : t > OPS_ROW_MAX_THREADS ? OPS_ROW_MAX_THREADS : t);
 }
 
-static kiln_status bad_dtype(const char *op, kiln_dtype dt)
-{
-    return kiln_err_set(KILN_ERR_UNSUPPORTED, "cuda %s: activation type %d is not BF16 or F16",
-                        op, (int)dt);
-}
-
-/* Run F<T>(args...) for the element type named by dt. */
-#define OPS_DISPATCH(op, dt, launcher, ...)                                          \
-    ((dt) == KILN_DT_BF16  ? launcher<__nv_bfloat16>(__VA_ARGS__)                    \
-     : (dt) == KILN_DT_F16 ? launcher<__half>(__VA_ARGS__)                           \
-                           : bad_dtype((op), (dt)))
-
 /* ==== embed =============================================================== */
 
 template <typename T>
@@ -210,7 +174,7 @@ extern "C" kiln_status cuops_embed(kiln_dtype dt, const void *table, int64_t row
 {
     if (n <= 0 || d <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("embed", dt, embed_launch, table, rows, pos_table, pos_rows, type_table,
+    return ELEM_DISPATCH("embed", dt, embed_launch, table, rows, pos_table, pos_rows, type_table,
                         type_rows, tokens, positions, types, n, d, scale, y, stream);
 }
 
@@ -262,7 +226,7 @@ extern "C" kiln_status cuops_rmsnorm(kiln_dtype dt, void *res, const void *x, co
 {
     if (n <= 0 || d <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("rmsnorm", dt, rmsnorm_launch, res, x, w, n, d, eps, add_one, y, stream);
+    return ELEM_DISPATCH("rmsnorm", dt, rmsnorm_launch, res, x, w, n, d, eps, add_one, y, stream);
 }
 
 /* ==== LayerNorm (+ residual) ============================================== */
@@ -313,7 +277,7 @@ extern "C" kiln_status cuops_layernorm(kiln_dtype dt, const void *x, const void 
 {
     if (n <= 0 || d <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("layernorm", dt, layernorm_launch, x, res, w, b, n, d, eps, y, stream);
+    return ELEM_DISPATCH("layernorm", dt, layernorm_launch, x, res, w, b, n, d, eps, y, stream);
 }
 
 /* ==== add, bias add ======================================================= */
@@ -347,7 +311,7 @@ extern "C" kiln_status cuops_add(kiln_dtype dt, const void *a, const void *b, in
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("add", dt, add_launch, a, b, n, y, stream);
+    return ELEM_DISPATCH("add", dt, add_launch, a, b, n, y, stream);
 }
 
 /* ==== random fill (dummy weights) ========================================= */
@@ -378,7 +342,7 @@ extern "C" kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("fill_random", dt, fill_random_launch, y, n, seed, lo, hi, stream);
+    return ELEM_DISPATCH("fill_random", dt, fill_random_launch, y, n, seed, lo, hi, stream);
 }
 
 template <typename T>
@@ -410,7 +374,7 @@ extern "C" kiln_status cuops_add_bias(kiln_dtype dt, void *y, const void *bias, 
 {
     if (n <= 0 || m <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("matmul bias", dt, add_bias_launch, y, bias, n, m, stream);
+    return ELEM_DISPATCH("matmul bias", dt, add_bias_launch, y, bias, n, m, stream);
 }
 
 /* ==== rotary embedding ==================================================== */
@@ -498,7 +462,7 @@ extern "C" kiln_status cuops_rope(kiln_dtype dt, void *q, void *k, const int32_t
 {
     if (n <= 0 || n_heads <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("rope", dt, rope_launch, q, k, positions, seq_start, seq_len, n_seqs, n,
+    return ELEM_DISPATCH("rope", dt, rope_launch, q, k, positions, seq_start, seq_len, n_seqs, n,
                         n_heads, n_kv_heads, a, stream);
 }
 
@@ -533,7 +497,7 @@ extern "C" kiln_status cuops_glu(kiln_dtype dt, const void *gate, const void *up
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("glu", dt, glu_launch, gate, up, n, act, y, stream);
+    return ELEM_DISPATCH("glu", dt, glu_launch, gate, up, n, act, y, stream);
 }
 
 template <typename T>
@@ -561,7 +525,7 @@ extern "C" kiln_status cuops_act(kiln_dtype dt, void *x, int64_t n, bk_act act,
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("act", dt, act_launch, x, n, act, stream);
+    return ELEM_DISPATCH("act", dt, act_launch, x, n, act, stream);
 }
 
 template <typename T>
@@ -589,7 +553,7 @@ extern "C" kiln_status cuops_softcap(kiln_dtype dt, void *x, int64_t n, float ca
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("softcap", dt, softcap_launch, x, n, cap, stream);
+    return ELEM_DISPATCH("softcap", dt, softcap_launch, x, n, cap, stream);
 }
 
 /* ==== split of a fused projection ========================================= */
@@ -631,80 +595,7 @@ extern "C" kiln_status cuops_split3(kiln_dtype dt, const void *x, int64_t n, int
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("split3", dt, split3_launch, x, n, w0, w1, w2, y0, y1, y2, stream);
-}
-
-/* ==== argmax (greedy sampling on the device) =============================== */
-
-#define OPS_ARGMAX_THREADS 1024
-
-/* (v, i) beats (bv, bi): larger, or equal with a lower index; NaN never wins. */
-static __device__ __forceinline__ bool argmax_better(float v, int32_t i, float bv, int32_t bi)
-{
-    return v > bv || (v == bv && i < bi);
-}
-
-/* The best (v, i) of the warp, in every lane. */
-static __device__ __forceinline__ void argmax_warp(float *bv, int32_t *bi)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        float v = __shfl_xor_sync(0xffffffffu, *bv, o);
-        int32_t i = __shfl_xor_sync(0xffffffffu, *bi, o);
-        if (argmax_better(v, i, *bv, *bi))
-            *bv = v, *bi = i;
-    }
-}
-
-/* Grid (rows), OPS_ARGMAX_THREADS threads: ids[r] = argmax of row r of x. */
-template <typename T>
-static __global__ void __launch_bounds__(OPS_ARGMAX_THREADS)
-    argmax_kernel(const T *x,      /* (rows, cols) */
-                  int64_t cols,
-                  int32_t *ids)    /* (rows)       */
-{
-    __shared__ float sv[32];
-    __shared__ int32_t si[32];
-    const T *row = x + (int64_t)blockIdx.x * cols;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float bv = -INFINITY;
-    int32_t bi = INT32_MAX;
-
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-        float v = ld(row + c);
-        if (argmax_better(v, (int32_t)c, bv, bi))
-            bv = v, bi = (int32_t)c;
-    }
-    argmax_warp(&bv, &bi);
-    if (lane == 0)
-        sv[warp] = bv, si[warp] = bi;
-    __syncthreads(); /* every warp's best is in shared memory */
-    if (warp == 0) {
-        bv = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
-        bi = lane < (int)(blockDim.x >> 5) ? si[lane] : INT32_MAX;
-        argmax_warp(&bv, &bi);
-        if (lane == 0)
-            ids[blockIdx.x] = bi == INT32_MAX ? 0 : bi; /* all NaN: 0, as the host sampler */
-    }
-}
-
-template <typename T>
-static kiln_status argmax_launch(const void *x, int64_t rows, int64_t cols, int32_t *ids,
-                                 cudaStream_t stream)
-{
-    kiln_status st = KILN_OK;
-
-    argmax_kernel<T><<<(unsigned)rows, OPS_ARGMAX_THREADS, 0, stream>>>((const T *)x, cols, ids);
-    KILN_CUDA_LAUNCH_CHECK("argmax", stream);
-err:
-    return st;
-}
-
-extern "C" kiln_status cuops_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
-                                    int32_t *ids, cudaStream_t stream)
-{
-    if (rows <= 0 || cols <= 0)
-        return KILN_OK;
-    return OPS_DISPATCH("argmax", dt, argmax_launch, x, rows, cols, ids, stream);
+    return ELEM_DISPATCH("split3", dt, split3_launch, x, n, w0, w1, w2, y0, y1, y2, stream);
 }
 
 /* ==== rows of a batch: gather, pool ======================================= */
@@ -743,7 +634,7 @@ extern "C" kiln_status cuops_gather_rows(kiln_dtype dt, const void *x, int64_t d
 {
     if (n_out <= 0 || d <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("gather_rows", dt, gather_rows_launch, x, d, n_rows, out_rows, n_out, y,
+    return ELEM_DISPATCH("gather_rows", dt, gather_rows_launch, x, d, n_rows, out_rows, n_out, y,
                         stream);
 }
 
@@ -825,7 +716,7 @@ extern "C" kiln_status cuops_pool(kiln_dtype dt, const void *x, int64_t d,
 {
     if (n_seqs <= 0 || d <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("pool", dt, pool_launch, x, d, seq_start, n_seqs, mode, normalize, y,
+    return ELEM_DISPATCH("pool", dt, pool_launch, x, d, seq_start, n_seqs, mode, normalize, y,
                         stream);
 }
 
@@ -857,5 +748,5 @@ extern "C" kiln_status cuops_to_f32(kiln_dtype dt, const void *x, int64_t n, flo
 {
     if (n <= 0)
         return KILN_OK;
-    return OPS_DISPATCH("to_host_f32", dt, to_f32_launch, x, n, y, stream);
+    return ELEM_DISPATCH("to_host_f32", dt, to_f32_launch, x, n, y, stream);
 }

@@ -59,12 +59,6 @@ kiln_status cuops_add(kiln_dtype dt, const void *a, const void *b, int64_t n, vo
 kiln_status cuops_fill_random(kiln_dtype dt, void *y, int64_t n, uint64_t seed, float lo,
                               float hi, cudaStream_t stream);
 
-/* ids[r] = the index of the largest element of row r of x (rows, cols):
- * the lowest such index on ties, NaN never chosen (0 for a row of NaN).
- * ids is device memory (rows). */
-kiln_status cuops_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, int32_t *ids,
-                         cudaStream_t stream);
-
 /* Row t of x (n, w0 + w1 + w2) into rows t of y0 (n, w0), y1 (n, w1),
  * y2 (n, w2). */
 kiln_status cuops_split3(kiln_dtype dt, const void *x, int64_t n, int64_t w0, int64_t w1,

@@ -21,6 +21,7 @@
 #include "backend/cuda/gemv.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_elem.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -29,51 +30,17 @@
 #define GEMV_UNROLL 4             /* 16-byte loads in flight per lane          */
 #define GEMV_FULL 0xffffffffu
 
-/* 8 elements of a 16-byte vector, widened. */
-static __device__ __forceinline__ void gemv_unpack(uint4 v, const __nv_bfloat16 *, float *f)
-{
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 p = __bfloat1622float2(h[i]);
-        f[2 * i] = p.x;
-        f[2 * i + 1] = p.y;
-    }
-}
-
-static __device__ __forceinline__ void gemv_unpack(uint4 v, const __half *, float *f)
-{
-    const __half2 *h = (const __half2 *)&v;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 p = __half22float2(h[i]);
-        f[2 * i] = p.x;
-        f[2 * i + 1] = p.y;
-    }
-}
-
-static __device__ __forceinline__ float gemv_ld(const __nv_bfloat16 *p)
-{
-    return __bfloat162float(*p);
-}
-static __device__ __forceinline__ float gemv_ld(const __half *p) { return __half2float(*p); }
-static __device__ __forceinline__ void gemv_put(__nv_bfloat16 *p, float v)
-{
-    *p = __float2bfloat16_rn(v);
-}
-static __device__ __forceinline__ void gemv_put(__half *p, float v) { *p = __float2half_rn(v); }
-
 /* acc[r] += x_r[k0 .. k0 + 8) . w */
 template <typename T, int NR>
 static __device__ __forceinline__ void gemv_fma(const T *x, int64_t k, int64_t k0, uint4 wv,
                                                 float *acc)
 {
     float w[8];
-    gemv_unpack(wv, (const T *)0, w);
+    unpack8(wv, (const T *)0, w);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         float xf[8];
-        gemv_unpack(__ldg((const uint4 *)(x + r * k + k0)), (const T *)0, xf);
+        unpack8(__ldg((const uint4 *)(x + r * k + k0)), (const T *)0, xf);
 #pragma unroll
         for (int e = 0; e < 8; e++)
             acc[r] = fmaf(xf[e], w[e], acc[r]);
@@ -117,10 +84,10 @@ static __global__ void __launch_bounds__(GEMV_WARPS * 32)
         for (int o = 16; o > 0; o >>= 1)
             acc[r] += __shfl_xor_sync(GEMV_FULL, acc[r], o);
     if (lane == 0) {
-        const float b = bias ? gemv_ld(bias + j) : 0.0f;
+        const float b = bias ? ld(bias + j) : 0.0f;
 #pragma unroll
         for (int r = 0; r < NR; r++)
-            gemv_put(y + r * m + j, acc[r] + b);
+            put(y + r * m + j, acc[r] + b);
     }
 }
 

@@ -1,0 +1,76 @@
+/*
+ * cuda_elem.cuh - element access shared by the CUDA kernels: widening
+ * loads, rounding stores and 16-byte vector unpacking of the two
+ * activation types (__nv_bfloat16, __half), and the dispatch from a
+ * kiln_dtype to a launcher templated on the type.
+ *
+ * Every value is widened to f32 on load and rounded once (to nearest even)
+ * on its store, as the CPU reference does.
+ */
+#ifndef KILN_BACKEND_CUDA_ELEM_CUH
+#define KILN_BACKEND_CUDA_ELEM_CUH
+
+#include "base/error.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+static __device__ __forceinline__ float ld(const __nv_bfloat16 *p)
+{
+    return __bfloat162float(*p);
+}
+static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
+
+/* Round to nearest even on store. */
+static __device__ __forceinline__ void put(__nv_bfloat16 *p, float v)
+{
+    *p = __float2bfloat16_rn(v);
+}
+static __device__ __forceinline__ void put(__half *p, float v) { *p = __float2half_rn(v); }
+
+/* v as it reads back after a store to T (the residual stream's rounding). */
+static __device__ __forceinline__ float round_to(const __nv_bfloat16 *, float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+static __device__ __forceinline__ float round_to(const __half *, float v)
+{
+    return __half2float(__float2half_rn(v));
+}
+
+/* The 8 elements of a 16-byte vector of T, widened; the pointer only picks
+ * the type. */
+static __device__ __forceinline__ void unpack8(uint4 v, const __nv_bfloat16 *, float *f)
+{
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 p = __bfloat1622float2(h[i]);
+        f[2 * i] = p.x;
+        f[2 * i + 1] = p.y;
+    }
+}
+static __device__ __forceinline__ void unpack8(uint4 v, const __half *, float *f)
+{
+    const __half2 *h = (const __half2 *)&v;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 p = __half22float2(h[i]);
+        f[2 * i] = p.x;
+        f[2 * i + 1] = p.y;
+    }
+}
+
+static inline kiln_status elem_bad_dtype(const char *op, kiln_dtype dt)
+{
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "cuda %s: activation type %d is not BF16 or F16",
+                        op, (int)dt);
+}
+
+/* Run launcher<T>(args...) for the element type named by dt. */
+#define ELEM_DISPATCH(op, dt, launcher, ...)                                         \
+    ((dt) == KILN_DT_BF16  ? launcher<__nv_bfloat16>(__VA_ARGS__)                    \
+     : (dt) == KILN_DT_F16 ? launcher<__half>(__VA_ARGS__)                           \
+                           : elem_bad_dtype((op), (dt)))
+
+#endif /* KILN_BACKEND_CUDA_ELEM_CUH */

@@ -1,0 +1,45 @@
+/*
+ * sample.h - choosing tokens on the GPU (sample.cu): the greedy argmax and
+ * the host sampler's full pipeline (penalties, temperature, min_p, top_k,
+ * top_p, the draw), so that only token ids leave the device.
+ *
+ * Contract of every cusmp_ function: dt is the logits' type (KILN_DT_BF16
+ * or KILN_DT_F16); pointers are borrowed device memory; work is queued on
+ * `stream`.  Errors: KILN_ERR_UNSUPPORTED (dt), KILN_ERR_DEVICE (launch).
+ */
+#ifndef KILN_BACKEND_CUDA_SAMPLE_H
+#define KILN_BACKEND_CUDA_SAMPLE_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "kiln.h"
+#include "backend/backend.h"
+#include "format/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ids[r] = the index of the largest element of row r of x (rows, cols):
+ * the lowest such index on ties, NaN never chosen (0 for a row of NaN). */
+kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, int32_t *ids,
+                         cudaStream_t stream);
+
+/* ids[r] = the token row r of x (rows, cols) draws under p[r] (bk sample,
+ * backend.h); counts (slots x cols) or NULL.  cols <= INT32_MAX. */
+kiln_status cusmp_sample(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
+                         const bk_sample_row *p, uint16_t *counts, int32_t *ids,
+                         cudaStream_t stream);
+
+/* row (cols) = 0, then row[ids[i]] = BK_SAMPLE_PROMPT for the n ids in
+ * [0, cols) (ids: device memory). */
+kiln_status cusmp_reset(uint16_t *row, int64_t cols, const int32_t *ids, int32_t n,
+                        cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_BACKEND_CUDA_SAMPLE_H */
