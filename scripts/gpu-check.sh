@@ -136,6 +136,8 @@ BENCHES=(
     "pre-8b-1x2048|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048"
     "pre-8b-8x512|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 512"
     "lat-8b-b1-eager|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256 --no-cuda-graphs --no-peer"
+    "lat-8b-b1-sample|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256 --temp 0.8 --top-p 0.9 --no-peer"
+    "lat-1b-b1-sample|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128 --temp 0.8 --top-p 0.9 --no-peer"
     "lat-1b-b1|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128"
     "lat-1b-b1-eager|latency --dummy-weights --config bench/configs/llama-3.2-1b.json --batch 1 --prompt-tokens 20 --gen-tokens 128 --no-cuda-graphs --no-peer"
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
@@ -175,7 +177,7 @@ done
 # the last step out and sums it by kernel.
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 if [ "${KILN_GPU_NCU:-0}" != 0 ] && [ -x "$ncu" ]; then
-    for shape in llama-3.1-8b llama-3.2-1b; do
+    for shape in ${KILN_GPU_NCU_SHAPES:-llama-3.1-8b llama-3.2-1b}; do
         t0=$(date +%s)
         csvf=$OUT/logs/ncu-$shape.csv
         if timeout 300 "$ncu" --clock-control none --csv --print-units base \

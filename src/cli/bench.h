@@ -28,6 +28,8 @@ json_t *bench_run_peer(const char *cmd);
 
 /* Parse a whole number in [lo, hi]. */
 bool bench_int(const char *s, long lo, long hi, long *out);
+/* The same for a real number in [lo, hi] (NaN refused). */
+bool bench_float(const char *s, double lo, double hi, float *out);
 
 double bench_median(const double *v, int n);     /* n <= 1000 */
 json_t *bench_runs_json(const double *v, int n);
@@ -77,6 +79,7 @@ typedef struct bench_opts {
     int threads, repeat, tok_threads;
     int32_t batch, prompt_tokens, gen_tokens;        /* generate, latency, prefill */
     int32_t docs, min_len, max_len, batch_tokens;     /* embed, embed-model         */
+    float temperature, top_p;                         /* latency: 0, 1 = greedy     */
 } bench_opts;
 
 /* Parse the options of `mode`; -1 to go on, else the exit code (usage

@@ -380,6 +380,17 @@ bool bench_int(const char *s, long lo, long hi, long *out)
     return true;
 }
 
+bool bench_float(const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= lo && v <= hi))
+        return false;
+    *out = (float)v;
+    return true;
+}
+
 /* "gemma-3-270m-q4_k_m" from models/gemma-3-270m-q4_k_m.gguf, the
  * directory name for a model directory. */
 void bench_model_name(const char *path, char *buf, size_t cap)

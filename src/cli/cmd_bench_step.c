@@ -69,11 +69,14 @@ static int step_usage(FILE *f)
     fprintf(f, "usage: kiln bench latency|prefill (-m MODEL | --dummy-weights --config FILE)\n"
                "           [--device D] [--dtype bf16|f16] [--batch B] [--prompt-tokens P]\n"
                "           [--gen-tokens G] [--repeat R] [--threads N] [--no-cuda-graphs]\n"
+               "           [--temp T] [--top-p P]\n"
                "           [--no-peer] [--peer-python PY] [--out DIR]\n\n"
                "latency: B sequences of P prompt tokens, then G tokens each decoded\n"
                "  together (defaults 1, 128, 256): decode tokens/s and ms per step\n"
                "  against the decode roofline (measured copy bandwidth / bytes a step\n"
                "  reads), beside Hugging Face transformers on the same shape.\n"
+               "  --temp T, --top-p P: kiln samples instead of decoding greedily (on the\n"
+               "  device where the backend can; the peer stays greedy).\n"
                "prefill: one step of B x P prompt tokens (defaults 1 x 2048): TFLOP/s\n"
                "  against the measured matmul peak of the same backend.\n"
                "--dummy-weights --config FILE: random weights at the shape of a\n"
@@ -110,6 +113,8 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
     o->batch = 1;
     o->prompt_tokens = m == BO_PRE ? 2048 : 128;
     o->gen_tokens = m == BO_LAT ? 256 : m == BO_GEN ? 64 : 1;
+    o->temperature = 0.0f;
+    o->top_p = 1.0f;
     o->repeat = 3;
     o->peer = true;
     o->docs = m == BO_EMB ? 1000 : 20000;
@@ -160,6 +165,10 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
             o->repeat = (int)n;
         else if (m == BO_EMB && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
             o->tok_threads = (int)n;
+        else if (m == BO_LAT && !strcmp(a, "--temp") && bench_float(v, 0.0, 100.0, &o->temperature))
+            ;
+        else if (m == BO_LAT && !strcmp(a, "--top-p") && bench_float(v, 1e-6, 1.0, &o->top_p))
+            ;
         else if (m & (BO_LAT | BO_PRE) && !strcmp(a, "--batch") &&
                  bench_int(v, 1, STEP_MAX_BATCH, &n))
             o->batch = (int32_t)n;
@@ -328,6 +337,8 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(s, "prompt_tokens", json_integer(o->prompt_tokens));
     json_object_set_new(s, "gen_tokens", json_integer(o->gen_tokens));
     json_object_set_new(s, "repeat", json_integer(o->repeat));
+    json_object_set_new(s, "temperature", json_real(o->temperature));
+    json_object_set_new(s, "top_p", json_real(o->top_p));
     const gen_stats *gs = gen_stats_of(e->run);
     json_object_set_new(s, "cuda_graphs", json_boolean(!o->no_graphs && gs->graphs_captured > 0));
     json_t *g = json_object();
@@ -415,6 +426,8 @@ static kiln_status step_run(step_env *e, const step_opts *o, int32_t gen, step_d
     sampler_params_default(&sp);
     sp.max_tokens = gen;
     sp.ignore_eos = true;
+    sp.temperature = o->temperature;
+    sp.top_p = o->top_p;
     for (int32_t b = 0; b < o->batch; b++)
         rq[b] = (gen_request){.prompt = e->ids + (size_t)b * (size_t)o->prompt_tokens,
                               .n_prompt = o->prompt_tokens, .params = sp,

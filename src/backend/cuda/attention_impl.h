@@ -39,7 +39,7 @@ extern "C" {
 /* Most splits of one sequence's keys in the decode kernel. */
 #define ATTN_DECODE_MAX_SPLIT 64
 /* Fewest keys a decode split is given before splitting further stops. */
-#define ATTN_DECODE_MIN_KEYS 256
+#define ATTN_DECODE_MIN_KEYS 32
 
 /* Everything a kernel needs, passed by value.  Pointers are device memory. */
 typedef struct attn_args {

@@ -180,6 +180,8 @@ err:
 
 /* ---- sampling --------------------------------------------------------------------- */
 
+#define CUDA_ARGMAX_MIN_ROWS 256
+
 static kiln_status cuda_sample(backend *be, const void *x, int64_t rows, int64_t cols,
                                const bk_sample_row *p, uint16_t *counts, int32_t *ids)
 {
@@ -192,10 +194,23 @@ static kiln_status cuda_sample(backend *be, const void *x, int64_t rows, int64_t
 static kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols,
                                int32_t *ids)
 {
+    cuda_backend *cb = cuda_of(be);
+    kiln_status st = KILN_OK;
+
     if (rows < 0 || cols <= 0 || cols > INT32_MAX || (rows && (!x || !ids)))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda argmax: bad arguments (%lld x %lld)",
                             (long long)rows, (long long)cols);
-    return cusmp_argmax(cuda_of(be)->act, x, rows, cols, ids, cuda_of(be)->stream);
+    /* the workspace is made (zeroed) by the first, uncaptured, call of a
+     * size: at least CUDA_ARGMAX_MIN_ROWS rows, so later batches seldom grow it */
+    size_t need = CUSMP_ARGMAX_WS(rows > CUDA_ARGMAX_MIN_ROWS ? rows : CUDA_ARGMAX_MIN_ROWS);
+    if (need > cb->amx_ws_cap) {
+        if ((st = cuda_scratch(cb, &cb->amx_ws, &cb->amx_ws_cap, need, "argmax workspace")))
+            goto err;
+        KILN_CUDA_CHECK(cudaMemsetAsync(cb->amx_ws, 0, need, cb->stream));
+    }
+    st = cusmp_argmax(cb->act, x, rows, cols, cb->amx_ws, ids, cb->stream);
+err:
+    return st;
 }
 
 static kiln_status cuda_sample_reset(backend *be, uint16_t *row, int64_t cols,

@@ -81,6 +81,10 @@ typedef struct cuda_backend {
     float *f32_dev;
     size_t f32_cap;                  /* bytes */
 
+    /* argmax's row maxima and counters (zero between calls) */
+    void *amx_ws;
+    size_t amx_ws_cap;               /* bytes */
+
     /* sample_reset's device copy of the prompt ids */
     int32_t *smp_ids;
     size_t smp_ids_cap;              /* bytes */

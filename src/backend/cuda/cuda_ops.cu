@@ -20,11 +20,14 @@
  * rotary angles reach 1e5 radians, where the fast intrinsics are wrong.
  *
  * Work split.
- *   row ops (embed, norms, gather, rope, pool): one block per row (token or
+ *   row ops (embed, norms, gather, pool): one block per row (token or
  *     sequence); the block's threads stride over the row's d elements, so a
  *     warp reads 32 neighbouring elements.  Each element is read and
  *     written by the same thread in every pass, which is what makes in-place
  *     calls (y aliasing x or res) safe.
+ *   rope: a block per (token, group of heads), one thread per rotated pair,
+ *     so a decode token's ~40 heads are spread over ~10 blocks and no
+ *     thread waits on a chain of loads.
  *   element-wise ops: a grid-stride loop over n with 64-bit indices.
  * Block sizes are multiples of 32, which block_sum relies on.
  */
@@ -40,7 +43,7 @@
 #define OPS_EW_THREADS 256        /* threads per block of element-wise kernels  */
 #define OPS_EW_MAX_BLOCKS 65536   /* grid cap; the kernels loop beyond it       */
 #define OPS_ROW_MAX_THREADS 1024
-#define OPS_ROPE_THREADS 128
+#define OPS_ROPE_THREADS 256
 #define OPS_POOL_THREADS 256
 
 /* ==== reductions ========================================================== */
@@ -414,6 +417,11 @@ static __global__ void rope_kernel(T *q,                     /* (n, n_heads, hea
 {
     extern __shared__ float cs[]; /* (2, half): cos then sin of each frequency */
     int32_t t = blockIdx.x, half = a.rot_dims / 2;
+    /* this block's heads: [h_lo, h_hi) of the q heads then the k heads */
+    int32_t heads = n_heads + (k ? n_kv_heads : 0);
+    int32_t per = (int32_t)(blockDim.x) / half > 0 ? (int32_t)(blockDim.x) / half : 1;
+    int32_t h_lo = (int32_t)blockIdx.y * per;
+    int32_t h_hi = h_lo + per < heads ? h_lo + per : heads;
     float *sn = cs + half;
     float pos = (float)positions[t];
     float base = a.dynamic ? rope_dynamic_base(a, seq_len[seq_of(seq_start, n_seqs, t)]) : 0.0f;
@@ -427,9 +435,8 @@ static __global__ void rope_kernel(T *q,                     /* (n, n_heads, hea
     }
     __syncthreads(); /* the cos/sin table is complete before any pair reads it */
 
-    int32_t heads = n_heads + (k ? n_kv_heads : 0);
-    for (int32_t p = threadIdx.x; p < heads * half; p += blockDim.x) {
-        int32_t h = p / half, i = p % half;
+    for (int32_t p = threadIdx.x; p < (h_hi - h_lo) * half; p += blockDim.x) {
+        int32_t h = h_lo + p / half, i = p % half;
         T *v = h < n_heads ? q + ((int64_t)t * n_heads + h) * a.head_dim
                            : k + ((int64_t)t * n_kv_heads + (h - n_heads)) * a.head_dim;
         int32_t i0 = a.neox ? i : 2 * i, i1 = a.neox ? i + half : 2 * i + 1;
@@ -447,8 +454,12 @@ static kiln_status rope_launch(void *q, void *k, const int32_t *positions,
 {
     kiln_status st = KILN_OK;
     size_t smem = (size_t)a->rot_dims * sizeof(float);
+    /* one thread per rotated pair: a block takes as many heads as fit */
+    int32_t half = a->rot_dims / 2, heads = n_heads + (k ? n_kv_heads : 0);
+    int32_t per = OPS_ROPE_THREADS / half > 0 ? OPS_ROPE_THREADS / half : 1;
+    dim3 grid((unsigned)n, (unsigned)((heads + per - 1) / per));
 
-    rope_kernel<T><<<(unsigned)n, OPS_ROPE_THREADS, smem, stream>>>(
+    rope_kernel<T><<<grid, OPS_ROPE_THREADS, smem, stream>>>(
         (T *)q, (T *)k, positions, seq_start, seq_len, n_seqs, n_heads, n_kv_heads, *a);
     KILN_CUDA_LAUNCH_CHECK("rope", stream);
 err:

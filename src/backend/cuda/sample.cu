@@ -1,8 +1,10 @@
 /*
  * sample.cu - token choice on the device.  Contract: sample.h.
  *
- * argmax: one block per row; each thread keeps its best (value, index),
- * a shuffle tree and a pass through shared memory pick the row's.
+ * argmax: blocks of AMX_CHUNK elements of a row, so a row of a 128k-token
+ * vocabulary is read by 32 multiprocessors at once; each thread keeps its
+ * best (value, index), a shuffle tree and shared memory pick the block's,
+ * and a 64-bit atomicMax over (key, ~index) the row's.
  *
  * sample: the host sampler's steps (sampler.h) on one row per block of
  * SMP_THREADS threads, with nothing sorted.  Row values are recomputed in
@@ -17,7 +19,9 @@
  *      1.0), so every sum is an exact integer sum, the same in any order.
  *   top_k, top_p and the draw are each one "select": the element at which
  *      the inclusive running weight, in rank order (larger value first,
- *      lower id first among equals, as the host's), first exceeds t.
+ *      lower id first among equals, as the host's), first exceeds t.  The
+ *      host draws from a kept set that neither top_k nor top_p ranked in
+ *      id order, and so does the draw here (no radix passes then).
  *      top_k: weight 1, t = k - 1; top_p: weight mass, t = ceil(top_p *
  *      Z) - 1 (the host keeps tokens until the kept mass reaches top_p *
  *      Z); the draw: weight mass, t = floor(u * Z) (the host takes the
@@ -50,6 +54,8 @@
 #define SMP_BINS 256
 #define SMP_ONE 1099511627776.0f          /* 2^40: fixed-point unit of mass  */
 #define SMP_FULL 0xffffffffu
+#define AMX_THREADS 256
+#define AMX_CHUNK 4096                    /* elements of a row per argmax block */
 
 typedef unsigned long long smp_u64;
 
@@ -87,47 +93,74 @@ static __device__ void argmax_block(float *bv, int32_t *bi, float *sv, int32_t *
     __syncthreads(); /* everyone has read sv, si */
 }
 
-/* Grid (rows), SMP_THREADS threads: ids[r] = argmax of row r of x. */
+/* Order-preserving key: a larger value has a larger key; -0 is +0. */
+static __device__ __forceinline__ uint32_t smp_key(float x)
+{
+    uint32_t u = __float_as_uint(x + 0.0f);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+/* Grid (chunks, rows), AMX_THREADS threads: block (c, r) finds the best of
+ * chunk c of row r and folds it into best[r] with a 64-bit atomicMax of
+ * (key, ~index), so equal values keep the lowest index; the last block of
+ * the row writes ids[r] and leaves best[r] and done[r] zero again. */
 template <typename T>
-static __global__ void __launch_bounds__(SMP_THREADS)
-    argmax_kernel(const T *x,      /* (rows, cols) */
+static __global__ void __launch_bounds__(AMX_THREADS)
+    argmax_kernel(const T *x,              /* (rows, cols)               */
                   int64_t cols,
-                  int32_t *ids)    /* (rows)       */
+                  smp_u64 *best,           /* (rows) zero between calls  */
+                  unsigned *done,          /* (rows) zero between calls  */
+                  int32_t *ids)            /* (rows)                     */
 {
     __shared__ float sv[32];
     __shared__ int32_t si[32];
-    const T *row = x + (int64_t)blockIdx.x * cols;
+    const int64_t r = blockIdx.y, lo = (int64_t)blockIdx.x * AMX_CHUNK;
+    const int64_t hi = lo + AMX_CHUNK < cols ? lo + AMX_CHUNK : cols;
+    const T *row = x + r * cols;
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
 
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+#pragma unroll 4
+    for (int64_t c = lo + threadIdx.x; c < hi; c += AMX_THREADS) {
         float v = ld(row + c);
         if (argmax_better(v, (int32_t)c, bv, bi))
             bv = v, bi = (int32_t)c;
     }
     argmax_block(&bv, &bi, sv, si);
-    if (threadIdx.x == 0)
-        ids[blockIdx.x] = bi == INT32_MAX ? 0 : bi; /* all NaN: 0, as the host sampler */
+    if (threadIdx.x == 0) {
+        if (bi != INT32_MAX)
+            atomicMax(best + r, (smp_u64)smp_key(bv) << 32 | (smp_u64)(~(uint32_t)bi));
+        __threadfence(); /* the max is in L2 before this block counts as done */
+        if (atomicAdd(done + r, 1u) == gridDim.x - 1) {
+            smp_u64 v = atomicExch(best + r, 0ull);
+            done[r] = 0;
+            /* no index: every value NaN, 0 as the host sampler */
+            ids[r] = v ? (int32_t)~(uint32_t)v : 0;
+        }
+    }
 }
 
 template <typename T>
-static kiln_status argmax_launch(const void *x, int64_t rows, int64_t cols, int32_t *ids,
-                                 cudaStream_t stream)
+static kiln_status argmax_launch(const void *x, int64_t rows, int64_t cols, smp_u64 *best,
+                                 unsigned *done, int32_t *ids, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
+    dim3 grid((unsigned)((cols + AMX_CHUNK - 1) / AMX_CHUNK), (unsigned)rows);
 
-    argmax_kernel<T><<<(unsigned)rows, SMP_THREADS, 0, stream>>>((const T *)x, cols, ids);
+    argmax_kernel<T><<<grid, AMX_THREADS, 0, stream>>>((const T *)x, cols, best, done, ids);
     KILN_CUDA_LAUNCH_CHECK("argmax", stream);
 err:
     return st;
 }
 
 extern "C" kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
-                                    int32_t *ids, cudaStream_t stream)
+                                    void *ws, int32_t *ids, cudaStream_t stream)
 {
     if (rows <= 0 || cols <= 0)
         return KILN_OK;
-    return ELEM_DISPATCH("argmax", dt, argmax_launch, x, rows, cols, ids, stream);
+    smp_u64 *best = (smp_u64 *)ws;
+    unsigned *done = (unsigned *)(best + rows);
+    return ELEM_DISPATCH("argmax", dt, argmax_launch, x, rows, cols, best, done, ids, stream);
 }
 
 /* ==== sample ================================================================ */
@@ -171,13 +204,6 @@ static __device__ __forceinline__ float smp_value(const smp_row<T> &r, int64_t i
         }
     }
     return __fmul_rn(x, r.inv_t);
-}
-
-/* Order-preserving key: a larger value has a larger key; -0 is +0. */
-static __device__ __forceinline__ uint32_t smp_key(float x)
-{
-    uint32_t u = __float_as_uint(x + 0.0f);
-    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
 template <typename T>
@@ -234,18 +260,19 @@ static __device__ smp_u64 smp_total(const smp_row<T> &r, bool mass, smp_shared &
     return s;
 }
 
-/* The candidate at which the running weight in rank order first exceeds
- * t (t below the candidates' total): its key into *key, its id returned. */
+/* The candidate at which the running weight in rank order (by_id: in id
+ * order) first exceeds t (t below the candidates' total): its key into
+ * *key, its id returned. */
 template <typename T>
-static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, smp_u64 t, smp_shared &sh,
-                                     uint32_t *key)
+static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id, smp_u64 t,
+                                     smp_shared &sh, uint32_t *key)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t lo = (int64_t)warp * r.seg;
     const int64_t hi = lo + r.seg < r.cols ? lo + r.seg : r.cols;
     uint32_t prefix = 0, mask = 0;
 
-    for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int shift = 24; shift >= 0 && !by_id; shift -= 8) {
         for (int b = threadIdx.x; b < SMP_GROUPS * SMP_BINS; b += blockDim.x)
             sh.hist[b] = 0;
         __syncthreads(); /* the histograms are clear */
@@ -298,12 +325,13 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, smp_u64 t, 
         t = sh.t;
     }
 
-    /* ties of the key: the warps' weights in id order, then one warp's walk */
+    /* ties of the key (by_id: every candidate): the warps' weights in id
+     * order, then one warp's walk */
     smp_u64 s = 0;
     for (int64_t i = lo + lane; i < hi; i += 32) {
         float x = smp_value(r, i);
         uint32_t k = smp_key(x);
-        if (k == prefix && smp_in(r, x, k, (int32_t)i))
+        if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i))
             s += smp_weight(r, x, mass);
     }
     s = smp_warp_sum(s);
@@ -331,7 +359,7 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, smp_u64 t, 
             if (i < hi) {
                 float x = smp_value(r, i);
                 uint32_t k = smp_key(x);
-                if (k == prefix && smp_in(r, x, k, (int32_t)i))
+                if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i))
                     w = smp_weight(r, x, mass);
             }
             smp_u64 inc = base + smp_warp_scan(w);
@@ -352,7 +380,7 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, smp_u64 t, 
         for (int64_t i = threadIdx.x; i < r.cols; i += blockDim.x) {
             float x = smp_value(r, i);
             uint32_t k = smp_key(x);
-            if (k == prefix && smp_in(r, x, k, (int32_t)i) && (int32_t)i < id)
+            if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i) && (int32_t)i < id)
                 id = (int32_t)i;
         }
         float bv = 0.0f;
@@ -407,22 +435,27 @@ static __global__ void __launch_bounds__(SMP_THREADS)
         /* B: candidates; then top_k, top_p, the draw */
         smp_u64 cnt = smp_total(r, false, sh);
         smp_u64 z = smp_total(r, true, sh);
+        /* the host draws in rank order once top_k or top_p has ranked the
+         * kept set, else in id order */
+        bool ranked = false;
         if (pr.top_k > 0 && (smp_u64)pr.top_k < cnt) {
-            r.i1 = smp_select(r, false, (smp_u64)pr.top_k - 1, sh, &r.k1);
+            r.i1 = smp_select(r, false, false, (smp_u64)pr.top_k - 1, sh, &r.k1);
             z = smp_total(r, true, sh);
+            ranked = true;
         }
         if (pr.top_p < 1.0f) {
             double need = ceil((double)pr.top_p * (double)z);
             smp_u64 t = need >= (double)z ? z - 1 : need >= 1.0 ? (smp_u64)need - 1 : 0;
-            r.i2 = smp_select(r, true, t, sh, &r.k2);
+            r.i2 = smp_select(r, true, false, t, sh, &r.k2);
             z = smp_total(r, true, sh);
+            ranked = true;
         }
         double u = ((double)pr.u_hi * 4294967296.0 + (double)pr.u_lo) *
                    (1.0 / 9007199254740992.0);
         double draw = floor(u * (double)z);
         smp_u64 t = draw >= (double)z ? z - 1 : (smp_u64)draw;
         uint32_t k;
-        id = smp_select(r, true, t, sh, &k);
+        id = smp_select(r, true, !ranked, t, sh, &k);
     }
     if (threadIdx.x == 0) {
         ids[blockIdx.x] = id;

@@ -22,10 +22,15 @@
 extern "C" {
 #endif
 
+/* Bytes of the workspace cusmp_argmax needs for `rows` rows. */
+#define CUSMP_ARGMAX_WS(rows) ((size_t)(rows) * 12)
+
 /* ids[r] = the index of the largest element of row r of x (rows, cols):
- * the lowest such index on ties, NaN never chosen (0 for a row of NaN). */
-kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, int32_t *ids,
-                         cudaStream_t stream);
+ * the lowest such index on ties, NaN never chosen (0 for a row of NaN).
+ * ws: CUSMP_ARGMAX_WS(rows) bytes of device memory, 8-byte aligned, zero
+ * before the first call (each call leaves it zero). */
+kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t cols, void *ws,
+                         int32_t *ids, cudaStream_t stream);
 
 /* ids[r] = the token row r of x (rows, cols) draws under p[r] (bk sample,
  * backend.h); counts (slots x cols) or NULL.  cols <= INT32_MAX. */
