@@ -53,7 +53,8 @@ typedef struct model_load_opts {
  * KILN_ERR_INVALID_ARG for tensor-parallel settings the model does not
  * allow (the message gives the numbers: a world size < 1, a rank outside
  * the world, heads, kv heads, intermediate size or vocabulary not dividing
- * among the ranks, a quantized weight whose split falls inside a block);
+ * among the ranks, a quantized weight whose split falls inside a block,
+ * no communicator or one of another rank or world);
  * KILN_ERR_UNSUPPORTED for tensor parallelism of an encoder, of dummy
  * weights or on a backend without embed_part; KILN_ERR_OOM.  Only the
  * rank's shard of each weight is read.  *out owned: model_free(). */
