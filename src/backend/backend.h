@@ -204,6 +204,13 @@ typedef struct bk_ops {
     /* y(n, d) = table[ids] * scale (+ pos_table[positions]) (+ type_table[types]) */
     kiln_status (*embed)(backend *be, const bk_tensor *table, const bk_batch *b, float scale,
                          const bk_tensor *pos_table, const bk_tensor *type_table, void *y);
+    /* Vocabulary-parallel embedding: table holds rows [row0, row0 +
+     * table->ne1) of the whole embedding; y(n, d) = table[id - row0] * scale
+     * for the ids in that range and 0 for the others (other ranks' rows), so
+     * a sum over the ranks is the whole lookup.  NULL on backends without
+     * (no tensor parallelism there). */
+    kiln_status (*embed_part)(backend *be, const bk_tensor *table, int64_t row0,
+                              const bk_batch *b, float scale, void *y);
     /* y(n, w->ne1) = x(n, w->ne0) W^T (+ bias) */
     kiln_status (*matmul)(backend *be, const void *x, int64_t n, const bk_tensor *w,
                           const bk_tensor *bias, void *y);

@@ -41,8 +41,9 @@ static kiln_status gemma3_load_layer(kiln_model *m, model_loader *ld, int i)
                                 "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
                                 &L->attn_norm)) ||
         (st = model_load_qkv(m, ld, i)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.weight",
-                                "blk.%d.attn_output.weight", i, d, q, true, &L->wo)) ||
+        (st = model_load_part(m, ld, "layers.%d.self_attn.o_proj.weight",
+                              "blk.%d.attn_output.weight", i, d, q, true, MODEL_SPLIT_IN,
+                              MODEL_DIM_Q, &L->wo)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.q_norm.weight",
                                 "blk.%d.attn_q_norm.weight", i, MODEL_VEC, hd, true, &L->q_norm)) ||
         (st = model_load_weight(m, ld, "layers.%d.self_attn.k_norm.weight",
@@ -56,12 +57,12 @@ static kiln_status gemma3_load_layer(kiln_model *m, model_loader *ld, int i)
         (st = model_load_weight(m, ld, "layers.%d.post_feedforward_layernorm.weight",
                                 "blk.%d.post_ffw_norm.weight", i, MODEL_VEC, d, true,
                                 &L->post_ffn_norm)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight",
-                                i, ff, d, true, &L->w_gate)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", i,
-                                ff, d, true, &L->w_up)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight",
-                                i, d, ff, true, &L->w_down)))
+        (st = model_load_part(m, ld, "layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight",
+                              i, ff, d, true, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->w_gate)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", i,
+                              ff, d, true, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->w_up)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight",
+                              i, d, ff, true, MODEL_SPLIT_IN, MODEL_DIM_FF, &L->w_down)))
         return st;
     return KILN_OK;
 }
@@ -71,8 +72,9 @@ static kiln_status gemma3_load(kiln_model *m, model_loader *ld)
     const model_config *c = &m->cfg;
     kiln_status st;
 
-    if ((st = model_load_weight(m, ld, "embed_tokens.weight", "token_embd.weight", -1,
-                                c->vocab_size, c->hidden_size, true, &m->tok_embd)))
+    if ((st = model_load_part(m, ld, "embed_tokens.weight", "token_embd.weight", -1,
+                              c->vocab_size, c->hidden_size, true, MODEL_SPLIT_OUT,
+                              MODEL_DIM_VOCAB, &m->tok_embd)))
         return st;
     for (int i = 0; i < (int)c->n_layers; i++)
         if ((st = gemma3_load_layer(m, ld, i)))
@@ -89,8 +91,10 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
     const bk_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_ws *w = &m->ws;
-    int64_t n = b->n_tokens, d = c->hidden_size, ff = c->intermediate_size;
-    int32_t nh = (int32_t)c->n_heads, nkv = (int32_t)c->n_kv_heads, hd = (int32_t)c->head_dim;
+    int64_t n = b->n_tokens, d = c->hidden_size, ff = m->shard.ff;
+    /* this rank's heads and FFN columns (all of them at world 1) */
+    int32_t nh = (int32_t)m->shard.n_heads, nkv = (int32_t)m->shard.n_kv_heads;
+    int32_t hd = (int32_t)c->head_dim;
     float eps = c->norm_eps, qpas = c->query_pre_attn_scalar > 0.0f ? c->query_pre_attn_scalar
                                                                     : (float)hd;
     bool one = m->norm_add_one;
@@ -104,7 +108,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
     bk_rope_from_config(c, true, m->rope_style, &rope_local);
 
     /* 1. scaled token embeddings start the residual stream; x = norm(h) */
-    if ((st = op->embed(be, &m->tok_embd, b, m->embed_scale, NULL, NULL, w->h)) ||
+    if ((st = model_embed_tokens(m, b, m->embed_scale, w->h)) ||
         (st = op->rmsnorm(be, w->h, n, d, &m->layers[0].attn_norm, eps, one, w->x)))
         return st;
 
@@ -131,9 +135,11 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
         if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
             return st;
 
-        /* 6. output projection, its post-norm, into the residual;
+        /* 6. output projection (row-parallel: summed over the ranks), its
+         *    post-norm, into the residual;
          *    x = pre-feed-forward norm of h */
         if ((st = op->matmul(be, w->att, n, &L->wo, NULL, w->o)) ||
+            (st = model_reduce(m, w->o, n * d)) ||
             (st = op->rmsnorm(be, w->o, n, d, &L->post_attn_norm, eps, one, w->o)) ||
             (st = op->add_rmsnorm(be, w->h, w->o, n, d, &L->ffn_norm, eps, one, w->x)))
             return st;
@@ -143,6 +149,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
             (st = op->matmul(be, w->x, n, &L->w_up, NULL, w->up)) ||
             (st = op->glu(be, w->gate, w->up, n, ff, model_act(c->act), w->act)) ||
             (st = op->matmul(be, w->act, n, &L->w_down, NULL, w->o)) ||
+            (st = model_reduce(m, w->o, n * d)) ||
             (st = op->rmsnorm(be, w->o, n, d, &L->post_ffn_norm, eps, one, w->o)))
             return st;
 

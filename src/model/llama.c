@@ -39,10 +39,12 @@ static kiln_status llama_load_layer(kiln_model *m, model_loader *ld, int i)
                                 "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
                                 &L->attn_norm)) ||
         (st = model_load_qkv(m, ld, i)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.weight",
-                                "blk.%d.attn_output.weight", i, d, q, true, &L->wo)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.o_proj.bias",
-                                "blk.%d.attn_output.bias", i, MODEL_VEC, d, ob, &L->bo)))
+        (st = model_load_part(m, ld, "layers.%d.self_attn.o_proj.weight",
+                              "blk.%d.attn_output.weight", i, d, q, true, MODEL_SPLIT_IN,
+                              MODEL_DIM_Q, &L->wo)) ||
+        (st = model_load_part(m, ld, "layers.%d.self_attn.o_proj.bias",
+                              "blk.%d.attn_output.bias", i, MODEL_VEC, d, ob, MODEL_SPLIT_ROOT,
+                              MODEL_DIM_Q, &L->bo)))
         return st;
     if ((st = model_load_weight(m, ld, "layers.%d.self_attn.q_norm.weight",
                                 "blk.%d.attn_q_norm.weight", i, MODEL_VEC, hd, c->qk_norm,
@@ -53,18 +55,18 @@ static kiln_status llama_load_layer(kiln_model *m, model_loader *ld, int i)
         return st;
     if ((st = model_load_weight(m, ld, "layers.%d.post_attention_layernorm.weight",
                                 "blk.%d.ffn_norm.weight", i, MODEL_VEC, d, true, &L->ffn_norm)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight",
-                                i, ff, d, true, &L->w_gate)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", i,
-                                ff, d, true, &L->w_up)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight",
-                                i, d, ff, true, &L->w_down)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.gate_proj.bias", "blk.%d.ffn_gate.bias", i,
-                                MODEL_VEC, ff, mb, &L->b_gate)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.up_proj.bias", "blk.%d.ffn_up.bias", i,
-                                MODEL_VEC, ff, mb, &L->b_up)) ||
-        (st = model_load_weight(m, ld, "layers.%d.mlp.down_proj.bias", "blk.%d.ffn_down.bias", i,
-                                MODEL_VEC, d, mb, &L->b_down)))
+        (st = model_load_part(m, ld, "layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight",
+                              i, ff, d, true, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->w_gate)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", i,
+                              ff, d, true, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->w_up)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight",
+                              i, d, ff, true, MODEL_SPLIT_IN, MODEL_DIM_FF, &L->w_down)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.gate_proj.bias", "blk.%d.ffn_gate.bias", i,
+                              MODEL_VEC, ff, mb, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->b_gate)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.up_proj.bias", "blk.%d.ffn_up.bias", i,
+                              MODEL_VEC, ff, mb, MODEL_SPLIT_OUT, MODEL_DIM_FF, &L->b_up)) ||
+        (st = model_load_part(m, ld, "layers.%d.mlp.down_proj.bias", "blk.%d.ffn_down.bias", i,
+                              MODEL_VEC, d, mb, MODEL_SPLIT_ROOT, MODEL_DIM_FF, &L->b_down)))
         return st;
     /* a q/k norm found without the config asking for it is used, but the
      * pair must be complete */
@@ -79,8 +81,9 @@ static kiln_status llama_load(kiln_model *m, model_loader *ld)
     const model_config *c = &m->cfg;
     kiln_status st;
 
-    if ((st = model_load_weight(m, ld, "embed_tokens.weight", "token_embd.weight", -1,
-                                c->vocab_size, c->hidden_size, true, &m->tok_embd)))
+    if ((st = model_load_part(m, ld, "embed_tokens.weight", "token_embd.weight", -1,
+                              c->vocab_size, c->hidden_size, true, MODEL_SPLIT_OUT,
+                              MODEL_DIM_VOCAB, &m->tok_embd)))
         return st;
     for (int i = 0; i < (int)c->n_layers; i++)
         if ((st = llama_load_layer(m, ld, i)))
@@ -97,8 +100,10 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
     const bk_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_ws *w = &m->ws;
-    int64_t n = b->n_tokens, d = c->hidden_size, ff = c->intermediate_size;
-    int32_t nh = (int32_t)c->n_heads, nkv = (int32_t)c->n_kv_heads, hd = (int32_t)c->head_dim;
+    int64_t n = b->n_tokens, d = c->hidden_size, ff = m->shard.ff;
+    /* this rank's heads and FFN columns (all of them at world 1) */
+    int32_t nh = (int32_t)m->shard.n_heads, nkv = (int32_t)m->shard.n_kv_heads;
+    int32_t hd = (int32_t)c->head_dim;
     float eps = c->norm_eps;
     bk_attn attn = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
                     .scale = 1.0f / sqrtf((float)hd), .causal = true,
@@ -109,7 +114,7 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
     bk_rope_from_config(c, false, m->rope_style, &rope);
 
     /* 1. token embeddings start the residual stream h; x = norm(h) */
-    if ((st = op->embed(be, &m->tok_embd, b, 1.0f, NULL, NULL, w->h)) ||
+    if ((st = model_embed_tokens(m, b, 1.0f, w->h)) ||
         (st = op->rmsnorm(be, w->h, n, d, &m->layers[0].attn_norm, eps, false, w->x)))
         return st;
 
@@ -137,16 +142,20 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
         if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
             return st;
 
-        /* 6. output projection into the residual; x = norm(h) for the FFN */
+        /* 6. output projection (row-parallel: partial sums over the ranks'
+         *    heads, the bias on rank 0) into the residual; x = norm(h) */
         if ((st = op->matmul(be, w->att, n, &L->wo, model_opt(&L->bo), w->o)) ||
+            (st = model_reduce(m, w->o, n * d)) ||
             (st = op->add_rmsnorm(be, w->h, w->o, n, d, &L->ffn_norm, eps, false, w->x)))
             return st;
 
-        /* 7. gated feed-forward: down(act(gate x) * up x) */
+        /* 7. gated feed-forward: down(act(gate x) * up x), gate/up
+         *    column-parallel, down row-parallel */
         if ((st = op->matmul(be, w->x, n, &L->w_gate, model_opt(&L->b_gate), w->gate)) ||
             (st = op->matmul(be, w->x, n, &L->w_up, model_opt(&L->b_up), w->up)) ||
             (st = op->glu(be, w->gate, w->up, n, ff, model_act(c->act), w->act)) ||
-            (st = op->matmul(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o)))
+            (st = op->matmul(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o)) ||
+            (st = model_reduce(m, w->o, n * d)))
             return st;
 
         /* 8. FFN output into the residual; x = next layer's normed input */

@@ -22,7 +22,9 @@
  */
 #include "model/model_impl.h"
 
+#include "backend/comm.h"
 #include "base/alloc.h"
+#include "base/checked.h"
 #include "base/error.h"
 #include "base/hashrand.h"
 #include "base/log.h"
@@ -178,28 +180,141 @@ static kiln_status model_own(kiln_model *m, bk_tensor *t)
     return KILN_OK;
 }
 
-kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
-                              const char *gguf, int layer, int64_t rows, int64_t cols,
-                              bool required, bk_tensor *out)
+/* Remember a host buffer a weight points at for model_free. */
+static kiln_status model_keep_host(kiln_model *m, void *p)
 {
+    if (m->n_host_parts == m->cap_host_parts) {
+        int64_t cap = m->cap_host_parts ? m->cap_host_parts * 2 : 16;
+        void **q = kiln_realloc(m->host_parts, (size_t)cap * sizeof *q);
+        if (!q)
+            return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
+        m->host_parts = q;
+        m->cap_host_parts = cap;
+    }
+    m->host_parts[m->n_host_parts++] = p;
+    return KILN_OK;
+}
+
+model_part model_part_of(const kiln_model *m, model_split split, model_dim dim)
+{
+    const model_shard *s = &m->shard;
+    int64_t hd = m->cfg.head_dim;
+    model_part p = {split, 0, 0};
+
+    switch (dim) {
+    case MODEL_DIM_Q: p.off = s->head0 * hd; p.len = s->n_heads * hd; break;
+    case MODEL_DIM_KV: p.off = s->kv_head0 * hd; p.len = s->n_kv_heads * hd; break;
+    case MODEL_DIM_FF: p.off = s->ff0; p.len = s->ff; break;
+    case MODEL_DIM_VOCAB: p.off = s->vocab0; p.len = s->vocab; break;
+    }
+    return p;
+}
+
+/* A weight's bytes as a backend's weight() takes them. */
+typedef struct model_bytes {
+    const void *src;
+    size_t bytes;
+    int64_t ne0, ne1;
+    void *host;           /* owned copy src points into (a column range); else NULL */
+} model_bytes;
+
+/* Part p of file tensor t, whole shape (rows, cols) - (cols) when rows ==
+ * MODEL_VEC - into *out: the whole tensor, a view of a row range (or of an
+ * element range of a vector), or a host copy of a column range.  Errors:
+ * KILN_ERR_INVALID_ARG (a column range off block boundaries), KILN_ERR_OOM. */
+static kiln_status model_part_bytes(const kiln_model *m, const model_loader *ld,
+                                    const msrc_tensor *t, int64_t rows, int64_t cols,
+                                    const model_part *p, model_bytes *out)
+{
+    const dtype_info *di = dtype_get(t->dtype);
+    int64_t nr = rows == MODEL_VEC ? 1 : rows;
+    bool by_cols = rows == MODEL_VEC || p->split == MODEL_SPLIT_IN;
+    uint64_t row_bytes, off_bytes, len_bytes, total;
+    kiln_status st;
+
+    *out = (model_bytes){t->data, (size_t)t->nbytes, cols, nr, NULL};
+    if (p->split == MODEL_SPLIT_NONE || p->split == MODEL_SPLIT_ROOT ||
+        (p->off == 0 && p->len == (by_cols ? cols : nr)))
+        return KILN_OK; /* the whole weight, as without tensor parallelism */
+    if ((st = dtype_nbytes(t->dtype, cols, &row_bytes)))
+        return kiln_err_wrap(st, "model: tensor '%s'", ld->name);
+    if (!by_cols) {
+        out->src = (const char *)t->data + (size_t)p->off * row_bytes;
+        out->bytes = (size_t)p->len * row_bytes;
+        out->ne1 = p->len;
+        return KILN_OK;
+    }
+    if (p->off % di->block_elems || p->len % di->block_elems)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "model: tensor '%s' (%s, blocks of %d) cannot be split among %d "
+                            "tensor-parallel ranks: rank %d's columns [%lld, %lld) do not fall "
+                            "on block boundaries", ld->name, di->name, (int)di->block_elems,
+                            (int)m->shard.world, (int)m->shard.rank, (long long)p->off,
+                            (long long)(p->off + p->len));
+    if ((st = dtype_nbytes(t->dtype, p->off, &off_bytes)) ||
+        (st = dtype_nbytes(t->dtype, p->len, &len_bytes)))
+        return kiln_err_wrap(st, "model: tensor '%s'", ld->name);
+    out->ne0 = p->len;
+    out->bytes = (size_t)len_bytes;
+    out->src = (const char *)t->data + off_bytes;
+    if (nr == 1)
+        return KILN_OK; /* one row: its element range is contiguous */
+    /* rows of a column range are strided in the file: copy them */
+    if (!ck_mul_u64(len_bytes, (uint64_t)nr, &total) || total > SIZE_MAX ||
+        !(out->host = kiln_malloc((size_t)total)))
+        return kiln_err_set(KILN_ERR_OOM, "model: tensor '%s': no memory for a %lld x %lld part",
+                            ld->name, (long long)nr, (long long)p->len);
+    for (int64_t r = 0; r < nr; r++)
+        memcpy((char *)out->host + (size_t)r * len_bytes,
+               (const char *)t->data + (size_t)r * row_bytes + off_bytes, (size_t)len_bytes);
+    out->src = out->host;
+    out->bytes = (size_t)total;
+    return KILN_OK;
+}
+
+kiln_status model_load_part(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                            int layer, int64_t rows, int64_t cols, bool required,
+                            model_split split, model_dim dim, bk_tensor *out)
+{
+    model_part p = model_part_of(m, split, dim);
     const msrc_tensor *t;
+    model_bytes mb;
     kiln_status st;
 
     memset(out, 0, sizeof *out);
     if (m->dummy)
         return required ? model_dummy_weight(m, ld, hf, layer, rows, cols, out) : KILN_OK;
+    if (split == MODEL_SPLIT_ROOT && m->shard.rank != 0)
+        return KILN_OK; /* rank 0 holds it */
     if ((st = model_find(m, ld, hf, gguf, layer, rows, cols, required, &t)) || !t)
         return st;
-    st = m->be->ops->weight(m->be, t->dtype, cols, rows == MODEL_VEC ? 1 : rows, t->data,
-                            (size_t)t->nbytes, out);
-    if (st)
-        return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name, dtype_name(t->dtype));
-    if ((st = model_own(m, out))) {
-        m->be->ops->weight_free(m->be, out);
-        memset(out, 0, sizeof *out);
+    if ((st = model_part_bytes(m, ld, t, rows, cols, &p, &mb)))
         return st;
+    st = m->be->ops->weight(m->be, t->dtype, mb.ne0, mb.ne1, mb.src, mb.bytes, out);
+    if (st) {
+        kiln_free(mb.host);
+        return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name, dtype_name(t->dtype));
     }
-    return KILN_OK;
+    if (mb.host && out->data != mb.host) {
+        kiln_free(mb.host); /* the backend made a copy of its own */
+        mb.host = NULL;
+    }
+    if (mb.host && (st = model_keep_host(m, mb.host)))
+        kiln_free(mb.host);
+    else if (!(st = model_own(m, out)))
+        return KILN_OK;
+    /* a kept host part is freed with the model */
+    m->be->ops->weight_free(m->be, out);
+    memset(out, 0, sizeof *out);
+    return st;
+}
+
+kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
+                              const char *gguf, int layer, int64_t rows, int64_t cols,
+                              bool required, bk_tensor *out)
+{
+    return model_load_part(m, ld, hf, gguf, layer, rows, cols, required, MODEL_SPLIT_NONE,
+                           MODEL_DIM_Q, out);
 }
 
 /* The file tensor of weight (rows, cols) - (cols) when rows == MODEL_VEC -
@@ -254,14 +369,19 @@ static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, 
     const model_config *c = &m->cfg;
     const bk_ops *op = m->be->ops;
     int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    int64_t rows[3] = {q, kv, kv}, row0 = 0;
+    int64_t whole[3] = {q, kv, kv}, row0 = 0;
+    /* this rank's heads of each: rows of the file tensors */
+    model_part pr[3] = {model_part_of(m, MODEL_SPLIT_OUT, MODEL_DIM_Q),
+                        model_part_of(m, MODEL_SPLIT_OUT, MODEL_DIM_KV),
+                        model_part_of(m, MODEL_SPLIT_OUT, MODEL_DIM_KV)};
+    int64_t rows[3] = {pr[0].len, pr[1].len, pr[2].len}, n_rows = rows[0] + rows[1] + rows[2];
     bk_tensor *parts[3] = {&L->wq, &L->wk, &L->wv};
     kiln_status st;
 
     if (m->dummy) {
-        st = model_dummy_weight(m, ld, "layers.%d.self_attn.qkv_proj.weight", i, q + 2 * kv, d,
+        st = model_dummy_weight(m, ld, "layers.%d.self_attn.qkv_proj.weight", i, n_rows, d,
                                 &L->wqkv);
-    } else if (!(st = op->weight_empty(m->be, d, q + 2 * kv, &L->wqkv)) &&
+    } else if (!(st = op->weight_empty(m->be, d, n_rows, &L->wqkv)) &&
                (st = model_own(m, &L->wqkv))) {
         op->weight_free(m->be, &L->wqkv);
         memset(&L->wqkv, 0, sizeof L->wqkv);
@@ -270,13 +390,16 @@ static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, 
         return kiln_err_wrap(st, "model: fused q/k/v of layer %d", i);
     for (int p = 0; p < 3; p++) {
         const msrc_tensor *t = NULL;
-        if (!m->dummy &&
-            ((st = model_find(m, ld, hf[p], gguf[p], i, rows[p], d, true, &t)) ||
-             (st = op->weight_rows(m->be, t->dtype, d, rows[p], t->data, (size_t)t->nbytes,
-                                   &L->wqkv, row0))))
-            return t ? kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
-                                     dtype_name(t->dtype))
-                     : st; /* model_find's message names the tensor */
+        model_bytes mb;
+        if (!m->dummy) {
+            if ((st = model_find(m, ld, hf[p], gguf[p], i, whole[p], d, true, &t)) ||
+                (st = model_part_bytes(m, ld, t, whole[p], d, &pr[p], &mb)))
+                return st; /* their messages name the tensor */
+            if ((st = op->weight_rows(m->be, t->dtype, d, rows[p], mb.src, mb.bytes, &L->wqkv,
+                                      row0)))
+                return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
+                                     dtype_name(t->dtype));
+        }
         *parts[p] = L->wqkv;
         parts[p]->ne1 = rows[p];
         parts[p]->data = (const char *)L->wqkv.data + (size_t)row0 * L->wqkv.row_bytes;
@@ -293,22 +416,25 @@ kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i)
     bool ab = c->attention_bias;
     kiln_status st;
 
+    /* column-parallel: this rank's heads, rows of the weights */
     if (model_fuses_qkv(m))
         st = model_load_fused_qkv(m, ld, i, L);
-    else if (!(st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.weight",
-                                      "blk.%d.attn_q.weight", i, q, d, true, &L->wq)) &&
-             !(st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.weight",
-                                      "blk.%d.attn_k.weight", i, kv, d, true, &L->wk)))
-        st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.weight",
-                               "blk.%d.attn_v.weight", i, kv, d, true, &L->wv);
+    else if (!(st = model_load_part(m, ld, "layers.%d.self_attn.q_proj.weight",
+                                    "blk.%d.attn_q.weight", i, q, d, true, MODEL_SPLIT_OUT,
+                                    MODEL_DIM_Q, &L->wq)) &&
+             !(st = model_load_part(m, ld, "layers.%d.self_attn.k_proj.weight",
+                                    "blk.%d.attn_k.weight", i, kv, d, true, MODEL_SPLIT_OUT,
+                                    MODEL_DIM_KV, &L->wk)))
+        st = model_load_part(m, ld, "layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight",
+                             i, kv, d, true, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->wv);
     if (st)
         return st;
-    if ((st = model_load_weight(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias",
-                                i, MODEL_VEC, q, ab, &L->bq)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias",
-                                i, MODEL_VEC, kv, ab, &L->bk)) ||
-        (st = model_load_weight(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias",
-                                i, MODEL_VEC, kv, ab, &L->bv)))
+    if ((st = model_load_part(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", i,
+                              MODEL_VEC, q, ab, MODEL_SPLIT_OUT, MODEL_DIM_Q, &L->bq)) ||
+        (st = model_load_part(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", i,
+                              MODEL_VEC, kv, ab, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bk)) ||
+        (st = model_load_part(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", i,
+                              MODEL_VEC, kv, ab, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bv)))
         return st;
     if (L->wqkv.data && (L->bq.data || L->bk.data || L->bv.data))
         return kiln_err_set(KILN_ERR_FORMAT, "model: layer %d has q/k/v biases the config does "
@@ -354,12 +480,13 @@ kiln_status model_load_output(kiln_model *m, model_loader *ld)
                                 c->hidden_size, true, &m->out_norm)))
         return st;
     if (!c->tie_word_embeddings && model_has_weight(m, ld, "lm_head.weight", "output.weight", -1))
-        return model_load_weight(m, ld, "lm_head.weight", "output.weight", -1, c->vocab_size,
-                                 c->hidden_size, true, &m->lm_head);
+        return model_load_part(m, ld, "lm_head.weight", "output.weight", -1, c->vocab_size,
+                               c->hidden_size, true, MODEL_SPLIT_OUT, MODEL_DIM_VOCAB,
+                               &m->lm_head);
     if (!c->tie_word_embeddings)
         kiln_log(KILN_LOG_DEBUG, "model: no '%s'; the token embedding is the output head",
                  ld->name);
-    m->lm_head = m->tok_embd; /* tied: not owned a second time */
+    m->lm_head = m->tok_embd; /* tied: not owned a second time (the same vocabulary rows) */
     return KILN_OK;
 }
 
@@ -369,17 +496,19 @@ kiln_status model_load_output(kiln_model *m, model_loader *ld)
 static kiln_status model_ws_alloc(kiln_model *m)
 {
     const model_config *c = &m->cfg;
-    int64_t n = m->max_tokens, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const model_shard *sh = &m->shard;
+    int64_t n = m->max_tokens, qd = sh->n_heads * c->head_dim, kvd = sh->n_kv_heads * c->head_dim;
     /* the fused q/k/v output exists where model_load_qkv fuses */
     int64_t qkvd = model_fuses_qkv(m) ? qd + 2 * kvd : 0;
     int64_t elems[] = {
         n * c->hidden_size, n * c->hidden_size, n * qkvd, n * qd, n * kvd, n * kvd, n * qd,
-        n * c->hidden_size, n * c->intermediate_size, n * c->intermediate_size,
-        n * c->intermediate_size, (int64_t)MODEL_LOGIT_CHUNK * c->vocab_size,
+        n * c->hidden_size, n * sh->ff, n * sh->ff, n * sh->ff,
+        (int64_t)MODEL_LOGIT_CHUNK * sh->vocab, sh->world > 1 ? c->vocab_size : 0,
     };
     void **slots[] = {&m->ws.h,    &m->ws.x,  &m->ws.qkv,  &m->ws.q,   &m->ws.k,     &m->ws.v,
                       &m->ws.att,
-                      &m->ws.o,    &m->ws.gate, &m->ws.up, &m->ws.act, &m->ws.logits};
+                      &m->ws.o,    &m->ws.gate, &m->ws.up, &m->ws.act, &m->ws.logits,
+                      &m->ws.gathered};
     size_t off[KILN_ARRAY_LEN(elems)], total = 0;
     kiln_status st;
 
@@ -432,7 +561,8 @@ static void model_conventions(kiln_model *m)
     m->embed_scale = model_embed_scale(m);
 }
 
-/* A model shell on `be` for opts' batch size; KILN_ERR_INVALID_ARG or OOM. */
+/* A model shell on `be` for opts' batch size and tensor-parallel place
+ * (checked by model_shard_init); KILN_ERR_INVALID_ARG or OOM. */
 static kiln_status model_new(backend *be, const model_load_opts *opts, kiln_model **out)
 {
     *out = NULL;
@@ -443,6 +573,75 @@ static kiln_status model_new(backend *be, const model_load_opts *opts, kiln_mode
         return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
     (*out)->be = be;
     (*out)->max_tokens = opts->max_batch_tokens;
+    (*out)->shard.rank = opts->tp_rank;
+    (*out)->shard.world = opts->tp_world ? opts->tp_world : 1;
+    (*out)->shard.comm = opts->tp_comm;
+    return KILN_OK;
+}
+
+/* KILN_ERR_INVALID_ARG unless `what` (count) divides among w ranks. */
+static kiln_status model_tp_divides(int64_t count, const char *what, int32_t w)
+{
+    if (count % w)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: %s %lld does not divide among %d "
+                            "tensor-parallel ranks", what, (long long)count, (int)w);
+    return KILN_OK;
+}
+
+/* Check the tensor-parallel settings against the config and fill this
+ * rank's ranges (model_shard).  Errors: see model_load. */
+static kiln_status model_shard_init(kiln_model *m)
+{
+    model_shard *s = &m->shard;
+    const model_config *c = &m->cfg;
+    int32_t w = s->world, r = s->rank;
+    kiln_status st;
+
+    if (w < 1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: tensor-parallel world size %d is < 1",
+                            (int)w);
+    if (r < 0 || r >= w)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: tensor-parallel rank %d is outside "
+                            "[0, %d)", (int)r, (int)w);
+    s->head0 = s->kv_head0 = s->ff0 = s->vocab0 = 0;
+    s->n_heads = c->n_heads;
+    s->n_kv_heads = c->n_kv_heads;
+    s->ff = c->intermediate_size;
+    s->vocab = c->vocab_size;
+    if (w == 1) {
+        s->comm = NULL;
+        return KILN_OK;
+    }
+    if (m->arch->encoder || m->dummy)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: tensor parallelism of %s %s is not "
+                            "supported", m->dummy ? "dummy weights for" : "the encoder",
+                            c->arch_name);
+    if (!m->be->ops->embed_part)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: the %s backend has no "
+                            "vocabulary-parallel embedding (tensor parallelism)",
+                            m->be->ops->name);
+    if (!s->comm || comm_rank(s->comm) != r || comm_world(s->comm) != w)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: tensor-parallel rank %d of %d needs "
+                            "a communicator of that rank and world", (int)r, (int)w);
+    if ((st = model_tp_divides(c->n_heads, "the number of attention heads", w)))
+        return st;
+    /* kv heads split among the ranks, or each rank holds one of them (the
+     * ranks split among the heads: the rank's query heads share it) */
+    if (c->n_kv_heads % w && w % c->n_kv_heads)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "model: %lld key/value heads do not divide "
+                            "among %d tensor-parallel ranks, nor the ranks among the heads",
+                            (long long)c->n_kv_heads, (int)w);
+    if ((st = model_tp_divides(c->intermediate_size, "the intermediate size", w)) ||
+        (st = model_tp_divides(c->vocab_size, "the vocabulary size", w)))
+        return st;
+    s->n_heads = c->n_heads / w;
+    s->head0 = r * s->n_heads;
+    s->n_kv_heads = c->n_kv_heads % w ? 1 : c->n_kv_heads / w;
+    s->kv_head0 = c->n_kv_heads % w ? r / (w / c->n_kv_heads) : r * s->n_kv_heads;
+    s->ff = c->intermediate_size / w;
+    s->ff0 = r * s->ff;
+    s->vocab = c->vocab_size / w;
+    s->vocab0 = r * s->vocab;
     return KILN_OK;
 }
 
@@ -456,6 +655,8 @@ static kiln_status model_build(kiln_model *m)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: architecture '%s' is not supported",
                             m->cfg.arch_name);
     model_conventions(m);
+    if ((st = model_shard_init(m)))
+        return st;
     if (!(m->layers = kiln_calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         return kiln_err_set(KILN_ERR_OOM, "model: out of memory");
     if ((st = m->arch->load(m, &ld)) || (st = model_ws_alloc(m)))
@@ -463,6 +664,14 @@ static kiln_status model_build(kiln_model *m)
     kiln_log(KILN_LOG_INFO, "model: %s (%s) loaded: %lld layers, hidden %lld, %lld weights",
              m->src ? msrc_name(m->src) : "dummy", m->cfg.arch_name, (long long)m->cfg.n_layers,
              (long long)m->cfg.hidden_size, (long long)m->n_owned);
+    if (m->shard.world > 1)
+        kiln_log(KILN_LOG_INFO, "model: tensor-parallel rank %d of %d: heads [%lld, %lld), "
+                 "kv heads [%lld, %lld), ff [%lld, %lld), vocabulary [%lld, %lld)",
+                 (int)m->shard.rank, (int)m->shard.world, (long long)m->shard.head0,
+                 (long long)(m->shard.head0 + m->shard.n_heads), (long long)m->shard.kv_head0,
+                 (long long)(m->shard.kv_head0 + m->shard.n_kv_heads), (long long)m->shard.ff0,
+                 (long long)(m->shard.ff0 + m->shard.ff), (long long)m->shard.vocab0,
+                 (long long)(m->shard.vocab0 + m->shard.vocab));
     return KILN_OK;
 }
 
@@ -522,6 +731,9 @@ void model_free(kiln_model *m)
     for (int64_t i = 0; i < m->n_owned; i++)
         m->be->ops->weight_free(m->be, m->owned[i]);
     kiln_free(m->owned);
+    for (int64_t i = 0; i < m->n_host_parts; i++)
+        kiln_free(m->host_parts[i]);
+    kiln_free(m->host_parts);
     if (m->ws.base)
         m->be->ops->free(m->be, m->ws.base);
     kiln_free(m->layers);
@@ -574,7 +786,7 @@ void model_stats_of(const kiln_model *m, model_stats *out)
 
 size_t model_kv_bytes_per_token(const kiln_model *m)
 {
-    return 2 * (size_t)m->cfg.n_layers * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim *
+    return 2 * (size_t)m->cfg.n_layers * (size_t)m->shard.n_kv_heads * (size_t)m->cfg.head_dim *
            bk_act_bytes(m->be, 1);
 }
 
@@ -584,7 +796,7 @@ void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, b
     out->n_layers = (int32_t)m->cfg.n_layers;
     out->n_blocks = n_blocks;
     out->block_size = block_size;
-    out->n_kv_heads = (int32_t)m->cfg.n_kv_heads;
+    out->n_kv_heads = (int32_t)m->shard.n_kv_heads;
     out->head_dim = (int32_t)m->cfg.head_dim;
     out->dtype = m->be->ops->act_dtype;
 }
@@ -603,11 +815,57 @@ static kiln_status model_check_batch(const kiln_model *m, const bk_batch *b)
     return KILN_OK;
 }
 
+kiln_status model_embed_tokens(kiln_model *m, const bk_batch *b, float scale, void *h)
+{
+    const bk_ops *op = m->be->ops;
+    kiln_status st;
+
+    if (m->shard.world == 1)
+        return op->embed(m->be, &m->tok_embd, b, scale, NULL, NULL, h);
+    /* vocabulary-parallel: each token's row is on one rank, zeros elsewhere */
+    if ((st = op->embed_part(m->be, &m->tok_embd, m->shard.vocab0, b, scale, h)))
+        return st;
+    return model_reduce(m, h, (int64_t)b->n_tokens * m->cfg.hidden_size);
+}
+
+kiln_status model_reduce(kiln_model *m, void *x, int64_t n)
+{
+    kiln_status st;
+    if (m->shard.world == 1)
+        return KILN_OK;
+    if ((st = comm_all_reduce_sum(m->shard.comm, x, n, m->be->ops->act_dtype)))
+        return kiln_err_wrap(st, "model: tensor-parallel rank %d", (int)m->shard.rank);
+    return KILN_OK;
+}
+
+/* Tensor-parallel logits of output row `row`: its vocabulary slice on
+ * every rank (row i of ws.logits, `vl` wide) gathered into ws.gathered,
+ * which is then the whole row in vocabulary order (rank q's slice is
+ * columns [q vl, (q + 1) vl)), then reduced or copied out as out asks. */
+static kiln_status model_logits_gather(kiln_model *m, const bk_batch *b, int32_t i,
+                                       int32_t row, const model_out *out)
+{
+    const bk_ops *op = m->be->ops;
+    int64_t vocab = m->cfg.vocab_size, vl = m->shard.vocab;
+    kiln_status st;
+
+    if ((st = comm_all_gather(m->shard.comm, model_row(m, m->ws.logits, i, vl), vl,
+                              op->act_dtype, m->ws.gathered)))
+        return kiln_err_wrap(st, "model: tensor-parallel rank %d: logits", (int)m->shard.rank);
+    if (out->ids && b->sample)
+        return op->sample(m->be, m->ws.gathered, 1, vocab, b->sample + row, out->counts,
+                          out->ids + row);
+    if (out->ids)
+        return op->argmax(m->be, m->ws.gathered, 1, vocab, out->ids + row);
+    return op->to_host_f32(m->be, m->ws.gathered, vocab, out->logits + (int64_t)row * vocab);
+}
+
 kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_out *out)
 {
     const bk_ops *op = m->be->ops;
     const model_config *c = &m->cfg;
-    int64_t d = c->hidden_size, vocab = c->vocab_size;
+    /* this rank's vocabulary columns: the whole at world 1 */
+    int64_t d = c->hidden_size, vocab = m->shard.vocab;
     kiln_status st;
 
     if (b->n_out == 0)
@@ -619,7 +877,8 @@ kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_
                           m->norm_add_one, m->ws.x)))
         return st;
     /* lm_head in chunks of rows, each copied out as host f32 or reduced to
-     * its greedy ids on the backend */
+     * its greedy ids on the backend; tensor-parallel, row by row once the
+     * ranks' slices are gathered */
     for (int32_t r = 0; r < b->n_out; r += MODEL_LOGIT_CHUNK) {
         int32_t rows = b->n_out - r < MODEL_LOGIT_CHUNK ? b->n_out - r : MODEL_LOGIT_CHUNK;
         if ((st = op->matmul(m->be, model_row(m, m->ws.x, r, d), rows, &m->lm_head, NULL,
@@ -628,6 +887,12 @@ kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_
         if (c->final_logit_softcap > 0.0f &&
             (st = op->softcap(m->be, m->ws.logits, rows * vocab, c->final_logit_softcap)))
             return st;
+        if (m->shard.world > 1) {
+            for (int32_t i = 0; i < rows; i++)
+                if ((st = model_logits_gather(m, b, i, r + i, out)))
+                    return st;
+            continue;
+        }
         if (out->ids && b->sample)
             st = op->sample(m->be, m->ws.logits, rows, vocab, b->sample + r, out->counts,
                             out->ids + r);
@@ -651,7 +916,7 @@ static kiln_status model_check_decoder(kiln_model *m, const bk_batch *b, const b
                             m->cfg.arch_name);
     if ((st = model_check_batch(m, b)))
         return st;
-    if (!kv || kv->n_layers != m->cfg.n_layers || kv->n_kv_heads != m->cfg.n_kv_heads ||
+    if (!kv || kv->n_layers != m->cfg.n_layers || kv->n_kv_heads != m->shard.n_kv_heads ||
         kv->head_dim != m->cfg.head_dim)
         return kiln_err_set(KILN_ERR_INVALID_ARG,
                             "model: KV cache does not have this model's shape");

@@ -30,14 +30,34 @@
 
 typedef struct kiln_model kiln_model;
 
+typedef struct comm comm;
+
 typedef struct model_load_opts {
     int32_t max_batch_tokens;   /* largest bk_batch n_tokens a step may carry (workspace) */
+    /* Tensor parallelism (decoders): this model is rank tp_rank of tp_world
+     * shards (0: 1, the whole model, and the fields below are unused).  A
+     * shard holds its query heads and key/value heads (one replicated kv
+     * head per rank when there are more ranks than kv heads), its FFN
+     * columns and its vocabulary rows; a forward runs on every rank at
+     * once, collectives through tp_comm (borrowed, required when
+     * tp_world > 1, of rank tp_rank and world tp_world), and every rank
+     * gets the whole logits. */
+    int32_t tp_rank;
+    int32_t tp_world;
+    comm *tp_comm;
 } model_load_opts;
 
 /* Load `path` onto `be`.  Errors: those of msrc_open; KILN_ERR_UNSUPPORTED
  * for an architecture or tensor type kiln cannot run (named); KILN_ERR_FORMAT
  * for a missing or misshapen weight (named with its expected shape);
- * KILN_ERR_OOM.  *out owned: model_free(). */
+ * KILN_ERR_INVALID_ARG for tensor-parallel settings the model does not
+ * allow (the message gives the numbers: a world size < 1, a rank outside
+ * the world, heads, kv heads, intermediate size or vocabulary not dividing
+ * among the ranks, a quantized weight whose split falls inside a block,
+ * no communicator or one of another rank or world);
+ * KILN_ERR_UNSUPPORTED for tensor parallelism of an encoder, of dummy
+ * weights or on a backend without embed_part; KILN_ERR_OOM.  Only the
+ * rank's shard of each weight is read.  *out owned: model_free(). */
 kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
                        kiln_model **out);
 /* A model of config `cfg` (copied) whose weights are generated on `be`
@@ -59,11 +79,12 @@ backend *model_backend(const kiln_model *m);
 bool model_is_encoder(const kiln_model *m);
 
 /* Bytes of K and V one token takes in the cache, all layers, in the
- * backend's activation type. */
+ * backend's activation type (this shard's kv heads). */
 size_t model_kv_bytes_per_token(const kiln_model *m);
 
-/* The KV cache shape this model needs (layers, kv heads, head_dim, dtype of
- * the backend) with n_blocks blocks of block_size tokens. */
+/* The KV cache shape this model needs (layers, this shard's kv heads,
+ * head_dim, dtype of the backend) with n_blocks blocks of block_size
+ * tokens. */
 void model_kv_shape(const kiln_model *m, int32_t n_blocks, int32_t block_size, bk_kv_cache *out);
 
 /* What the loaded weights weigh, as held by the backend (bytes in the

@@ -61,7 +61,7 @@ typedef struct model_layer {
 } model_layer;
 
 /* Activation buffers in backend memory, carved from one allocation.
- * n = max_tokens rows. */
+ * n = max_tokens rows; widths are this rank's (model_shard). */
 typedef struct model_ws {
     void *base;               /* the allocation                                      */
     void *h;                  /* (n, hidden) residual stream                         */
@@ -76,7 +76,50 @@ typedef struct model_ws {
     void *up;                 /* (n, ff)                                             */
     void *act;                /* (n, ff) act(gate) * up                              */
     void *logits;             /* (MODEL_LOGIT_CHUNK, vocab)                          */
+    void *gathered;           /* (vocab of the config): one row of logits gathered
+                                 from every rank's slice; world > 1 only             */
 } model_ws;
+
+/* This rank's part of a tensor-parallel model (Megatron-style): query
+ * heads, key/value heads, FFN columns and vocabulary rows, as [first,
+ * first + count) of the config's.  At world 1 every range is whole.
+ * Widths in model_ws and the KV cache are these counts; the config keeps
+ * the whole model's. */
+typedef struct model_shard {
+    int32_t rank, world;
+    comm *comm;               /* borrowed; NULL at world 1                           */
+    int64_t head0, n_heads;
+    int64_t kv_head0, n_kv_heads; /* one replicated head when world > kv heads       */
+    int64_t ff0, ff;
+    int64_t vocab0, vocab;
+} model_shard;
+
+/* How a weight is split among the ranks: along its output features (rows
+ * of a matrix, elements of a bias: column-parallel q/k/v/gate/up, the
+ * vocabulary rows of the embedding and lm_head), along its input features
+ * (columns: row-parallel o/down, whose partial outputs are summed), or held
+ * by rank 0 alone (biases added once after a row-parallel matmul). */
+typedef enum model_split {
+    MODEL_SPLIT_NONE = 0,     /* every rank holds the whole weight                   */
+    MODEL_SPLIT_OUT,
+    MODEL_SPLIT_IN,
+    MODEL_SPLIT_ROOT,
+} model_split;
+
+/* The sharded dimensions. */
+typedef enum model_dim {
+    MODEL_DIM_Q = 0,          /* n_heads * head_dim                                  */
+    MODEL_DIM_KV,             /* n_kv_heads * head_dim                               */
+    MODEL_DIM_FF,             /* intermediate_size                                   */
+    MODEL_DIM_VOCAB,
+} model_dim;
+
+/* A rank's part of one weight: elements [off, off + len) of the split
+ * dimension. */
+typedef struct model_part {
+    model_split split;
+    int64_t off, len;
+} model_part;
 
 typedef struct model_loader model_loader;
 
@@ -132,6 +175,11 @@ struct kiln_model {
     /* weights to release with weight_free */
     bk_tensor **owned;
     int64_t n_owned, cap_owned;
+    /* host copies of column slices a backend weight points at (kiln_free) */
+    void **host_parts;
+    int64_t n_host_parts, cap_host_parts;
+
+    model_shard shard;            /* this rank's part (the whole at world 1)     */
 
     int32_t max_tokens;           /* rows the workspace holds                       */
     model_ws ws;
@@ -153,6 +201,20 @@ struct kiln_model {
 kiln_status model_load_weight(kiln_model *m, model_loader *ld, const char *hf,
                               const char *gguf, int layer, int64_t rows, int64_t cols,
                               bool required, bk_tensor *out);
+
+/* model_load_weight of this rank's part of the weight: (rows, cols) is
+ * the whole weight's shape (checked against the file), `split` along `dim`
+ * picks the part (model_part_of).  Only the part's bytes are read: a row
+ * range is a view of the file, a column range is copied row by row into a
+ * host buffer the model keeps.  Errors as model_load_weight, and
+ * KILN_ERR_INVALID_ARG when a column range of a block-quantized weight
+ * does not fall on block boundaries. */
+kiln_status model_load_part(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
+                            int layer, int64_t rows, int64_t cols, bool required,
+                            model_split split, model_dim dim, bk_tensor *out);
+
+/* This rank's range of `dim` split as `split`. */
+model_part model_part_of(const kiln_model *m, model_split split, model_dim dim);
 
 /* True when the source holds the weight (same lookup as above). */
 bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
@@ -203,9 +265,19 @@ static inline void *model_row(const kiln_model *m, void *p, int64_t rows, int64_
     return (char *)p + bk_act_bytes(m->be, rows * width);
 }
 
+/* h (n_tokens, hidden) = token embeddings * scale: the rank's vocabulary
+ * rows, summed over the ranks when tensor-parallel. */
+kiln_status model_embed_tokens(kiln_model *m, const bk_batch *b, float scale, void *h);
+
+/* x (n elements) summed over the ranks in place: the partial outputs of a
+ * row-parallel matmul.  Nothing at world 1. */
+kiln_status model_reduce(kiln_model *m, void *x, int64_t n);
+
 /* The final norm, lm_head and soft-capping of the rows b->out_rows of the
  * hidden state `h` (n_tokens, hidden), written to `out` (host logits or
- * device greedy ids).  The norm is RMSNorm (add_one per the model). */
+ * device greedy ids).  The norm is RMSNorm (add_one per the model).
+ * Tensor-parallel: each rank's vocabulary slice of the logits, gathered
+ * into the whole on every rank. */
 kiln_status model_logits(kiln_model *m, const bk_batch *b, void *h, const model_out *out);
 
 /* The architectures (llama.c, gemma3.c, bert.c). */

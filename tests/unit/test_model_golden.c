@@ -44,13 +44,13 @@
 #include <string.h>
 
 #include "kiln_test.h"
+#include "kt_step.h"
 
-#define MAX_PROMPTS 8
-#define MAX_TOKENS 128
+#define MAX_PROMPTS KT_MAX_SEQS
+#define MAX_TOKENS KT_MAX_TOKENS
 #define GEN 32
-#define BLOCK 16
-#define N_BLOCKS 64
-#define MAX_BLOCKS 8
+#define BLOCK KT_BLOCK
+#define N_BLOCKS KT_N_BLOCKS
 
 /* Tolerances of the backend under test (group_setup). */
 static double LOGIT_TOL = 1e-4;
@@ -243,56 +243,10 @@ static int32_t argmax(const float *v, int64_t n)
 
 /* ---- batches ------------------------------------------------------------------------ */
 
-/* A step under construction: sequences with their new tokens. */
-typedef struct step {
-    int32_t tokens[MAX_TOKENS], types[MAX_TOKENS], positions[MAX_TOKENS], slots[MAX_TOKENS];
-    int32_t seq_start[MAX_PROMPTS + 1], seq_len[MAX_PROMPTS];
-    int32_t tables[MAX_PROMPTS * MAX_BLOCKS];
-    int32_t out_rows[MAX_TOKENS];
-    int32_t n_tokens, n_seqs, n_out;
-} step;
-
-/* Block table of sequence slot s: blocks handed out in a scrambled order,
- * interleaved between sequences (block j of sequence s is perm[s + 4 j]). */
-static void seq_table(int s, int32_t *table)
+static bk_batch step_upload(const kt_step *st, bool with_types)
 {
-    for (int j = 0; j < MAX_BLOCKS; j++)
-        table[j] = (int32_t)(((s + MAX_PROMPTS * j) * 37 + 11) % N_BLOCKS);
-}
-
-/* Append sequence `cache_seq` with n new tokens starting at position pos;
- * all_out: every row is an output row, else the last one. */
-static void step_add(step *st, int cache_seq, const int32_t *ids, const int32_t *types, int n,
-                     int32_t pos, bool all_out)
-{
-    int s = st->n_seqs++;
-    int32_t *table = st->tables + s * MAX_BLOCKS;
-    assert_true(st->n_tokens + n <= MAX_TOKENS);
-    seq_table(cache_seq, table);
-    st->seq_start[s] = st->n_tokens;
-    for (int t = 0; t < n; t++) {
-        int32_t r = st->n_tokens++, p = pos + t;
-        st->tokens[r] = ids[t];
-        st->types[r] = types ? types[t] : 0;
-        st->positions[r] = p;
-        st->slots[r] = table[p / BLOCK] * BLOCK + p % BLOCK;
-        if (all_out || t == n - 1)
-            st->out_rows[st->n_out++] = r;
-    }
-    st->seq_start[s + 1] = st->n_tokens;
-    st->seq_len[s] = pos + n;
-}
-
-static bk_batch step_upload(const step *st, bool with_types)
-{
-    bk_batch_host h = {
-        .n_tokens = st->n_tokens, .n_seqs = st->n_seqs, .max_blocks = MAX_BLOCKS,
-        .n_out = st->n_out, .tokens = st->tokens, .token_types = with_types ? st->types : NULL,
-        .positions = st->positions, .seq_start = st->seq_start, .seq_len = st->seq_len,
-        .block_tables = st->tables, .slot_mapping = st->slots, .out_rows = st->out_rows,
-    };
     bk_batch b;
-    if (g_be->ops->batch_upload(g_be, &h, &b))
+    if (kt_step_upload(g_be, st, with_types, &b))
         fail_msg("batch_upload: %s", kiln_last_error());
     return b;
 }
@@ -327,7 +281,7 @@ static void run_decoder(const char *name, const char *rel)
     kiln_model *m;
     bk_kv_cache shape, kv;
     float *logits;
-    step st;
+    kt_step st;
     bk_batch b;
 
     golden_load(name, &g);
@@ -343,8 +297,8 @@ static void run_decoder(const char *name, const char *rel)
     /* 1. each prompt alone */
     for (int i = 0; i < g.n_prompts; i++) {
         bool all = json_object_get(g.p[i].j, "logits_all") != NULL;
-        memset(&st, 0, sizeof st);
-        step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, all);
+        kt_step_init(&st);
+        kt_step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, all);
         b = step_upload(&st, false);
         if (model_forward(m, &b, &kv, logits))
             fail_msg("%s: model_forward: %s", name, kiln_last_error());
@@ -352,9 +306,9 @@ static void run_decoder(const char *name, const char *rel)
     }
 
     /* 2. all prompts as one batch */
-    memset(&st, 0, sizeof st);
+    kt_step_init(&st);
     for (int i = 0; i < g.n_prompts; i++)
-        step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0,
+        kt_step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0,
                  json_object_get(g.p[i].j, "logits_all") != NULL);
     b = step_upload(&st, false);
     if (model_forward(m, &b, &kv, logits))
@@ -371,14 +325,14 @@ static void run_decoder(const char *name, const char *rel)
         start[i] = (i * 3) / 2;
     for (int stepi = 0; left > 0; stepi++) {
         int who[MAX_PROMPTS], n_who = 0;
-        memset(&st, 0, sizeof st);
+        kt_step_init(&st);
         for (int i = 0; i < g.n_prompts; i++) {
             if (stepi < start[i] || done[i] == GEN)
                 continue;
             if (stepi == start[i])
-                step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, false);
+                kt_step_add(&st, i, g.p[i].ids, NULL, g.p[i].n, 0, false);
             else
-                step_add(&st, i, &gen[i][done[i] - 1], NULL, 1, g.p[i].n + done[i] - 1, false);
+                kt_step_add(&st, i, &gen[i][done[i] - 1], NULL, 1, g.p[i].n + done[i] - 1, false);
             who[n_who++] = i;
         }
         if (n_who == 0)
@@ -453,7 +407,7 @@ static void run_bert(const char *rel, bool normalize)
 {
     golden g;
     kiln_model *m;
-    step st;
+    kt_step st;
     bk_batch b;
     float *hidden, *emb;
 
@@ -467,8 +421,8 @@ static void run_bert(const char *rel, bool normalize)
 
     /* each prompt alone */
     for (int i = 0; i < g.n_prompts; i++) {
-        memset(&st, 0, sizeof st);
-        step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
+        kt_step_init(&st);
+        kt_step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
         b = step_upload(&st, true);
         if (model_encode_tokens(m, &b, hidden) || model_embed(m, &b, emb))
             fail_msg("bert: %s", kiln_last_error());
@@ -476,9 +430,9 @@ static void run_bert(const char *rel, bool normalize)
     }
 
     /* all prompts in one batch: attention stays within each sequence */
-    memset(&st, 0, sizeof st);
+    kt_step_init(&st);
     for (int i = 0; i < g.n_prompts; i++)
-        step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
+        kt_step_add(&st, i, g.p[i].ids, g.p[i].types, g.p[i].n, 0, false);
     b = step_upload(&st, true);
     if (model_encode_tokens(m, &b, hidden) || model_embed(m, &b, emb))
         fail_msg("bert (batch): %s", kiln_last_error());
@@ -551,7 +505,7 @@ static void test_gemma3_270m_q4km(void **state)
     bk_kv_cache shape, kv;
     model_load_opts o = {.max_batch_tokens = MAX_TOKENS};
     float *logits;
-    step st;
+    kt_step st;
     bk_batch b;
     int bad_logits = 0, bad_greedy = 0;
     agree ag = {0, 0};
@@ -587,11 +541,11 @@ static void test_gemma3_270m_q4km(void **state)
 
         /* prefill, then one token per step through the cache */
         for (int k = 0; k < GEN; k++) {
-            memset(&st, 0, sizeof st);
+            kt_step_init(&st);
             if (k == 0)
-                step_add(&st, (int)i % MAX_PROMPTS, toks, NULL, n, 0, false);
+                kt_step_add(&st, (int)i % MAX_PROMPTS, toks, NULL, n, 0, false);
             else
-                step_add(&st, (int)i % MAX_PROMPTS, &toks[n + k - 1], NULL, 1, n + k - 1, false);
+                kt_step_add(&st, (int)i % MAX_PROMPTS, &toks[n + k - 1], NULL, 1, n + k - 1, false);
             b = step_upload(&st, false);
             if (model_forward(m, &b, &kv, logits))
                 fail_msg("model_forward: %s", kiln_last_error());

@@ -382,6 +382,7 @@ static const bk_ops cpu_ops = {
     .kv_alloc = cpu_kv_alloc,
     .kv_free = cpu_kv_free,
     .embed = cpu_embed,
+    .embed_part = cpu_embed_part,
     .matmul = cpu_matmul,
     .rmsnorm = cpu_rmsnorm,
     .add_rmsnorm = cpu_add_rmsnorm,

@@ -126,6 +126,8 @@ kiln_status cpu_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w
                        const bk_tensor *bias, void *y);
 kiln_status cpu_embed(backend *be, const bk_tensor *table, const bk_batch *b, float scale,
                       const bk_tensor *pos_table, const bk_tensor *type_table, void *y);
+kiln_status cpu_embed_part(backend *be, const bk_tensor *table, int64_t row0,
+                           const bk_batch *b, float scale, void *y);
 kiln_status cpu_rmsnorm(backend *be, const void *x, int64_t n, int64_t d, const bk_tensor *w,
                         float eps, bool add_one, void *y);
 kiln_status cpu_add_rmsnorm(backend *be, void *res, const void *x, int64_t n, int64_t d,

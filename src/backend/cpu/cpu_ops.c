@@ -52,6 +52,7 @@ typedef struct embed_job {
     float scale;
     float *y;       /* (n_tokens, d) */
     int64_t d;
+    int64_t row0;   /* embed_part: id of the table's first row; else 0 */
 } embed_job;
 
 /* Row `row` of table (any dequantizable type) into dst[0..d). */
@@ -68,7 +69,13 @@ static void embed_body(void *ctx, size_t begin, size_t end, int thread)
     float *tmp = j->cb->scratch[thread].buf;
     for (size_t t = begin; t < end; t++) {
         float *y = j->y + (int64_t)t * j->d;
-        embed_row(j->table, j->b->tokens[t], j->d, y);
+        int64_t id = (int64_t)j->b->tokens[t] - j->row0;
+        if (id < 0 || id >= j->table->ne1) {
+            /* embed_part: another rank's row (whole lookups checked every id) */
+            memset(y, 0, (size_t)j->d * sizeof *y);
+            continue;
+        }
+        embed_row(j->table, id, j->d, y);
         if (j->scale != 1.0f)
             for (int64_t i = 0; i < j->d; i++)
                 y[i] *= j->scale;
@@ -119,7 +126,7 @@ kiln_status cpu_embed(backend *be, const bk_tensor *table, const bk_batch *b, fl
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu embed: bad arguments");
     int64_t d = table->ne0;
     embed_job j = {cb, table, pos_table && pos_table->data ? pos_table : NULL,
-                   type_table && type_table->data ? type_table : NULL, b, scale, y, d};
+                   type_table && type_table->data ? type_table : NULL, b, scale, y, d, 0};
     if ((st = embed_table_check(table, d, "token")) ||
         (st = embed_ids_check(b->tokens, b->n_tokens, table->ne1, "token")))
         return st;
@@ -132,6 +139,24 @@ kiln_status cpu_embed(backend *be, const bk_tensor *table, const bk_batch *b, fl
         return st;
     if ((st = cpu_scratch_reserve_all(cb, (size_t)d)))
         return kiln_err_wrap(st, "cpu embed");
+    tpool_parallel_for(cb->pool, (size_t)b->n_tokens, 1, embed_body, &j);
+    return KILN_OK;
+}
+
+kiln_status cpu_embed_part(backend *be, const bk_tensor *table, int64_t row0,
+                           const bk_batch *b, float scale, void *y)
+{
+    cpu_backend *cb = cpu_of(be);
+    kiln_status st;
+    if (!table || !b || row0 < 0 || b->n_tokens < 0 || (b->n_tokens && (!y || !b->tokens)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu embed_part: bad arguments");
+    embed_job j = {cb, table, NULL, NULL, b, scale, y, table->ne0, row0};
+    if ((st = embed_table_check(table, table->ne0, "token")))
+        return st;
+    for (int32_t t = 0; t < b->n_tokens; t++)
+        if (b->tokens[t] < 0)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu embed_part: token %d of row %d is "
+                                "negative", b->tokens[t], t);
     tpool_parallel_for(cb->pool, (size_t)b->n_tokens, 1, embed_body, &j);
     return KILN_OK;
 }

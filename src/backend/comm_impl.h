@@ -1,0 +1,26 @@
+/*
+ * comm_impl.h - the inside of a communicator, for its implementations
+ * (comm.c: threads; backend/cuda/comm_nccl.c: NCCL).  Every
+ * implementation's struct starts with a `comm` and fills its ops.
+ */
+#ifndef KILN_BACKEND_COMM_IMPL_H
+#define KILN_BACKEND_COMM_IMPL_H
+
+#include "backend/comm.h"
+
+typedef struct comm_ops {
+    const char *kind;
+    void (*free)(comm *c);
+    /* n >= 0 and the pointers checked by the caller (comm.c) */
+    kiln_status (*all_reduce_sum)(comm *c, void *buf, int64_t n, kiln_dtype dtype);
+    kiln_status (*all_gather)(comm *c, const void *send, int64_t n, kiln_dtype dtype,
+                              void *recv);
+    void (*abort)(comm *c);
+} comm_ops;
+
+struct comm {
+    const comm_ops *ops;
+    int32_t rank, world;
+};
+
+#endif /* KILN_BACKEND_COMM_IMPL_H */
