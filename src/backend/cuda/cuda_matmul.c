@@ -21,9 +21,7 @@
  * at most half full, doubled when it would be more); after CUDA_MM_MAX_PLANS
  * plans the table is emptied and refilled, which bounds the host memory of
  * a server whose batch sizes keep changing.  The workspace is allocated
- * once, at init.  Up to MM_NO_SPLIT_ROWS rows the heuristic is first asked
- * for an algorithm that does not split K (no reduction kernel after the
- * product), then for any.
+ * once, at init.
  *
  * Invariants:
  *   1. A plan is used only for calls whose key it was made for.
@@ -40,7 +38,6 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Plans kept before the table is emptied. */
@@ -69,14 +66,7 @@ struct cuda_mm {
     size_t ws_bytes;
     mm_plan *slots;                   /* (cap) hash table                           */
     size_t cap, count;
-    bool split_k;                     /* decode-row matmuls may split K (kernel lab:
-                                         KILN_CUDA_MM_SPLITK=1)                     */
 };
-
-/* Rows up to which a matmul is asked for an algorithm that does not split
- * K: a decode step's product is a read of W, and a split-K algorithm adds a
- * reduction kernel (~3 us on an H200) to it. */
-#define MM_NO_SPLIT_ROWS 16
 
 /* ---- keys ------------------------------------------------------------------ */
 
@@ -133,9 +123,9 @@ static void mm_plan_destroy(mm_plan *p)
 }
 
 /* Ask the heuristic for the best algorithm of plan p (descriptor and
- * layouts made) with the preferences of its key; with no_split, only
- * among those that do not split K.  *found false when there is none. */
-static kiln_status mm_pick_algo_pref(cuda_mm *mm, mm_plan *p, bool no_split, bool *found)
+ * layouts made) with the preferences of its key.  *found false when there
+ * is none. */
+static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
 {
     kiln_status st = KILN_OK;
     cublasLtMatmulPreference_t pref = NULL;
@@ -157,11 +147,6 @@ static kiln_status mm_pick_algo_pref(cuda_mm *mm, mm_plan *p, bool no_split, boo
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_y, sizeof al_y));
     KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_y, sizeof al_y));
-    if (no_split) {
-        uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE;
-        KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-            pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof mask));
-    }
     memset(&res, 0, sizeof res);
     /* NOT_SUPPORTED means no algorithm fits: not an error here. */
     s = cublasLtMatmulAlgoGetHeuristic(mm->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &res,
@@ -177,17 +162,6 @@ err:
     if (pref)
         cublasLtMatmulPreferenceDestroy(pref);
     return st;
-}
-
-/* mm_pick_algo_pref, without split K for decode rows when there is such an
- * algorithm. */
-static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
-{
-    kiln_status st = KILN_OK;
-    if (!mm->split_k && p->key.n <= MM_NO_SPLIT_ROWS &&
-        ((st = mm_pick_algo_pref(mm, p, true, found)) || *found))
-        return st;
-    return mm_pick_algo_pref(mm, p, false, found);
 }
 
 /* Descriptor and layouts of plan p for its key; the BIAS epilogue when
@@ -338,8 +312,6 @@ kiln_status cuda_mm_init(cuda_backend *cb, size_t ws_bytes)
     if (ws_bytes && (st = cuda_mem_alloc(cb, ws_bytes, "cuBLASLt workspace", &mm->ws)))
         goto err;
     mm->ws_bytes = ws_bytes;
-    const char *sk = getenv("KILN_CUDA_MM_SPLITK");
-    mm->split_k = sk && *sk && strcmp(sk, "0");
 err:
     return st;
 }
