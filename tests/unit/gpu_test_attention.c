@@ -523,7 +523,10 @@ static void test_split_choice(void **state)
 {
     (void)state;
     assert_int_equal(attn_decode_splits(64, 8, 4, 16384, 132), 1);
-    assert_int_equal(attn_decode_splits(1, 8, 4, 100, 132), 1);
+    /* a short context splits into ATTN_DECODE_MIN_KEYS-key pieces, no fewer */
+    assert_int_equal(attn_decode_splits(1, 8, 4, ATTN_DECODE_MIN_KEYS, 132), 1);
+    assert_int_equal(attn_decode_splits(1, 8, 4, 100, 132),
+                     (100 + ATTN_DECODE_MIN_KEYS - 1) / ATTN_DECODE_MIN_KEYS);
     assert_true(attn_decode_splits(1, 8, 4, 16384, 132) > 8);
     for (int ns = 1; ns <= 300; ns += 7)
         for (int kv = 1; kv <= 16; kv *= 2)
