@@ -31,6 +31,7 @@
 #include "backend/cuda/cuda_device.h"
 #include "engine/generate.h"
 #include "kiln_test.h"
+#include "kt_cuda.h"
 #include "model/model.h"
 
 #define NP 4
@@ -122,19 +123,6 @@ static int agree(const int32_t *a, const int32_t *b, int n)
     return k;
 }
 
-static backend *cuda_or_skip(kiln_dtype dt)
-{
-    int n = 0;
-    backend *be = NULL;
-    if (cudev_count(&n) || n < 1) {
-        print_message("no GPU: %s\n", kiln_last_error());
-        skip();
-    }
-    if (bk_cuda_create(0, dt, &be))
-        fail_msg("bk_cuda_create: %s", kiln_last_error());
-    return be;
-}
-
 static kiln_model *load(backend *be, const char *name)
 {
     char dir[4096];
@@ -148,7 +136,7 @@ static kiln_model *load(backend *be, const char *name)
 
 static void check_model(const char *name, kiln_dtype dt)
 {
-    backend *be = cuda_or_skip(dt), *cpu = NULL;
+    backend *be = kt_cuda_or_skip(dt), *cpu = NULL;
     kiln_model *m = load(be, name), *mc;
     golden_prompts p;
     run_out on, off, alone, ref;

@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "engine/sampler.h"
 #include "format/quant.h"
+#include "kt_cuda.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,19 +54,6 @@ static float rnd_normal(void)
 {
     double u = rnd_unit() + 1e-300, v = rnd_unit();
     return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-
-static backend *cuda_or_skip(kiln_dtype dt)
-{
-    int n = 0;
-    backend *be = NULL;
-    if (cudev_count(&n) || n < 1) {
-        print_message("no GPU: %s\n", kiln_last_error());
-        skip();
-    }
-    if (bk_cuda_create(0, dt, &be))
-        fail_msg("bk_cuda_create: %s", kiln_last_error());
-    return be;
 }
 
 static uint16_t to_half(kiln_dtype dt, float f)
@@ -237,7 +225,7 @@ static void check_batch(backend *be, kiln_dtype dt, int64_t vocab, int32_t rows,
 
 static void run_dtype(kiln_dtype dt)
 {
-    backend *be = cuda_or_skip(dt);
+    backend *be = kt_cuda_or_skip(dt);
     static const int64_t vocabs[] = {1, 2, 7, 1000, 4099, 32000, 151936, 262144};
     int64_t rows = 0, diff = 0, outside = 0;
     for (size_t v = 0; v < sizeof vocabs / sizeof *vocabs; v++) {
@@ -270,7 +258,7 @@ static void test_sample_f16(void **state)
 static void test_sample_bad_args(void **state)
 {
     (void)state;
-    backend *be = cuda_or_skip(KILN_DT_BF16);
+    backend *be = kt_cuda_or_skip(KILN_DT_BF16);
     int32_t *ids = NULL;
     assert_int_equal(be->ops->alloc(be, 64, (void **)&ids), KILN_OK);
     assert_int_equal(be->ops->sample(be, NULL, 1, 10, NULL, NULL, ids), KILN_ERR_INVALID_ARG);
