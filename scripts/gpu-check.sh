@@ -16,6 +16,8 @@
 #                  or a list of names
 #   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
 #   KILN_GPU_KERNELS  0 skips the kernel lab (bench/kernels/cuda_*)
+#   KILN_GPU_NO_PEER  1 runs the latency/prefill/embed-model benchmarks
+#                     without their transformers peer (short calls)
 #   KILN_GPU_NCU      1 times one decode step's kernels with Nsight Compute
 #                     (logs/ncu-*-step.txt)
 #
@@ -158,7 +160,12 @@ for b in "${BENCHES[@]}"; do
     grep -qw -- "$name" <<<"$want" || continue
     t0=$(date +%s)
     # shellcheck disable=SC2086 # the arguments are split on purpose
-    if build-gpu/kiln bench ${b#*|} --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
+    extra=()
+    if [ "${KILN_GPU_NO_PEER:-0}" != 0 ] && ! grep -q -- '--no-peer' <<<"${b#*|}" &&
+       grep -qE '^(latency|prefill|embed-model) ' <<<"${b#*|}"; then
+        extra=(--no-peer)
+    fi
+    if build-gpu/kiln bench ${b#*|} "${extra[@]}" --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
         line=$(grep -E '^(decode|prefill|embed) ' "$OUT/logs/bench-$name.log" | head -1 |
                awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
         row "bench $name" "ok" "$line ($(( $(date +%s) - t0 )) s)"

@@ -44,6 +44,7 @@
 #define OPS_EW_MAX_BLOCKS 65536   /* grid cap; the kernels loop beyond it       */
 #define OPS_ROW_MAX_THREADS 1024
 #define OPS_ROPE_THREADS 256
+#define OPS_RMS_REG 8             /* row elements an RMSNorm thread keeps in registers */
 #define OPS_POOL_THREADS 256
 
 /* ==== reductions ========================================================== */
@@ -194,6 +195,35 @@ static __global__ void rmsnorm_kernel(T *res,        /* (n, d) or NULL: res += x
     int64_t o = (int64_t)blockIdx.x * d;
     float ss = 0.0f;
 
+    if (d <= (int64_t)OPS_RMS_REG * blockDim.x) {
+        /* the row in registers: every load is issued before the reduction
+         * and nothing is read twice; the same sums in the same order as
+         * the loop below, so the same bits */
+        float v[OPS_RMS_REG], wv[OPS_RMS_REG];
+#pragma unroll
+        for (int j = 0; j < OPS_RMS_REG; j++) {
+            int64_t i = threadIdx.x + (int64_t)j * blockDim.x;
+            v[j] = wv[j] = 0.0f;
+            if (i < d) {
+                v[j] = ld(x + o + i);
+                if (res)
+                    v[j] = round_to(res, ld(res + o + i) + v[j]);
+                wv[j] = ld(w + i);
+                ss += v[j] * v[j];
+            }
+        }
+        float inv = 1.0f / sqrtf(block_sum(ss, sh) / (float)d + eps);
+#pragma unroll
+        for (int j = 0; j < OPS_RMS_REG; j++) {
+            int64_t i = threadIdx.x + (int64_t)j * blockDim.x;
+            if (i < d) {
+                if (res)
+                    put(res + o + i, v[j]);
+                put(y + o + i, (v[j] * inv) * (add_one ? 1.0f + wv[j] : wv[j]));
+            }
+        }
+        return;
+    }
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
         float v = ld(x + o + i);
         if (res) {

@@ -54,6 +54,7 @@
 #define SMP_BINS 256
 #define SMP_ONE 1099511627776.0f          /* 2^40: fixed-point unit of mass  */
 #define SMP_FULL 0xffffffffu
+#define SMP_VEC 8                         /* elements of a row per load      */
 #define AMX_THREADS 256
 #define AMX_CHUNK 4096                    /* elements of a row per argmax block */
 
@@ -165,12 +166,17 @@ extern "C" kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, 
 
 /* ==== sample ================================================================ */
 
-/* One row's state, the same in every thread of its block. */
+/* One row's state, the same in every thread of its block.  The row is
+ * read in groups of SMP_VEC consecutive elements (one 16-byte load when
+ * the row allows it), so each load instruction of a warp brings 512 bytes
+ * and a pass is not bound by the latency of one 2-byte load per thread. */
 template <typename T> struct smp_row {
     const T *x;              /* (cols) logits                                 */
     const uint16_t *cnt;     /* (cols) penalty counts; NULL: no penalties     */
     int64_t cols;
-    int64_t seg;             /* elements per warp segment (a multiple of 32)  */
+    int64_t groups;          /* ceil(cols / SMP_VEC)                          */
+    int64_t seg;             /* groups per warp segment (a multiple of 32)    */
+    bool vec;                /* 16-byte loads: x aligned, cols % SMP_VEC == 0 */
     float inv_t, rep, pres, freq;
     float m, thr;            /* max value; min_p threshold                    */
     uint32_t k1, k2;         /* cuts: keep key > k or (key == k, id <= i)     */
@@ -187,12 +193,12 @@ struct smp_shared {
     int32_t bin, wsel, id;
 };
 
-/* Value i of the row: the host's penalties (sampler.c smp_penalize), then
- * the temperature, with the host's rounding (no fused multiply-adds). */
+/* Element i's value from its logit x: the host's penalties (sampler.c
+ * smp_penalize), then the temperature, with the host's rounding (no fused
+ * multiply-adds). */
 template <typename T>
-static __device__ __forceinline__ float smp_value(const smp_row<T> &r, int64_t i)
+static __device__ __forceinline__ float smp_finish(const smp_row<T> &r, int64_t i, float x)
 {
-    float x = ld(r.x + i);
     if (r.cnt) {
         uint32_t n = r.cnt[i];
         if (n) {
@@ -206,6 +212,27 @@ static __device__ __forceinline__ float smp_value(const smp_row<T> &r, int64_t i
     return __fmul_rn(x, r.inv_t);
 }
 
+/* The values of group g (elements SMP_VEC g + j); NaN past the row's end,
+ * which is never a candidate and never the argmax. */
+template <typename T>
+static __device__ __forceinline__ void smp_load(const smp_row<T> &r, int64_t g, float v[SMP_VEC])
+{
+    const int64_t i0 = g * SMP_VEC;
+    if (r.vec) {
+        unpack8(__ldg((const uint4 *)(r.x + i0)), (const T *)0, v);
+    } else {
+#pragma unroll
+        for (int j = 0; j < SMP_VEC; j++)
+            v[j] = i0 + j < r.cols ? ld(r.x + i0 + j) : __int_as_float(0x7fc00000);
+    }
+#pragma unroll
+    for (int j = 0; j < SMP_VEC; j++)
+        if (i0 + j < r.cols)
+            v[j] = smp_finish(r, i0 + j, v[j]);
+}
+
+/* x (key `key`, id i) is a candidate: at or above min_p's threshold, above
+ * -inf (NaN never), and inside both cuts. */
 template <typename T>
 static __device__ __forceinline__ bool smp_in(const smp_row<T> &r, float x, uint32_t key,
                                               int32_t i)
@@ -246,10 +273,13 @@ static __device__ smp_u64 smp_total(const smp_row<T> &r, bool mass, smp_shared &
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     smp_u64 s = 0;
-    for (int64_t i = threadIdx.x; i < r.cols; i += blockDim.x) {
-        float x = smp_value(r, i);
-        if (smp_in(r, x, smp_key(x), (int32_t)i))
-            s += smp_weight(r, x, mass);
+    for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+        float v[SMP_VEC];
+        smp_load(r, g, v);
+#pragma unroll
+        for (int j = 0; j < SMP_VEC; j++)
+            if (smp_in(r, v[j], smp_key(v[j]), (int32_t)(g * SMP_VEC + j)))
+                s += smp_weight(r, v[j], mass);
     }
     s = smp_warp_sum(s);
     if (lane == 0)
@@ -269,7 +299,7 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t lo = (int64_t)warp * r.seg;
-    const int64_t hi = lo + r.seg < r.cols ? lo + r.seg : r.cols;
+    const int64_t hi = lo + r.seg < r.groups ? lo + r.seg : r.groups;
     uint32_t prefix = 0, mask = 0;
 
     for (int shift = 24; shift >= 0 && !by_id; shift -= 8) {
@@ -277,11 +307,15 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
             sh.hist[b] = 0;
         __syncthreads(); /* the histograms are clear */
         smp_u64 *h = sh.hist + (warp % SMP_GROUPS) * SMP_BINS;
-        for (int64_t i = lo + lane; i < hi; i += 32) {
-            float x = smp_value(r, i);
-            uint32_t k = smp_key(x);
-            if ((k & mask) == prefix && smp_in(r, x, k, (int32_t)i))
-                atomicAdd(h + ((k >> shift) & 0xffu), smp_weight(r, x, mass));
+        for (int64_t g = lo + lane; g < hi; g += 32) {
+            float v[SMP_VEC];
+            smp_load(r, g, v);
+#pragma unroll
+            for (int j = 0; j < SMP_VEC; j++) {
+                uint32_t k = smp_key(v[j]);
+                if ((k & mask) == prefix && smp_in(r, v[j], k, (int32_t)(g * SMP_VEC + j)))
+                    atomicAdd(h + ((k >> shift) & 0xffu), smp_weight(r, v[j], mass));
+            }
         }
         __syncthreads(); /* every histogram copy is complete */
         if (threadIdx.x < SMP_BINS) {
@@ -328,11 +362,15 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
     /* ties of the key (by_id: every candidate): the warps' weights in id
      * order, then one warp's walk */
     smp_u64 s = 0;
-    for (int64_t i = lo + lane; i < hi; i += 32) {
-        float x = smp_value(r, i);
-        uint32_t k = smp_key(x);
-        if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i))
-            s += smp_weight(r, x, mass);
+    for (int64_t g = lo + lane; g < hi; g += 32) {
+        float v[SMP_VEC];
+        smp_load(r, g, v);
+#pragma unroll
+        for (int j = 0; j < SMP_VEC; j++) {
+            uint32_t k = smp_key(v[j]);
+            if ((by_id || k == prefix) && smp_in(r, v[j], k, (int32_t)(g * SMP_VEC + j)))
+                s += smp_weight(r, v[j], mass);
+        }
     }
     s = smp_warp_sum(s);
     if (lane == 0)
@@ -353,20 +391,33 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
     if (warp == sh.wsel) {
         smp_u64 base = 0;
         t = sh.t;
-        for (int64_t b = lo; b < hi; b += 32) {
-            int64_t i = b + lane;
-            smp_u64 w = 0;
-            if (i < hi) {
-                float x = smp_value(r, i);
-                uint32_t k = smp_key(x);
-                if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i))
-                    w = smp_weight(r, x, mass);
+        for (int64_t gb = lo; gb < hi; gb += 32) {
+            const int64_t g = gb + lane;
+            smp_u64 w[SMP_VEC], own = 0;
+            float v[SMP_VEC];
+            if (g < hi)
+                smp_load(r, g, v);
+#pragma unroll
+            for (int j = 0; j < SMP_VEC; j++) {
+                w[j] = 0;
+                if (g < hi) {
+                    uint32_t k = smp_key(v[j]);
+                    if ((by_id || k == prefix) && smp_in(r, v[j], k, (int32_t)(g * SMP_VEC + j)))
+                        w[j] = smp_weight(r, v[j], mass);
+                }
+                own += w[j];
             }
-            smp_u64 inc = base + smp_warp_scan(w);
-            unsigned hit = __ballot_sync(SMP_FULL, w && inc > t);
+            smp_u64 inc = base + smp_warp_scan(own);
+            unsigned hit = __ballot_sync(SMP_FULL, own && inc > t);
             if (hit) {
-                if (lane == __ffs(hit) - 1)
-                    sh.id = (int32_t)i;
+                if (lane == __ffs(hit) - 1) {
+                    /* the crossing is inside this lane's group */
+                    smp_u64 c = inc - own;
+                    int j = 0;
+                    while (j < SMP_VEC - 1 && !(w[j] && c + w[j] > t))
+                        c += w[j++];
+                    sh.id = (int32_t)(g * SMP_VEC + j);
+                }
                 break;
             }
             base = __shfl_sync(SMP_FULL, inc, 31);
@@ -377,11 +428,15 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
     if (id < 0) {
         /* unreachable with consistent totals: the first candidate with the key */
         id = INT32_MAX;
-        for (int64_t i = threadIdx.x; i < r.cols; i += blockDim.x) {
-            float x = smp_value(r, i);
-            uint32_t k = smp_key(x);
-            if ((by_id || k == prefix) && smp_in(r, x, k, (int32_t)i) && (int32_t)i < id)
-                id = (int32_t)i;
+        for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+            float v[SMP_VEC];
+            smp_load(r, g, v);
+            for (int j = 0; j < SMP_VEC; j++) {
+                uint32_t k = smp_key(v[j]);
+                int32_t i = (int32_t)(g * SMP_VEC + j);
+                if ((by_id || k == prefix) && smp_in(r, v[j], k, i) && i < id)
+                    id = i;
+            }
         }
         float bv = 0.0f;
         argmax_block(&bv, &id, sh.sv, sh.si); /* equal values: the lowest id */
@@ -408,7 +463,9 @@ static __global__ void __launch_bounds__(SMP_THREADS)
     r.x = x + (int64_t)blockIdx.x * cols;
     r.cnt = counts && pr.slot >= 0 && pen ? counts + (int64_t)pr.slot * cols : NULL;
     r.cols = cols;
-    r.seg = ((cols + SMP_WARPS - 1) / SMP_WARPS + 31) / 32 * 32;
+    r.groups = (cols + SMP_VEC - 1) / SMP_VEC;
+    r.seg = ((r.groups + SMP_WARPS - 1) / SMP_WARPS + 31) / 32 * 32;
+    r.vec = cols % SMP_VEC == 0 && ((uintptr_t)r.x & 15) == 0;
     r.inv_t = greedy ? 1.0f : __frcp_rn(pr.temperature);
     r.rep = pr.repetition_penalty;
     r.pres = pr.presence_penalty;
@@ -421,10 +478,13 @@ static __global__ void __launch_bounds__(SMP_THREADS)
     /* A: max and argmax of the values */
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-        float v = smp_value(r, i);
-        if (argmax_better(v, (int32_t)i, bv, bi))
-            bv = v, bi = (int32_t)i;
+    for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+        float v[SMP_VEC];
+        smp_load(r, g, v);
+#pragma unroll
+        for (int j = 0; j < SMP_VEC; j++)
+            if (argmax_better(v[j], (int32_t)(g * SMP_VEC + j), bv, bi))
+                bv = v[j], bi = (int32_t)(g * SMP_VEC + j);
     }
     argmax_block(&bv, &bi, sh.sv, sh.si);
     int32_t id = bi == INT32_MAX ? 0 : bi;
