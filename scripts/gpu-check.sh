@@ -159,12 +159,12 @@ for b in "${BENCHES[@]}"; do
     name=${b%%|*}
     grep -qw -- "$name" <<<"$want" || continue
     t0=$(date +%s)
-    # shellcheck disable=SC2086 # the arguments are split on purpose
     extra=()
     if [ "${KILN_GPU_NO_PEER:-0}" != 0 ] && ! grep -q -- '--no-peer' <<<"${b#*|}" &&
        grep -qE '^(latency|prefill|embed-model) ' <<<"${b#*|}"; then
         extra=(--no-peer)
     fi
+    # shellcheck disable=SC2086 # the arguments are split on purpose
     if build-gpu/kiln bench ${b#*|} "${extra[@]}" --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
         line=$(grep -E '^(decode|prefill|embed) ' "$OUT/logs/bench-$name.log" | head -1 |
                awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
