@@ -93,4 +93,11 @@ kiln_status cli_device_kv_budget(const cli_device *d, backend *be, size_t *out);
  * for cuda in a build without CUDA.  *out owned: (*out)->ops->destroy. */
 kiln_status cli_device_create(const cli_device *d, int threads, backend **out);
 
+/* n backends for n data-parallel engines (out: n entries, each owned):
+ * on the CPU n CPU backends sharing the cores (threads, or all of them,
+ * split evenly); on CUDA the devices cuda:K .. cuda:K+n-1 from d's
+ * ordinal K.  Errors as cli_device_create, and KILN_ERR_INVALID_ARG
+ * naming the GPUs when fewer are visible; nothing is left made on error. */
+kiln_status cli_device_create_n(const cli_device *d, int threads, int n, backend **out);
+
 #endif /* KILN_CLI_H */

@@ -16,10 +16,12 @@
 #include "base/log.h"
 #ifdef KILN_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_device.h"
 #endif
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cli_device_init(cli_device *d)
 {
@@ -119,6 +121,61 @@ kiln_status cli_device_create(const cli_device *d, int threads, backend **out)
 #endif
     (void)st;
     return bk_cpu_create(threads, out);
+}
+
+kiln_status cli_device_create_n(const cli_device *d, int threads, int n, backend **out)
+{
+    kiln_status st;
+    memset(out, 0, (size_t)(n > 0 ? n : 0) * sizeof *out);
+    if (n < 1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "--data-parallel-size %d", n);
+    if ((st = cli_device_create(d, n > 1 && threads > 0 ? (threads + n - 1) / n : threads,
+                                &out[0])))
+        return st;
+    bool cpu = !strcmp(out[0]->ops->name, "cpu");
+    int each = threads > 0 ? (threads + n - 1) / n : 0;
+    if (cpu && n > 1 && each == 0) {
+        /* all cores between the engines */
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        each = nc > n ? (int)(nc / n) : 1;
+        out[0]->ops->destroy(out[0]);
+        if ((st = bk_cpu_create(each, &out[0])))
+            goto fail;
+    }
+    for (int i = 1; i < n; i++) {
+        if (cpu) {
+            st = bk_cpu_create(each, &out[i]);
+        } else {
+#ifdef KILN_HAVE_CUDA
+            int count = 0;
+            if ((st = cudev_count(&count)))
+                goto fail;
+            int dev = (d->kind == CLI_DEVICE_CUDA ? d->ordinal : 0) + i;
+            if (dev >= count) {
+                st = kiln_err_set(KILN_ERR_INVALID_ARG, "--data-parallel-size %d needs GPUs "
+                                  "cuda:%d..cuda:%d; %d visible", n, dev - i, dev - i + n - 1,
+                                  count);
+                goto fail;
+            }
+            cli_device di = *d;
+            di.kind = CLI_DEVICE_CUDA;
+            di.ordinal = dev;
+            st = cli_device_create(&di, threads, &out[i]);
+#else
+            st = kiln_err_set(KILN_ERR_INTERNAL, "--data-parallel-size: no CUDA backend");
+#endif
+        }
+        if (st)
+            goto fail;
+    }
+    return KILN_OK;
+fail:
+    for (int i = 0; i < n; i++)
+        if (out[i]) {
+            out[i]->ops->destroy(out[i]);
+            out[i] = NULL;
+        }
+    return st;
 }
 
 kiln_status cli_device_kv_budget(const cli_device *d, backend *be, size_t *out)

@@ -3,6 +3,7 @@
  *
  *   kiln embed -m MODEL [--input FILE] [--format jsonl|f32] [--threads N]
  *              [--device auto|cpu|cuda[:N]] [--dtype bf16|f16]
+ *              [--data-parallel-size N]
  *
  * Every line of FILE (stdin without --input; a final line without a
  * newline counts, "\r\n" endings are accepted) is one document.  jsonl
@@ -10,8 +11,12 @@
  * writes the vectors back to back as raw little-endian floats.  The
  * longest document kept is the model's sentence-transformers
  * max_seq_length (sentence_bert_config.json) when the model directory has
- * one, else its position count.
+ * one, else its position count.  --data-parallel-size N runs N engines
+ * (N GPUs from the --device ordinal, or N CPU backends sharing the cores),
+ * each taking chunks of documents as it finishes the last
+ * (gen_embed_parallel).
  */
+#define EMB_MAX_DP 64
 #include "cli/cli.h"
 
 #include "backend/backend.h"
@@ -37,12 +42,13 @@ typedef struct emb_opts {
     cli_device dev;
     int32_t max_batch_tokens;
     int32_t max_len;
+    int dp;                 /* --data-parallel-size */
 } emb_opts;
 
 static int emb_usage(FILE *f)
 {
     fprintf(f, "usage: kiln embed -m MODEL [--input FILE] [--format jsonl|f32] [--threads N]\n"
-               "                  [--batch N] [--max-len N]\n\n"
+               "                  [--batch N] [--max-len N] [--data-parallel-size N]\n\n"
                "Embed each line of FILE (default stdin) with an embedding model.\n"
                "  --format jsonl   {\"index\": i, \"embedding\": [...]} per line (default)\n"
                "  --format f32     raw little-endian float32 vectors, in input order\n"
@@ -50,7 +56,9 @@ static int emb_usage(FILE *f)
                "                   longest document)\n"
                "  --max-len N      tokens kept per document (default: the model's\n"
                "                   max_seq_length or position count)\n"
-               "  --threads N      CPU threads (default: all cores)\n");
+               "  --threads N      CPU threads (default: all cores)\n"
+               "  --data-parallel-size N  N engines: GPUs cuda:K..K+N-1 (K from --device),\n"
+               "                   or N CPU backends sharing the threads (default 1)\n");
     cli_device_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -59,6 +67,7 @@ static int emb_parse(int argc, char **argv, emb_opts *o)
 {
     memset(o, 0, sizeof *o);
     cli_device_init(&o->dev);
+    o->dp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -88,6 +97,8 @@ static int emb_parse(int argc, char **argv, emb_opts *o)
             o->max_batch_tokens = (int32_t)n;
         else if (!strcmp(a, "--max-len") && num_ok && n > 0)
             o->max_len = (int32_t)n;
+        else if (!strcmp(a, "--data-parallel-size") && num_ok && n >= 1 && n <= EMB_MAX_DP)
+            o->dp = (int)n;
         else {
             fprintf(stderr, "kiln embed: bad option or value: %s %s\n", a, v);
             return emb_usage(stderr);
@@ -171,8 +182,9 @@ static kiln_status emb_write(const float *v, int32_t n, int64_t d, bool f32)
 int cmd_embed(int argc, char **argv)
 {
     emb_opts o;
-    backend *be = NULL;
-    kiln_model *m = NULL;
+    backend *bes[EMB_MAX_DP] = {0}, *be = NULL;
+    kiln_model *ms[EMB_MAX_DP] = {0}, *m = NULL;
+    int32_t docs_of[EMB_MAX_DP] = {0};
     tokenizer *t = NULL;
     kiln_buf in = {0};
     char **lines = NULL;
@@ -196,12 +208,18 @@ int cmd_embed(int argc, char **argv)
         o.max_len = emb_st_max_len(o.model);
     int32_t mbt = o.max_batch_tokens ? o.max_batch_tokens : 512;
     model_load_opts mo = {.max_batch_tokens = mbt};
-    if (st || (st = emb_split(&in, &lines, &lens, &n)) || (st = cli_device_create(&o.dev, o.threads, &be)))
+    if (st || (st = emb_split(&in, &lines, &lens, &n)) ||
+        (st = cli_device_create_n(&o.dev, o.threads, o.dp, bes)))
         goto out;
+    be = bes[0];
     /* the default batch holds at least one document of the longest kind */
     if (!o.max_batch_tokens && o.max_len > mbt)
         mo.max_batch_tokens = mbt = o.max_len;
-    if ((st = model_load(o.model, be, &mo, &m)) || (st = tok_open(o.model, &t)))
+    for (int i = 0; i < o.dp; i++)
+        if ((st = model_load(o.model, bes[i], &mo, &ms[i])))
+            goto out;
+    m = ms[0];
+    if ((st = tok_open(o.model, &t)))
         goto out;
     const model_config *c = model_config_of(m);
     if (!model_is_encoder(m)) {
@@ -214,20 +232,26 @@ int cmd_embed(int argc, char **argv)
         goto out;
     }
     gen_embed_opts eo = {.max_batch_tokens = mbt, .max_len = o.max_len};
-    /* on a GPU the host's cores are free: tokenize on them while it runs */
+    /* on GPUs the host's cores are free: tokenize on them (shared between
+     * the engines) while the GPUs run */
     if (strcmp(be->ops->name, "cpu")) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        long nc = sysconf(_SC_NPROCESSORS_ONLN) / o.dp;
         eo.tok_threads = nc > 1 ? (int32_t)(nc < 64 ? nc : 64) : 1;
     }
     if (!eo.max_len && c->max_position_embeddings > mbt)
         eo.max_len = mbt;
     uint64_t t0 = clock_now_ns();
-    if ((st = gen_embed(m, t, (const char *const *)lines, lens, n, &eo, out)) ||
+    if ((st = gen_embed_parallel(ms, o.dp, t, (const char *const *)lines, lens, n, &eo, out,
+                                 docs_of)) ||
         (st = emb_write(out, n, c->hidden_size, o.f32)))
         goto out;
     double s = (double)(clock_now_ns() - t0) * 1e-9;
-    fprintf(stderr, "kiln: embedded %d documents in %.3f s (%.1f docs/s)\n", n, s,
+    fprintf(stderr, "kiln: embedded %d documents in %.3f s (%.1f docs/s)", n, s,
             s > 0 ? n / s : 0.0);
+    for (int i = 0; i < o.dp && o.dp > 1; i++)
+        fprintf(stderr, "%s engine %d (%s): %d", i ? "," : ";", i, bes[i]->ops->name,
+                docs_of[i]);
+    fprintf(stderr, "\n");
 out:
     rc = st ? cli_fail() : 0;
     fflush(stdout);
@@ -236,8 +260,10 @@ out:
     kiln_free(lens);
     buf_free(&in);
     tok_free(t);
-    model_free(m);
-    if (be)
-        be->ops->destroy(be);
+    for (int i = 0; i < o.dp; i++) {
+        model_free(ms[i]);
+        if (bes[i])
+            bes[i]->ops->destroy(bes[i]);
+    }
     return rc;
 }

@@ -50,6 +50,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1208,6 +1209,137 @@ kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *text
     gen_embed_bufs_free(&w);
     ids_free(&ids);
     kiln_free(docs);
+    return st;
+}
+
+/* ---- data-parallel embeddings ---------------------------------------------- */
+
+/* Documents a data-parallel engine takes at a time: small enough that a
+ * faster engine takes more of them, large enough to fill its batches. */
+static int32_t gen_dp_chunk(int32_t n, int32_t engines)
+{
+    int64_t c = (int64_t)n / (4 * (int64_t)engines);
+    return (int32_t)(c < GEN_DP_MIN_CHUNK ? GEN_DP_MIN_CHUNK
+                     : c > GEN_DP_MAX_CHUNK ? GEN_DP_MAX_CHUNK : c);
+}
+
+typedef struct gen_dp {
+    kiln_model *const *models;
+    const tokenizer *t;
+    const char *const *texts;
+    const size_t *lens;
+    int32_t n, chunk;
+    const gen_embed_opts *o;
+    float *out;
+    int64_t hidden;
+    atomic_int next;             /* next chunk to hand out                   */
+    atomic_bool failed;          /* an engine failed: the others stop        */
+    pthread_mutex_t mu;          /* guards st, engine, msg                   */
+    kiln_status st;
+    int32_t engine;
+    char msg[512];
+} gen_dp;
+
+typedef struct gen_dp_worker {
+    gen_dp *dp;
+    int32_t index;
+    int32_t docs;
+    gen_embed_stats stats;
+} gen_dp_worker;
+
+static void *gen_dp_main(void *arg)
+{
+    gen_dp_worker *w = arg;
+    gen_dp *dp = w->dp;
+    gen_embed_opts eo = *dp->o;
+    eo.stats = &w->stats;
+    while (!atomic_load(&dp->failed)) {
+        int64_t first = (int64_t)atomic_fetch_add(&dp->next, 1) * dp->chunk;
+        if (first >= dp->n)
+            break;
+        int32_t cnt = (int32_t)(dp->n - first < dp->chunk ? dp->n - first : dp->chunk);
+        kiln_status st = gen_embed(dp->models[w->index], dp->t, dp->texts + first,
+                                   dp->lens ? dp->lens + first : NULL, cnt, &eo,
+                                   dp->out + first * dp->hidden);
+        if (st) {
+            pthread_mutex_lock(&dp->mu);
+            if (!dp->st) {
+                dp->st = st;
+                dp->engine = w->index;
+                snprintf(dp->msg, sizeof dp->msg, "%s", kiln_last_error());
+            }
+            pthread_mutex_unlock(&dp->mu);
+            atomic_store(&dp->failed, true);
+            break;
+        }
+        w->docs += cnt;
+    }
+    return NULL;
+}
+
+kiln_status gen_embed_parallel(kiln_model *const *models, int32_t n_models, const tokenizer *t,
+                               const char *const *texts, const size_t *lens, int32_t n,
+                               const gen_embed_opts *o, float *out, int32_t *docs_per_model)
+{
+    gen_embed_opts def = {0};
+    if (n_models < 1 || !models)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: %d engines", n_models);
+    for (int32_t i = 0; i < n_models; i++)
+        if (!models[i] || model_config_of(models[i])->hidden_size !=
+                              model_config_of(models[0])->hidden_size)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "embed: engine %d has no model or another "
+                                "model's width", i);
+    if (docs_per_model)
+        memset(docs_per_model, 0, (size_t)n_models * sizeof *docs_per_model);
+    if (!o)
+        o = &def;
+    if (n_models == 1) {
+        kiln_status st = gen_embed(models[0], t, texts, lens, n, o, out);
+        if (!st && docs_per_model)
+            docs_per_model[0] = n > 0 ? n : 0;
+        return st;
+    }
+    if (n <= 0)
+        return KILN_OK;
+
+    gen_dp dp = {.models = models, .t = t, .texts = texts, .lens = lens, .n = n,
+                 .chunk = gen_dp_chunk(n, n_models), .o = o, .out = out,
+                 .hidden = model_config_of(models[0])->hidden_size};
+    atomic_init(&dp.next, 0);
+    atomic_init(&dp.failed, false);
+    pthread_mutex_init(&dp.mu, NULL);
+    gen_dp_worker *w = kiln_calloc((size_t)n_models, sizeof *w);
+    pthread_t *th = kiln_calloc((size_t)n_models, sizeof *th);
+    int32_t started = 0;
+    kiln_status st = KILN_OK;
+    if (!w || !th) {
+        st = kiln_err_set(KILN_ERR_OOM, "embed: out of memory for %d engines", n_models);
+        goto done;
+    }
+    for (; started < n_models; started++) {
+        w[started] = (gen_dp_worker){.dp = &dp, .index = started};
+        if (pthread_create(&th[started], NULL, gen_dp_main, &w[started])) {
+            atomic_store(&dp.failed, true);
+            st = kiln_err_set(KILN_ERR_INTERNAL, "embed: cannot start engine thread %d",
+                              started);
+            break;
+        }
+    }
+    for (int32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (!st && dp.st)
+        st = kiln_err_set(dp.st, "embed: engine %d of %d: %s", dp.engine, n_models, dp.msg);
+    for (int32_t i = 0; i < started && o->stats; i++) {
+        o->stats->batches += w[i].stats.batches;
+        o->stats->tokens += w[i].stats.tokens;
+        o->stats->oom_retries += w[i].stats.oom_retries;
+    }
+    for (int32_t i = 0; i < started && docs_per_model; i++)
+        docs_per_model[i] = w[i].docs;
+done:
+    pthread_mutex_destroy(&dp.mu);
+    kiln_free(w);
+    kiln_free(th);
     return st;
 }
 

@@ -171,6 +171,24 @@ typedef struct gen_embed_opts {
 kiln_status gen_embed(kiln_model *m, const tokenizer *t, const char *const *texts,
                       const size_t *lens, int32_t n, const gen_embed_opts *o, float *out);
 
+/* Chunks of documents handed to data-parallel engines (gen_embed_parallel). */
+#define GEN_DP_MIN_CHUNK 256
+#define GEN_DP_MAX_CHUNK 8192
+
+/* gen_embed over n_models engines of one encoder (models[i] on its own
+ * backend, e.g. one per GPU; borrowed), each on a thread of its own:
+ * documents are handed out in chunks (GEN_DP_MIN_CHUNK..GEN_DP_MAX_CHUNK,
+ * about a quarter of an engine's share) to whichever engine is free, so a
+ * faster engine takes more, and written to out in input order.  o applies
+ * to every engine (o->tok_threads each; o->stats gets the sum);
+ * docs_per_model (n_models, or NULL) gets how many documents each engine
+ * embedded.  One engine is gen_embed itself.  The first engine error stops
+ * the others and is returned, naming the engine.  Errors as gen_embed, and
+ * KILN_ERR_INVALID_ARG (no engines, models of different widths). */
+kiln_status gen_embed_parallel(kiln_model *const *models, int32_t n_models, const tokenizer *t,
+                               const char *const *texts, const size_t *lens, int32_t n,
+                               const gen_embed_opts *o, float *out, int32_t *docs_per_model);
+
 /* gen_embed of documents already tokenized: document i is lens[i] ids of
  * `ids`, back to back (special tokens included); one longer than max_len
  * keeps its first max_len ids.

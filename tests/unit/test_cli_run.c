@@ -345,6 +345,48 @@ static void test_embed_two_lines(void **state)
     kt_rmtree(tmp);
 }
 
+/* --data-parallel-size: three CPU engines print what one prints, byte for
+ * byte (each document's vector does not depend on its batch); bad sizes
+ * are usage errors, GPUs that are not there an error that says so. */
+static void test_embed_data_parallel(void **state)
+{
+    char dir[4096], tmp[4096], input[4200], *one = NULL, *three = NULL, *err = NULL;
+    (void)state;
+    model_dir(dir, sizeof dir, "bert");
+    kt_mkdtemp(tmp, sizeof tmp, "cli_embed_dp");
+    snprintf(input, sizeof input, "%s/docs.txt", tmp);
+    FILE *f = fopen(input, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 900; i++) {
+        for (int w = 0; w <= i % 23; w++)
+            fprintf(f, "%s", w % 2 ? "glaze " : "clay fires ");
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    assert_int_equal(kt_kiln(&one, NULL, "embed", "--device", "cpu", "-m", dir, "--input", input,
+                             (const char *)NULL), 0);
+    int rc = kt_kiln(&three, &err, "embed", "--device", "cpu", "--data-parallel-size", "3", "-m",
+                     dir, "--input", input, (const char *)NULL);
+    if (rc != 0)
+        fail_msg("kiln embed --data-parallel-size 3 exited %d: %s", rc, err);
+    if (!strstr(err, "engine 2"))
+        fail_msg("kiln embed --data-parallel-size 3 does not report its engines: %s", err);
+    assert_string_equal(three, one);
+    free(one), free(three), free(err);
+    assert_int_equal(kt_kiln(NULL, NULL, "embed", "--data-parallel-size", "0", "-m", dir,
+                             "--input", input, (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "embed", "--data-parallel-size", "x", "-m", dir,
+                             "--input", input, (const char *)NULL), 2);
+    /* more GPUs than any machine here has */
+    rc = kt_kiln(NULL, &err, "embed", "--device", "cuda", "--data-parallel-size", "64", "-m", dir,
+                 "--input", input, (const char *)NULL);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "cuda") && !strstr(err, "CUDA") && !strstr(err, "GPU"))
+        fail_msg("--data-parallel-size 64 on cuda: %s", err);
+    free(err);
+    kt_rmtree(tmp);
+}
+
 /* ---- device options ---------------------------------------------------------------- */
 
 /* --device and --dtype: bad values are usage errors (exit 2); cuda where
@@ -392,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_run_goldens),
         cmocka_unit_test(test_run_text_prompt),
         cmocka_unit_test(test_embed_two_lines),
+        cmocka_unit_test(test_embed_data_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

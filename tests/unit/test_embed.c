@@ -3,7 +3,8 @@
  * ids, and running out of memory: every single failed allocation of a run
  * either ends it with KILN_ERR_OOM or, inside a batch, halves the batch
  * and still gives the same vectors, counted in gen_embed_stats; the same
- * with tokenization on threads of its own. */
+ * with tokenization on threads of its own; data-parallel engines
+ * (gen_embed_parallel) against one engine, and their errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,7 +60,8 @@ static int teardown(void **state)
 {
     (void)state;
     model_free(E.m);
-    E.be->ops->destroy(E.be);
+    if (E.be)
+        E.be->ops->destroy(E.be);
     return 0;
 }
 
@@ -231,6 +233,82 @@ static void test_pipelined_tokenization(void **state)
     tok_free(t);
 }
 
+/* Three engines on three CPU backends give one engine's vectors, every
+ * document embedded once; a bad engine's error stops the run and names it. */
+static void test_data_parallel(void **state)
+{
+    enum { N = 3000, NE = 3 };
+    char dir[4096], llama[4096];
+    tokenizer *t = NULL;
+    char **texts = calloc(N, sizeof *texts);
+    size_t n = (size_t)N * (size_t)E.hidden;
+    float *ref = calloc(n, sizeof *ref), *got = calloc(n, sizeof *got);
+    backend *bes[NE] = {0};
+    kiln_model *ms[NE] = {0};
+    int32_t docs[NE];
+    model_load_opts mo = {.max_batch_tokens = 256};
+    (void)state;
+    assert_true(texts && ref && got);
+    snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
+    if (tok_open(dir, &t))
+        fail_msg("tok_open: %s", kiln_last_error());
+    for (int i = 0; i < N; i++) {
+        char buf[512] = "";
+        for (int w = 0; w < 1 + (i * 13) % 31; w++)
+            strcat(buf, w % 3 ? "kiln " : "fires clay ");
+        texts[i] = strdup(buf);
+    }
+    for (int i = 0; i < NE; i++)
+        if (bk_cpu_create(1, &bes[i]) || model_load(dir, bes[i], &mo, &ms[i]))
+            fail_msg("engine %d: %s", i, kiln_last_error());
+    gen_embed_opts o = {.max_batch_tokens = 256, .max_seqs = 32};
+    gen_embed_stats s1 = {0}, s3 = {0};
+    o.stats = &s1;
+    if (gen_embed(E.m, t, (const char *const *)texts, NULL, N, &o, ref))
+        fail_msg("gen_embed: %s", kiln_last_error());
+    o.stats = &s3;
+    if (gen_embed_parallel(ms, NE, t, (const char *const *)texts, NULL, N, &o, got, docs))
+        fail_msg("gen_embed_parallel: %s", kiln_last_error());
+    double d = max_diff(got, ref, n);
+    print_message("3 engines: %d + %d + %d documents, %lld batches (one engine: %lld), max "
+                  "difference %g\n", docs[0], docs[1], docs[2], (long long)s3.batches,
+                  (long long)s1.batches, d);
+    if (d > 1e-6)
+        fail_msg("data-parallel engines change the vectors by %g", d);
+    assert_int_equal(docs[0] + docs[1] + docs[2], N);
+    assert_int_equal(s3.tokens, s1.tokens);
+    /* one engine: gen_embed itself */
+    memset(got, 0, n * sizeof *got);
+    assert_int_equal(gen_embed_parallel(ms, 1, t, (const char *const *)texts, NULL, N, &o, got,
+                                        docs), KILN_OK);
+    assert_true(max_diff(got, ref, n) == 0.0);
+    assert_int_equal(docs[0], N);
+
+    /* a decoder as engine 1: its error, naming it */
+    snprintf(llama, sizeof llama, "%s/tests/golden/models/llama", kt_env("KILN_SOURCE_DIR"));
+    kiln_model *bad = NULL;
+    if (model_load(llama, bes[1], &mo, &bad))
+        fail_msg("model_load llama: %s", kiln_last_error());
+    kiln_model *mixed[2] = {ms[0], bad};
+    kiln_status st = gen_embed_parallel(mixed, 2, t, (const char *const *)texts, NULL, N, &o,
+                                        got, NULL);
+    if (st == KILN_OK || !strstr(kiln_last_error(), "engine"))
+        fail_msg("a bad engine: %s", st ? kiln_last_error() : "no error");
+    assert_int_equal(gen_embed_parallel(ms, 0, t, (const char *const *)texts, NULL, N, &o, got,
+                                        NULL), KILN_ERR_INVALID_ARG);
+    model_free(bad);
+    for (int i = 0; i < NE; i++) {
+        model_free(ms[i]);
+        bes[i]->ops->destroy(bes[i]);
+    }
+    for (int i = 0; i < N; i++)
+        free(texts[i]);
+    free(texts);
+    free(ref);
+    free(got);
+    tok_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_bad_ids),
         cmocka_unit_test(test_oom_retry),
         cmocka_unit_test(test_pipelined_tokenization),
+        cmocka_unit_test(test_data_parallel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
