@@ -146,13 +146,15 @@ BENCHES=(
     "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128 --no-peer"
     "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128 --no-peer"
     "e2e-minilm|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 20000 --repeat 2"
+    "e2e-minilm-dp2|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 40000 --repeat 2 --data-parallel-size 2 --no-peer"
+    "e2e-minilm-dp4|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 80000 --repeat 2 --data-parallel-size 4 --no-peer"
     "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 1"
     "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 1"
 )
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
     quick) want="lat-8b-b1 lat-8b-b1-eager pre-8b-1x2048" ;;
-    full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1) ;;
+    full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1 | grep -v -- '-dp[0-9]') ;;
     *) want=$KILN_GPU_BENCH ;;
 esac
 for b in "${BENCHES[@]}"; do

@@ -72,6 +72,9 @@ kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out);
 /* Options of every model bench mode (generate, embed, latency, prefill,
  * embed-model), parsed by bench_parse_opts; which of them a mode takes and
  * its defaults are in that function. */
+/* Most data-parallel engines of kiln bench embed. */
+#define BENCH_MAX_DP 64
+
 typedef struct bench_opts {
     const char *model, *config, *tokenizer, *out_dir;
     bool dummy, peer, no_graphs;
@@ -80,6 +83,7 @@ typedef struct bench_opts {
     int32_t batch, prompt_tokens, gen_tokens;        /* generate, latency, prefill */
     int32_t docs, min_len, max_len, batch_tokens;     /* embed, embed-model         */
     float temperature, top_p;                         /* latency: 0, 1 = greedy     */
+    int dp;                                           /* embed: engines (1)         */
 } bench_opts;
 
 /* Parse the options of `mode`; -1 to go on, else the exit code (usage

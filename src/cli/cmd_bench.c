@@ -32,7 +32,10 @@
  * previous chunk, the ceiling is the measured matmul rate, and the peer
  * runs on the same GPU in the same dtype; --dummy-weights builds the model
  * (and the peer's) from a config with random weights, the tokenizer coming
- * from --tokenizer.
+ * from --tokenizer.  --data-parallel-size N runs N engines
+ * (gen_embed_parallel: N GPUs from the --device ordinal, or N CPU backends
+ * sharing the threads); the ceiling is then N times one device's and the
+ * record gives each engine's documents.
  *
  * Peers run as Python scripts from bench/peers/ in the same call; the
  * interpreter is --peer-python, else $KILN_PYTHON, else .venv/bin/python.
@@ -285,14 +288,16 @@ int bench_usage(FILE *f)
                "       kiln bench embed (-m MODEL | --dummy-weights --config FILE --tokenizer SRC)\n"
                "                        [--device D] [--dtype T] [--docs N] [--threads N]\n"
                "                        [--tok-threads N] [--repeat R] [--tokenizer SRC]\n"
-               "                        [--no-peer] [--peer-python PY] [--out DIR]\n\n"
+               "                        [--data-parallel-size N] [--no-peer]\n"
+               "                        [--peer-python PY] [--out DIR]\n\n"
                "tokenize: single-thread tokenizer throughput on the corpus (default\n"
                "  tests/data/tokenizer_corpus.txt) beside the reference library.\n"
                "generate: batch-1 prefill and greedy decode tokens/s on the CPU backend\n"
                "  (defaults: 128 prompt tokens, 64 generated, all cores, 3 repeats) beside\n"
                "  llama.cpp through llama-cpp-python, against the decode roofline.\n"
                "embed: documents/s of an embedding model (default 1000 documents of\n"
-               "  16..256 tokens) beside sentence-transformers.\n"
+               "  16..256 tokens) beside sentence-transformers; --data-parallel-size N\n"
+               "  runs N engines (N GPUs, or CPU backends sharing the threads).\n"
                "latency, prefill, embed-model: model steps on any device, also at a\n"
                "  config's shape with --dummy-weights (kiln bench latency --help).\n"
                "Results go to DIR (default bench/results) as JSON.  Peers run under\n"
@@ -874,8 +879,9 @@ static int bench_embed(int argc, char **argv)
     if (rc >= 0)
         return rc;
     const int32_t N = o.docs;
-    backend *be = NULL;
-    kiln_model *m = NULL;
+    backend *bes[BENCH_MAX_DP] = {0}, *be = NULL;
+    kiln_model *engines[BENCH_MAX_DP] = {0}, *m = NULL;
+    int32_t docs_of[BENCH_MAX_DP] = {0};
     tokenizer *t = NULL;
     kiln_buf text = {0};
     size_t *off = NULL, *lens = NULL;
@@ -895,14 +901,20 @@ static int bench_embed(int argc, char **argv)
      * least 512 tokens that holds the longest document; a GPU takes steps
      * of 16384 tokens */
     int32_t max_len = o.dummy ? 256 : bench_st_max_len(o.model), mbt = max_len > 512 ? max_len : 512;
-    if ((st = cli_device_create(&o.dev, o.threads, &be)) ||
-        (st = bench_device_ceilings(be, o.threads, &bd)))
+    if ((st = cli_device_create_n(&o.dev, o.threads, o.dp, bes)))
+        goto out;
+    be = bes[0];
+    /* the ceilings of one device (engine 0's); the bound below is o.dp times it */
+    if ((st = bench_device_ceilings(be, o.threads, &bd)))
         goto out;
     if (bd.gpu)
         mbt = 16384;
     model_load_opts mo = {.max_batch_tokens = mbt};
-    if ((st = bench_load_model(&o, be, &mo, &m, name, sizeof name)) ||
-        (st = tok_open(o.tokenizer, &t)))
+    for (int i = 0; i < o.dp; i++)
+        if ((st = bench_load_model(&o, bes[i], &mo, &engines[i], name, sizeof name)))
+            goto out;
+    m = engines[0];
+    if ((st = tok_open(o.tokenizer, &t)))
         goto out;
     const model_config *c = model_config_of(m);
     if (!model_is_encoder(m)) {
@@ -933,15 +945,16 @@ static int bench_embed(int argc, char **argv)
     gen_embed_opts eo = {.max_batch_tokens = mbt, .max_len = max_len, .max_seqs = bd.gpu ? 1024 : 0,
                          .tok_threads = o.tok_threads};
     if (!o.tok_threads && bd.gpu) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        long nc = sysconf(_SC_NPROCESSORS_ONLN) / o.dp;
         eo.tok_threads = nc > 1 ? (int)(nc < 64 ? nc : 64) : 1;
     }
-    /* warm-up: map the weights in, size the allocator's pools */
-    if ((st = gen_embed(m, t, docs, lens, N < 64 ? N : 64, &eo, emb)))
-        goto out;
+    /* warm-up: map the weights in, size the allocator's pools (every engine) */
+    for (int i = 0; i < o.dp; i++)
+        if ((st = gen_embed(engines[i], t, docs, lens, N < 64 ? N : 64, &eo, emb)))
+            goto out;
     for (int r = 0; r < o.repeat; r++) {
         uint64_t t0 = clock_now_ns();
-        if ((st = gen_embed(m, t, docs, lens, N, &eo, emb)))
+        if ((st = gen_embed_parallel(engines, o.dp, t, docs, lens, N, &eo, emb, docs_of)))
             goto out;
         double s = (double)(clock_now_ns() - t0) * 1e-9;
         dps[r] = s > 0 ? N / s : 0;
@@ -983,6 +996,7 @@ static int bench_embed(int argc, char **argv)
     if (bd.gpu)
         roof = kept ? bd.gemm_tflops * 1e12 * N / (2.0 * (double)ms.layer_matmul_params * kept)
                     : 0;
+    roof *= o.dp;
 
     settings = json_object();
     json_object_set_new(settings, "threads", json_integer(o.threads));
@@ -996,6 +1010,11 @@ static int bench_embed(int argc, char **argv)
     json_object_set_new(settings, "peer_batch_size", json_integer(32));
     json_object_set_new(settings, "repeat", json_integer(o.repeat));
     json_object_set_new(settings, "mode", json_string("end_to_end"));
+    json_object_set_new(settings, "data_parallel", json_integer(o.dp));
+    json_t *per = json_array();
+    for (int i = 0; i < o.dp; i++)
+        json_array_append_new(per, json_integer(docs_of[i]));
+    json_object_set_new(settings, "docs_per_engine", per);
     json_object_set_new(settings, "dtype", json_string(bd.gpu ? dtype_name(be->ops->act_dtype)
                                                               : "f32 activations, weights as "
                                                                 "stored"));
@@ -1046,9 +1065,11 @@ out:
     kiln_free(off);
     buf_free(&text);
     tok_free(t);
-    model_free(m);
-    if (be)
-        be->ops->destroy(be);
+    for (int i = 0; i < o.dp; i++) {
+        model_free(engines[i]);
+        if (bes[i])
+            bes[i]->ops->destroy(bes[i]);
+    }
     return rc;
 }
 

@@ -116,6 +116,7 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
     o->temperature = 0.0f;
     o->top_p = 1.0f;
     o->repeat = 3;
+    o->dp = 1;
     o->peer = true;
     o->docs = m == BO_EMB ? 1000 : 20000;
     o->min_len = 16;
@@ -165,6 +166,9 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
             o->repeat = (int)n;
         else if (m == BO_EMB && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
             o->tok_threads = (int)n;
+        else if (m == BO_EMB && !strcmp(a, "--data-parallel-size") &&
+                 bench_int(v, 1, BENCH_MAX_DP, &n))
+            o->dp = (int)n;
         else if (m == BO_LAT && !strcmp(a, "--temp") && bench_float(v, 0.0, 100.0, &o->temperature))
             ;
         else if (m == BO_LAT && !strcmp(a, "--top-p") && bench_float(v, 1e-6, 1.0, &o->top_p))
