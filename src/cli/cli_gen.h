@@ -24,6 +24,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+/* Most tensor-parallel ranks of kiln run / chat. */
+#define CLI_MAX_TP 16
+
 typedef struct cli_gen {
     /* options */
     const char *model_path;
@@ -34,11 +37,15 @@ typedef struct cli_gen {
     int32_t n_ctx;                 /* --ctx; 0: min(model positions, 4096)      */
     int32_t max_batch_tokens;      /* --batch                                   */
     sampler_params sp;             /* temperature 0 (greedy) unless --temp      */
+    int tp;                        /* --tensor-parallel-size (1)                */
     const char *stops[SAMPLER_MAX_STOPS];
     bool seed_set;
-    /* loaded by cli_gen_load, freed by cli_gen_free */
+    /* loaded by cli_gen_load, freed by cli_gen_free; be, m are rank 0's */
     backend *be;
     kiln_model *m;
+    backend *tp_be[CLI_MAX_TP];    /* ranks 1 .. tp - 1 (rank 0: be, m)         */
+    kiln_model *tp_m[CLI_MAX_TP];
+    struct comm *tp_comm[CLI_MAX_TP];
     tokenizer *t;
     gen_runner *run;
     chat_tmpl *chat;

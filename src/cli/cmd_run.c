@@ -10,6 +10,8 @@
 #include "cli/cli.h"
 #include "cli/cli_gen.h"
 
+#include "backend/comm.h"
+
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -36,6 +38,7 @@ void cli_gen_init(cli_gen *g)
     g->sp.max_tokens = 256;
     g->sp.stop = g->stops;
     g->max_batch_tokens = 512;
+    g->tp = 1;
     cli_device_init(&g->dev);
 }
 
@@ -57,6 +60,8 @@ void cli_gen_usage(FILE *f)
             "  --stop STR               end the text before STR (repeatable, up to %d)\n"
             "  --ignore-eos             do not stop at end-of-sequence tokens\n"
             "  --no-cuda-graphs         run decode steps eagerly (GPU)\n"
+            "  --tensor-parallel-size N split the model over N ranks (threads of this\n"
+            "                           process, CPU backend; default 1)\n"
             "  --ctx N                  context length (default: model's, at most 4096)\n"
             "  --batch N                tokens per forward step (default 512)\n"
             "  --threads N              CPU threads (default: all cores)\n"
@@ -120,6 +125,13 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
     }
     if (!strcmp(a, "--no-cuda-graphs")) {
         g->no_graphs = true;
+        return 1;
+    }
+    if (!strcmp(a, "--tensor-parallel-size")) {
+        if (!v || !cli_parse_int(v, 1, CLI_MAX_TP, &n))
+            return cli_gen_bad(a, v ? v : "", "a whole number from 1 to 16");
+        g->tp = (int)n;
+        (*i)++;
         return 1;
     }
     bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-n") ||
@@ -188,6 +200,38 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 
 /* ---- loading -------------------------------------------------------------- */
 
+/* --tensor-parallel-size N: N shards of the model as ranks of one process,
+ * each on a CPU backend of its own sharing the cores, collectives through
+ * the threads communicator.  Rank 0 goes to g->be, g->m. */
+static kiln_status cli_gen_load_tp(cli_gen *g, const model_load_opts *base)
+{
+    backend *bes[CLI_MAX_TP] = {0};
+    kiln_status st;
+    if (g->dev.kind == CLI_DEVICE_CUDA)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tensor-parallel-size %d: tensor "
+                            "parallelism runs on the CPU backend (ranks as threads); the CUDA "
+                            "backend cannot run a shard yet (no embed_part)", g->tp);
+    cli_device cpu = g->dev;
+    cpu.kind = CLI_DEVICE_CPU;
+    KILN_LOG_I("--tensor-parallel-size %d: %d ranks as threads on the CPU backend", g->tp, g->tp);
+    if ((st = cli_device_create_n(&cpu, g->threads, g->tp, bes)))
+        return st;
+    g->be = bes[0];
+    for (int r = 1; r < g->tp; r++)
+        g->tp_be[r] = bes[r];
+    if ((st = comm_threads_create(g->tp, g->tp_comm)))
+        return st;
+    for (int r = 0; r < g->tp; r++) {
+        model_load_opts mo = *base;
+        mo.tp_rank = r;
+        mo.tp_world = g->tp;
+        mo.tp_comm = g->tp_comm[r];
+        if ((st = model_load(g->model_path, bes[r], &mo, r ? &g->tp_m[r] : &g->m)))
+            return kiln_err_wrap(st, "--tensor-parallel-size %d: rank %d", g->tp, r);
+    }
+    return KILN_OK;
+}
+
 kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
 {
     model_load_opts mo = {.max_batch_tokens = g->max_batch_tokens};
@@ -200,15 +244,26 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
         g->sp.seed = clock_now_ns() ^ ((uint64_t)getpid() << 32);
     if ((st = sampler_params_check(&g->sp)))
         return st;
-    if ((st = cli_device_create(&g->dev, g->threads, &g->be)) ||
-        (st = model_load(g->model_path, g->be, &mo, &g->m)) ||
-        (st = tok_open(g->model_path, &g->t)))
+    if (g->tp > 1 && (st = cli_gen_load_tp(g, &mo)))
+        return st;
+    if (g->tp <= 1 && ((st = cli_device_create(&g->dev, g->threads, &g->be)) ||
+                       (st = model_load(g->model_path, g->be, &mo, &g->m))))
+        return st;
+    if ((st = tok_open(g->model_path, &g->t)))
         return st;
     if (model_is_encoder(g->m))
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "%s is an embedding model (%s); use kiln embed",
                             g->model_path, model_config_of(g->m)->arch_name);
-    if ((st = cli_device_kv_budget(&g->dev, g->be, &go.kv_pool_bytes)) ||
-        (st = gen_create(g->m, g->t, &go, &g->run)))
+    if (g->tp > 1) {
+        kiln_model *models[CLI_MAX_TP];
+        models[0] = g->m;
+        for (int r = 1; r < g->tp; r++)
+            models[r] = g->tp_m[r];
+        st = gen_create_tp(models, g->tp_comm, g->tp, g->t, &go, &g->run);
+    } else if (!(st = cli_device_kv_budget(&g->dev, g->be, &go.kv_pool_bytes))) {
+        st = gen_create(g->m, g->t, &go, &g->run);
+    }
+    if (st)
         return st;
     if (chat && (st = cli_template_load(g->model_path, g->template_file,
                                         model_config_of(g->m)->arch_name, &g->chat)))
@@ -226,6 +281,15 @@ void cli_gen_free(cli_gen *g)
     model_free(g->m);
     if (g->be)
         g->be->ops->destroy(g->be);
+    for (int r = 0; r < CLI_MAX_TP; r++) {
+        model_free(g->tp_m[r]);
+        if (g->tp_be[r])
+            g->tp_be[r]->ops->destroy(g->tp_be[r]);
+        comm_free(g->tp_comm[r]);
+        g->tp_m[r] = NULL;
+        g->tp_be[r] = NULL;
+        g->tp_comm[r] = NULL;
+    }
     g->chat = NULL;
     g->run = NULL;
     g->t = NULL;

@@ -41,6 +41,8 @@
  */
 #include "engine/generate.h"
 
+#include "backend/comm.h"
+
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
@@ -70,12 +72,48 @@ typedef struct gen_graph {
     bk_graph *g;
 } gen_graph;
 
+typedef struct gen_peer gen_peer;
+static kiln_status gen_peers_start(gen_runner *r, kiln_model *const *models,
+                                   comm *const *comms);
+static void gen_peers_stop(gen_runner *r);
+
 /* Where a step's tokens are chosen. */
 typedef enum gen_pick {
     GEN_PICK_HOST = -1,      /* logits copied out, the host sampler            */
     GEN_PICK_ARGMAX = 0,     /* bk argmax: every row greedy, no penalties      */
     GEN_PICK_SAMPLE = 1,     /* bk sample with the batch's sample rows         */
 } gen_pick;
+
+/* One rank's part of a step: where its forward runs. */
+typedef struct gen_fwd {
+    kiln_model *m;
+    bk_kv_cache *kv;
+    uint16_t *counts;        /* penalty counts (rank 0), or NULL               */
+    int32_t *ids;            /* (seq_cap) backend memory                       */
+    gen_graph (*graphs)[GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX]; /* [gen_pick]      */
+    gen_stats *stats;
+} gen_fwd;
+
+/* Rank r > 0 of a tensor-parallel runner: it mirrors every step of rank 0
+ * on its own shard (backend, model, KV memory, graphs), on a thread of its
+ * own.  The gathered logits are the same bits on every rank (comm.h), so
+ * its tokens are rank 0's and are not read. */
+struct gen_peer {
+    gen_runner *r;
+    int32_t rank;
+    kiln_model *m;
+    comm *c;
+    bk_kv_cache kvmem;
+    bool have_kvmem;
+    int32_t *ids_dev;
+    gen_graph graphs[2][GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX];
+    gen_stats stats;         /* its own, not reported                          */
+    pthread_t th;
+    bool started;
+    uint64_t done;           /* last step finished (guarded by tp_mu)          */
+    kiln_status st;          /* ... and how                                    */
+    char msg[512];
+};
 
 typedef struct gen_seq {
     const gen_request *rq;   /* NULL: slot free                                */
@@ -127,6 +165,17 @@ struct gen_runner {
     int32_t n_buckets;       /* buckets 1, 2, 4, ... usable (0: no graphs)     */
     gen_graph graphs[2][GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX]; /* [gen_pick] */
     gen_stats stats;
+    /* tensor parallelism: world ranks, this thread being rank 0 */
+    int32_t world;
+    comm *comm0;             /* rank 0's communicator (aborted on a failure)   */
+    gen_peer *peers;         /* (world - 1) ranks 1 ..                         */
+    pthread_mutex_t tp_mu;
+    pthread_cond_t tp_post, tp_done;
+    bool tp_ready, tp_quit;
+    uint64_t tp_seq;         /* steps posted                                   */
+    const bk_batch_host *tp_h; /* the posted step: its batch, bucket, pick     */
+    int32_t tp_bucket;
+    gen_pick tp_pick;
 };
 
 const char *gen_stop_reason_name(gen_stop_reason r)
@@ -295,11 +344,25 @@ static void gen_plan_buckets(gen_runner *r)
 
 kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen_runner **out)
 {
+    return gen_create_tp(&m, NULL, 1, t, o, out);
+}
+
+kiln_status gen_create_tp(kiln_model *const *models, comm *const *comms, int32_t world,
+                          const tokenizer *t, const gen_opts *o, gen_runner **out)
+{
     gen_opts def;
     gen_runner *r;
     kiln_status st;
 
     *out = NULL;
+    if (world < 1 || !models || (world > 1 && !comms))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: %d tensor-parallel ranks", world);
+    for (int32_t i = 0; i < world; i++)
+        if (!models[i] || (world > 1 && (!comms[i] || comm_rank(comms[i]) != i ||
+                                         comm_world(comms[i]) != world)))
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: rank %d of %d has no model or "
+                                "another rank's communicator", i, world);
+    kiln_model *m = models[0];
     if (model_is_encoder(m))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "generate: %s is an encoder model; it makes "
                             "embeddings, not text", model_config_of(m)->arch_name);
@@ -337,7 +400,10 @@ kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen
         r->o.n_blocks = nb > INT32_MAX - 1 ? INT32_MAX - 1 : (int32_t)nb;
     }
     gen_plan_buckets(r);
-    if ((st = gen_alloc_arrays(r)) || (st = gen_alloc_kv(r)))
+    r->world = world;
+    r->comm0 = world > 1 ? comms[0] : NULL;
+    if ((st = gen_alloc_arrays(r)) || (st = gen_alloc_kv(r)) ||
+        (world > 1 && (st = gen_peers_start(r, models, comms))))
         goto fail;
     *out = r;
     return KILN_OK;
@@ -350,6 +416,12 @@ void gen_free(gen_runner *r)
 {
     if (!r)
         return;
+    gen_peers_stop(r);
+    if (r->tp_ready) {
+        pthread_mutex_destroy(&r->tp_mu);
+        pthread_cond_destroy(&r->tp_post);
+        pthread_cond_destroy(&r->tp_done);
+    }
     for (int32_t i = 0; r->seqs && i < r->o.max_seqs; i++) {
         kiln_free(r->seqs[i].tokens);
         sampler_free(r->seqs[i].smp);
@@ -689,53 +761,204 @@ static int32_t gen_ctx_class(const gen_runner *r, int32_t n_seqs)
 /* The forward of uploaded batch b with its tokens chosen on the backend
  * (pick: argmax or sample); with a bucket, through the bucket's graph once
  * warmed up (capture on the second step of a key). */
-static kiln_status gen_forward_ids(gen_runner *r, const bk_batch *b, int32_t bucket,
-                                   gen_pick pick)
+static kiln_status gen_forward_ids(gen_runner *r, const gen_fwd *f, const bk_batch *b,
+                                   int32_t bucket, gen_pick pick)
 {
-    const bk_ops *op = r->be->ops;
+    backend *be = model_backend(f->m);
+    const bk_ops *op = be->ops;
     kiln_status st;
     if (!bucket || r->o.no_graphs)
-        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
+        return model_forward_ids(f->m, b, f->kv, f->counts, f->ids);
     int32_t bi = 0;
     while ((1 << bi) < bucket)
         bi++;
-    gen_graph *g = &r->graphs[pick][bi][gen_ctx_class(r, b->n_seqs)];
+    gen_graph *g = &f->graphs[pick][bi][gen_ctx_class(r, b->n_seqs)];
     if (g->state == GEN_GRAPH_READY) {
-        st = op->graph_launch(r->be, g->g);
+        st = op->graph_launch(be, g->g);
         if (st != KILN_ERR_RANGE) {
-            r->stats.graph_replays += st == KILN_OK;
+            f->stats->graph_replays += st == KILN_OK;
             return st;
         }
         /* the batch buffer moved: capture again */
-        op->graph_free(r->be, g->g);
+        op->graph_free(be, g->g);
         g->g = NULL;
         g->state = GEN_GRAPH_WARM;
     }
     if (g->state != GEN_GRAPH_WARM) {
         if (g->state == GEN_GRAPH_NONE)
             g->state = GEN_GRAPH_WARM;
-        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
+        return model_forward_ids(f->m, b, f->kv, f->counts, f->ids);
     }
     uint64_t t0 = clock_now_ns();
-    if ((st = op->graph_begin(r->be)))
+    if ((st = op->graph_begin(be)))
         return st;
-    kiln_status fst = model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
-    st = op->graph_end(r->be, &g->g);
-    r->stats.capture_s += (double)(clock_now_ns() - t0) * 1e-9;
+    kiln_status fst = model_forward_ids(f->m, b, f->kv, f->counts, f->ids);
+    st = op->graph_end(be, &g->g);
+    f->stats->capture_s += (double)(clock_now_ns() - t0) * 1e-9;
     if (fst || st) {
         kiln_log(KILN_LOG_WARN, "generate: capturing the decode step of %d sequences failed "
                  "(%s); that batch size runs without a graph", bucket, kiln_last_error());
         g->state = GEN_GRAPH_FAILED;
-        r->stats.graph_fallbacks++;
-        return model_forward_ids(r->m, b, &r->kvmem, r->counts_dev, r->ids_dev);
+        f->stats->graph_fallbacks++;
+        return model_forward_ids(f->m, b, f->kv, f->counts, f->ids);
     }
     g->state = GEN_GRAPH_READY;
-    r->stats.graphs_captured++;
+    f->stats->graphs_captured++;
     KILN_LOG_D("generate: captured the decode step of %d sequences (%.1f ms)", bucket,
                (double)(clock_now_ns() - t0) * 1e-6);
-    st = op->graph_launch(r->be, g->g);
-    r->stats.graph_replays += st == KILN_OK;
+    st = op->graph_launch(be, g->g);
+    f->stats->graph_replays += st == KILN_OK;
     return st;
+}
+
+/* ---- tensor-parallel peers -------------------------------------------------------- */
+
+/* Peer p's part of the posted step: the same batch through its shard.
+ * Where rank 0 copies logits out (host sampling) the peer reduces them to
+ * ids instead: the collectives (one all-gather per output row) are the
+ * same either way. */
+static kiln_status gen_peer_step(gen_peer *p, const bk_batch_host *h, int32_t bucket,
+                                 gen_pick pick)
+{
+    backend *be = model_backend(p->m);
+    gen_fwd f = {p->m, &p->kvmem, NULL, p->ids_dev, p->graphs, &p->stats};
+    bk_batch b;
+    kiln_status st = be->ops->batch_upload(be, h, &b);
+    if (!st)
+        st = gen_forward_ids(p->r, &f, &b, bucket, pick == GEN_PICK_HOST ? GEN_PICK_ARGMAX : pick);
+    if (!st)
+        st = be->ops->sync(be);
+    return st;
+}
+
+static void *gen_peer_main(void *arg)
+{
+    gen_peer *p = arg;
+    gen_runner *r = p->r;
+    pthread_mutex_lock(&r->tp_mu);
+    for (;;) {
+        while (!r->tp_quit && p->done == r->tp_seq)
+            pthread_cond_wait(&r->tp_post, &r->tp_mu);
+        if (r->tp_quit)
+            break;
+        uint64_t seq = r->tp_seq;
+        const bk_batch_host *h = r->tp_h;
+        int32_t bucket = r->tp_bucket;
+        gen_pick pick = r->tp_pick;
+        pthread_mutex_unlock(&r->tp_mu);
+        kiln_status st = gen_peer_step(p, h, bucket, pick);
+        if (st) {
+            snprintf(p->msg, sizeof p->msg, "%s", kiln_last_error());
+            comm_abort(p->c); /* rank 0 and the others stop waiting for this one */
+        }
+        pthread_mutex_lock(&r->tp_mu);
+        p->st = st;
+        p->done = seq;
+        pthread_cond_broadcast(&r->tp_done);
+    }
+    pthread_mutex_unlock(&r->tp_mu);
+    return NULL;
+}
+
+/* Hand the step (batch h, bucket, pick) to the peers; h stays unchanged
+ * until gen_peers_wait. */
+static void gen_peers_post(gen_runner *r, const bk_batch_host *h, int32_t bucket, gen_pick pick)
+{
+    if (r->world < 2)
+        return;
+    pthread_mutex_lock(&r->tp_mu);
+    r->tp_h = h;
+    r->tp_bucket = bucket;
+    r->tp_pick = pick;
+    r->tp_seq++;
+    pthread_cond_broadcast(&r->tp_post);
+    pthread_mutex_unlock(&r->tp_mu);
+}
+
+/* Wait for every peer to finish the posted step; st is rank 0's outcome
+ * (a failure aborts the group first, so no peer waits for rank 0 in a
+ * collective).  Returns st, else the first peer's failure, naming it. */
+static kiln_status gen_peers_wait(gen_runner *r, kiln_status st)
+{
+    if (r->world < 2)
+        return st;
+    if (st)
+        comm_abort(r->comm0);
+    pthread_mutex_lock(&r->tp_mu);
+    for (int32_t i = 0; i < r->world - 1; i++)
+        while (r->peers[i].done != r->tp_seq)
+            pthread_cond_wait(&r->tp_done, &r->tp_mu);
+    pthread_mutex_unlock(&r->tp_mu);
+    for (int32_t i = 0; i < r->world - 1 && !st; i++)
+        if (r->peers[i].st)
+            st = kiln_err_set(r->peers[i].st, "generate: tensor-parallel rank %d: %s",
+                              r->peers[i].rank, r->peers[i].msg);
+    return st;
+}
+
+/* Ranks 1 .. world - 1 of models: their KV memory and ids, then their
+ * threads. */
+static kiln_status gen_peers_start(gen_runner *r, kiln_model *const *models, comm *const *comms)
+{
+    kiln_status st;
+    if (pthread_mutex_init(&r->tp_mu, NULL) || pthread_cond_init(&r->tp_post, NULL) ||
+        pthread_cond_init(&r->tp_done, NULL))
+        return kiln_err_set(KILN_ERR_INTERNAL, "generate: cannot make the rank locks");
+    r->tp_ready = true;
+    if (!(r->peers = kiln_calloc((size_t)r->world - 1, sizeof *r->peers)))
+        return kiln_err_set(KILN_ERR_OOM, "generate: out of memory for %d ranks", r->world);
+    for (int32_t i = 0; i < r->world - 1; i++) {
+        gen_peer *p = &r->peers[i];
+        backend *be = model_backend(models[i + 1]);
+        bk_kv_cache shape;
+        p->r = r;
+        p->rank = i + 1;
+        p->m = models[i + 1];
+        p->c = comms[i + 1];
+        model_kv_shape(p->m, r->o.n_blocks + (r->pad_block >= 0), r->o.block_size, &shape);
+        if ((st = be->ops->kv_alloc(be, &shape, &p->kvmem)))
+            return kiln_err_wrap(st, "generate: tensor-parallel rank %d: KV cache", p->rank);
+        p->have_kvmem = true;
+        if (be->ops->argmax &&
+            (st = be->ops->alloc(be, (size_t)r->seq_cap * sizeof(int32_t), (void **)&p->ids_dev)))
+            return kiln_err_wrap(st, "generate: tensor-parallel rank %d: ids", p->rank);
+        if (!be->ops->argmax)
+            return kiln_err_set(KILN_ERR_UNSUPPORTED, "generate: tensor parallelism needs bk "
+                                "argmax on every rank (%s)", be->ops->name);
+    }
+    for (int32_t i = 0; i < r->world - 1; i++) {
+        if (pthread_create(&r->peers[i].th, NULL, gen_peer_main, &r->peers[i]))
+            return kiln_err_set(KILN_ERR_INTERNAL, "generate: cannot start rank %d", i + 1);
+        r->peers[i].started = true;
+    }
+    return KILN_OK;
+}
+
+static void gen_peers_stop(gen_runner *r)
+{
+    if (!r->peers)
+        return;
+    pthread_mutex_lock(&r->tp_mu);
+    r->tp_quit = true;
+    pthread_cond_broadcast(&r->tp_post);
+    pthread_mutex_unlock(&r->tp_mu);
+    for (int32_t i = 0; i < r->world - 1; i++) {
+        gen_peer *p = &r->peers[i];
+        backend *be = p->m ? model_backend(p->m) : NULL;
+        if (p->started)
+            pthread_join(p->th, NULL);
+        for (int k = 0; k < 2 && be; k++)
+            for (int a = 0; a < GEN_GRAPH_BUCKETS; a++)
+                for (int c = 0; c < GEN_GRAPH_CTX; c++)
+                    if (p->graphs[k][a][c].g)
+                        be->ops->graph_free(be, p->graphs[k][a][c].g);
+        if (p->ids_dev)
+            be->ops->free(be, p->ids_dev);
+        if (p->have_kvmem)
+            be->ops->kv_free(be, &p->kvmem);
+    }
+    kiln_free(r->peers);
+    r->peers = NULL;
 }
 
 static kiln_status gen_step(gen_runner *r)
@@ -776,8 +999,11 @@ static kiln_status gen_step(gen_runner *r)
         }
         if (bucket)
             gen_pad(r, &h, bucket);
-        if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
-            (st = gen_forward_ids(r, &b, bucket, pick)) ||
+        gen_fwd f = {r->m, &r->kvmem, r->counts_dev, r->ids_dev, r->graphs, &r->stats};
+        gen_peers_post(r, &h, bucket, pick);
+        if (!(st = r->be->ops->batch_upload(r->be, &h, &b)))
+            st = gen_forward_ids(r, &f, &b, bucket, pick);
+        if ((st = gen_peers_wait(r, st)) ||
             (st = r->be->ops->download(r->be, r->ids_host, r->ids_dev,
                                        (size_t)n_out * sizeof(int32_t))))
             return st;
@@ -787,8 +1013,10 @@ static kiln_status gen_step(gen_runner *r)
                 return st;
         return KILN_OK;
     }
-    if ((st = r->be->ops->batch_upload(r->be, &h, &b)) ||
-        (st = model_forward(r->m, &b, &r->kvmem, r->logits)))
+    gen_peers_post(r, &h, 0, GEN_PICK_HOST);
+    if (!(st = r->be->ops->batch_upload(r->be, &h, &b)))
+        st = model_forward(r->m, &b, &r->kvmem, r->logits);
+    if ((st = gen_peers_wait(r, st)))
         return st;
     for (int32_t i = 0; i < n_out; i++) {
         int32_t slot = r->b_out_slot[i];

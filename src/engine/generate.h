@@ -104,6 +104,7 @@ typedef struct gen_stats {
 } gen_stats;
 
 typedef struct gen_runner gen_runner;
+typedef struct comm comm; /* backend/comm.h */
 
 /* The ids that end a sequence: the model's and the tokenizer's EOS, and
  * the end-of-turn tokens of chat models that the vocabulary has as special
@@ -120,6 +121,21 @@ int32_t gen_default_eos(const kiln_model *m, const tokenizer *t, int32_t *ids);
  * one full context), backend errors.  *out owned:
  * gen_free(). */
 kiln_status gen_create(kiln_model *m, const tokenizer *t, const gen_opts *o, gen_runner **out);
+
+/* gen_create over a tensor-parallel group: models[r] is rank r's shard
+ * (model_load_opts.tp_rank/tp_world/tp_comm, each on its own backend;
+ * borrowed), comms[r] its communicator (borrowed; NULL when world is 1).
+ * Rank 0 runs on the calling thread and samples; ranks 1 .. world - 1
+ * mirror each of its steps on threads of their own, each with its own KV
+ * memory (its kv heads), ids and graphs, and their tokens - the same as
+ * rank 0's, from the same gathered logits - are not read.  A failure on
+ * any rank aborts the group (comm_abort), so no rank is left waiting, and
+ * is returned naming the rank; the runner's group cannot run again after
+ * that.  world 1 is gen_create.  Errors as gen_create, and
+ * KILN_ERR_INVALID_ARG (world < 1, a missing model, a communicator of
+ * another rank or world). */
+kiln_status gen_create_tp(kiln_model *const *models, comm *const *comms, int32_t world,
+                          const tokenizer *t, const gen_opts *o, gen_runner **out);
 void gen_free(gen_runner *r); /* NULL is a no-op */
 
 /* The settings in use (defaults filled in). */

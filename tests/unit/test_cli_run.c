@@ -387,6 +387,48 @@ static void test_embed_data_parallel(void **state)
     kt_rmtree(tmp);
 }
 
+/* --tensor-parallel-size: 2 and 4 ranks (threads, CPU backend) print what
+ * one prints, greedy and sampled; sizes that do not divide the heads, or
+ * out of range, fail with a message; a GPU is refused with a reason. */
+static void test_run_tensor_parallel(void **state)
+{
+    char dir[4096], *one = NULL, *got = NULL, *err = NULL;
+    (void)state;
+    model_dir(dir, sizeof dir, "llama");
+    for (int sampled = 0; sampled < 2; sampled++) {
+        const char *temp = sampled ? "0.8" : "0";
+        assert_int_equal(kt_kiln(&one, NULL, "run", "--device", "cpu", "-m", dir, "-p",
+                                 "The kiln", "-n", "20", "--ignore-eos", "--temp", temp,
+                                 "--seed", "5", (const char *)NULL), 0);
+        for (int tp = 2; tp <= 4; tp *= 2) {
+            char n[8];
+            snprintf(n, sizeof n, "%d", tp);
+            int rc = kt_kiln(&got, &err, "run", "--device", "cpu", "--tensor-parallel-size", n,
+                             "-m", dir, "-p", "The kiln", "-n", "20", "--ignore-eos", "--temp",
+                             temp, "--seed", "5", (const char *)NULL);
+            if (rc != 0)
+                fail_msg("kiln run --tensor-parallel-size %d exited %d: %s", tp, rc, err);
+            assert_string_equal(got, one);
+            free(got), free(err);
+        }
+        free(one);
+    }
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--tensor-parallel-size", "0", "-m", dir, "-p",
+                             "hi", (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--tensor-parallel-size", "17", "-m", dir, "-p",
+                             "hi", (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, &err, "run", "--device", "cpu", "--tensor-parallel-size", "3",
+                             "-m", dir, "-p", "hi", (const char *)NULL), 1);
+    if (!strstr(err, "divide"))
+        fail_msg("--tensor-parallel-size 3 over 4 heads: %s", err);
+    free(err);
+    assert_int_equal(kt_kiln(NULL, &err, "run", "--device", "cuda", "--tensor-parallel-size", "2",
+                             "-m", dir, "-p", "hi", (const char *)NULL), 1);
+    if (!strstr(err, "CPU"))
+        fail_msg("--tensor-parallel-size on cuda: %s", err);
+    free(err);
+}
+
 /* ---- device options ---------------------------------------------------------------- */
 
 /* --device and --dtype: bad values are usage errors (exit 2); cuda where
@@ -435,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_run_text_prompt),
         cmocka_unit_test(test_embed_two_lines),
         cmocka_unit_test(test_embed_data_parallel),
+        cmocka_unit_test(test_run_tensor_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,8 @@
  * that waits.
  */
 #include "backend/comm.h"
+#include "base/alloc.h"
+#include "engine/generate.h"
 #include "format/quant.h"
 #include "model/model.h"
 
@@ -602,6 +604,148 @@ static void expect_tp_error(const char *dir, int rank, int world, int comm_world
         comm_free(comms[r]);
 }
 
+/* ---- the generation runner over a group (gen_create_tp) ------------------------------- */
+
+#define RUN_SEQS 3
+#define RUN_GEN 24
+
+typedef struct run_tokens {
+    int32_t tok[RUN_SEQS][RUN_GEN];
+    int32_t n[RUN_SEQS];
+} run_tokens;
+
+static void run_done(void *user, int32_t req, const gen_summary *s)
+{
+    run_tokens *o = user;
+    assert_true(s->n_gen <= RUN_GEN);
+    memcpy(o->tok[req], s->tokens, (size_t)s->n_gen * sizeof(int32_t));
+    o->n[req] = s->n_gen;
+}
+
+/* RUN_SEQS prompts of 3, 11 and 20 tokens through gen_run of the group,
+ * greedy or sampled (temperature 0.9, top_k 20, repetition penalty). */
+static void run_group(tp_group *g, bool sampled, run_tokens *out)
+{
+    kiln_model *models[MAX_WORLD];
+    comm *comms[MAX_WORLD];
+    gen_opts go = {.max_seqs = RUN_SEQS, .n_ctx = 64, .max_batch_tokens = 32};
+    gen_runner *run = NULL;
+    int32_t prompts[RUN_SEQS][20];
+    gen_request rq[RUN_SEQS];
+    for (int r = 0; r < g->world; r++) {
+        models[r] = g->r[r].m;
+        comms[r] = g->r[r].c;
+    }
+    if (gen_create_tp(models, g->world > 1 ? comms : NULL, g->world, NULL, &go, &run))
+        fail_msg("%s TP=%d: gen_create_tp: %s", g->name, g->world, kiln_last_error());
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < RUN_SEQS; i++) {
+        int n = i == 0 ? 3 : i == 1 ? 11 : 20;
+        for (int k = 0; k < n; k++)
+            prompts[i][k] = (int32_t)((7 * k + 13 * i + 1) % g->vocab);
+        sampler_params sp;
+        sampler_params_default(&sp);
+        sp.max_tokens = RUN_GEN;
+        sp.ignore_eos = true;
+        if (sampled) {
+            sp.temperature = 0.9f;
+            sp.top_k = 20;
+            sp.repetition_penalty = 1.2f;
+            sp.seed = 99 + (uint64_t)i;
+        }
+        rq[i] = (gen_request){.prompt = prompts[i], .n_prompt = n, .params = sp,
+                              .on_done = run_done, .user = out};
+    }
+    if (gen_run(run, rq, RUN_SEQS))
+        fail_msg("%s TP=%d: gen_run: %s", g->name, g->world, kiln_last_error());
+    gen_free(run);
+}
+
+/* The runner over TP = 2 and 4 ranks gives TP = 1's tokens, greedy and
+ * sampled on the host, for a batch of mixed lengths; bad groups are
+ * refused. */
+static void test_runner(void **state)
+{
+    (void)state;
+    run_tokens ref[2], got;
+    tp_group g;
+    tp_open(&g, "llama", "llama", 1);
+    run_group(&g, false, &ref[0]);
+    run_group(&g, true, &ref[1]);
+    tp_close(&g);
+    for (int world = 2; world <= 4; world *= 2) {
+        tp_open(&g, "llama", "llama", world);
+        for (int sampled = 0; sampled < 2; sampled++) {
+            run_group(&g, sampled, &got);
+            for (int i = 0; i < RUN_SEQS; i++) {
+                assert_int_equal(got.n[i], RUN_GEN);
+                if (memcmp(got.tok[i], ref[sampled].tok[i], sizeof got.tok[i]))
+                    fail_msg("runner TP=%d %s: sequence %d differs from TP=1", world,
+                             sampled ? "sampled" : "greedy", i);
+            }
+        }
+        print_message("runner TP=%d: %d sequences x %d tokens, greedy and sampled, as TP=1\n",
+                      world, RUN_SEQS, RUN_GEN);
+        /* another rank's communicator in a rank's place */
+        kiln_model *models[2] = {g.r[0].m, g.r[1].m};
+        comm *swapped[2] = {g.r[1].c, g.r[0].c};
+        gen_runner *run = NULL;
+        gen_opts go = {.max_seqs = 1, .n_ctx = 32, .max_batch_tokens = 32};
+        assert_int_equal(gen_create_tp(models, swapped, 2, NULL, &go, &run),
+                         KILN_ERR_INVALID_ARG);
+        assert_int_equal(gen_create_tp(models, NULL, 2, NULL, &go, &run), KILN_ERR_INVALID_ARG);
+        assert_int_equal(gen_create_tp(models, NULL, 0, NULL, &go, &run), KILN_ERR_INVALID_ARG);
+        tp_close(&g);
+    }
+}
+
+/* A failed allocation on any rank during a run ends the run on every rank
+ * with an error (the group is aborted, nobody waits for a dead rank); the
+ * test hangs, and times out, if a rank is left waiting. */
+static void test_runner_failure(void **state)
+{
+    (void)state;
+    int failed = 0;
+    for (int64_t k = 0; k < 40; k += 2) {
+        tp_group g;
+        kiln_model *models[2];
+        comm *comms[2];
+        gen_opts go = {.max_seqs = 2, .n_ctx = 64, .max_batch_tokens = 32};
+        gen_runner *run = NULL;
+        int32_t prompt[12];
+        run_tokens out;
+        tp_open(&g, "llama", "llama", 2);
+        for (int r = 0; r < 2; r++) {
+            models[r] = g.r[r].m;
+            comms[r] = g.r[r].c;
+        }
+        if (gen_create_tp(models, comms, 2, NULL, &go, &run))
+            fail_msg("gen_create_tp: %s", kiln_last_error());
+        for (int i = 0; i < 12; i++)
+            prompt[i] = (int32_t)((5 * i + 3) % g.vocab);
+        sampler_params sp;
+        sampler_params_default(&sp);
+        sp.max_tokens = 8;
+        sp.ignore_eos = true;
+        gen_request rq[2] = {
+            {.prompt = prompt, .n_prompt = 12, .params = sp, .on_done = run_done, .user = &out},
+            {.prompt = prompt, .n_prompt = 5, .params = sp, .on_done = run_done, .user = &out},
+        };
+        memset(&out, 0, sizeof out);
+        kiln_alloc_fail_burst(k, 1);
+        kiln_status st = gen_run(run, rq, 2);
+        kiln_alloc_fail_after(-1);
+        if (st) {
+            failed++;
+            assert_true(st == KILN_ERR_OOM || st == KILN_ERR_DEVICE);
+        }
+        gen_free(run);
+        tp_close(&g);
+    }
+    print_message("runner TP=2: %d of 20 runs ended by one failed allocation\n", failed);
+    assert_true(failed > 0);
+}
+
 static void test_bad_world_and_rank(void **state)
 {
     char dir[4096];
@@ -783,6 +927,8 @@ int main(void)
         cmocka_unit_test(test_qwen2_gguf),
         cmocka_unit_test(test_gemma3_gguf),
         cmocka_unit_test(test_q8_0_gguf),
+        cmocka_unit_test(test_runner),
+        cmocka_unit_test(test_runner_failure),
         cmocka_unit_test(test_bad_world_and_rank),
         cmocka_unit_test(test_not_divisible),
         cmocka_unit_test(test_unsupported),
