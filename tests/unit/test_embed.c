@@ -179,6 +179,16 @@ static void test_oom_retry(void **state)
  * the same vectors as tokenizing first, over several chunks; one failed
  * allocation anywhere (a pool thread, the producer, the model) ends the
  * run with KILN_ERR_OOM or is retried, and never hangs. */
+/* The tiny bert's directory into dir and its tokenizer (owned: tok_free). */
+static tokenizer *bert_tokenizer(char *dir, size_t cap)
+{
+    tokenizer *t = NULL;
+    snprintf(dir, cap, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
+    if (tok_open(dir, &t))
+        fail_msg("tok_open: %s", kiln_last_error());
+    return t;
+}
+
 static void test_pipelined_tokenization(void **state)
 {
     enum { N = 5000 };
@@ -192,9 +202,7 @@ static void test_pipelined_tokenization(void **state)
     int oom = 0;
     (void)state;
     assert_true(texts && ref && got);
-    snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
-    if (tok_open(dir, &t))
-        fail_msg("tok_open: %s", kiln_last_error());
+    t = bert_tokenizer(dir, sizeof dir);
     for (int i = 0; i < N; i++) {
         char buf[256] = "";
         for (int w = 0; w < 1 + i % 9; w++) {
@@ -249,9 +257,7 @@ static void test_data_parallel(void **state)
     model_load_opts mo = {.max_batch_tokens = 256};
     (void)state;
     assert_true(texts && ref && got);
-    snprintf(dir, sizeof dir, "%s/tests/golden/models/bert", kt_env("KILN_SOURCE_DIR"));
-    if (tok_open(dir, &t))
-        fail_msg("tok_open: %s", kiln_last_error());
+    t = bert_tokenizer(dir, sizeof dir);
     for (int i = 0; i < N; i++) {
         char buf[512] = "";
         for (int w = 0; w < 1 + (i * 13) % 31; w++)
