@@ -178,6 +178,18 @@ err:
     return st;
 }
 
+/* ---- the current device ----------------------------------------------------------- */
+
+/* The device this thread last made current through cuda_use_device (or
+ * backend creation); -1: none yet. */
+static _Thread_local int cuda_current = -1;
+
+void cuda_use_device(const cuda_backend *cb)
+{
+    if (cb->device != cuda_current && cudaSetDevice(cb->device) == cudaSuccess)
+        cuda_current = cb->device;
+}
+
 /* ---- sampling --------------------------------------------------------------------- */
 
 #define CUDA_ARGMAX_MIN_ROWS 256
@@ -504,6 +516,7 @@ static kiln_status cuda_open_device(cuda_backend *cb)
     if ((st = cudev_query(cb->device, &cb->info)) || (st = cudev_check_supported(&cb->info)))
         goto err;
     KILN_CUDA_CHECK(cudaSetDevice(cb->device));
+    cuda_current = cb->device;
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&cb->copy_stream, cudaStreamNonBlocking));
     KILN_CUDA_CHECK(cudaEventCreateWithFlags(&cb->batch_copied, cudaEventDisableTiming));

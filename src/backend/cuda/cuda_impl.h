@@ -95,9 +95,21 @@ typedef struct cuda_backend {
                                         kernel lab's comparison)                     */
 } cuda_backend;
 
+/* Make cb's device the calling thread's current CUDA device (a note per
+ * thread of the device it made current saves the call when it already
+ * is).  Every entry that reaches the runtime goes through cuda_of, so a
+ * backend works from any thread, and backends on several GPUs used from
+ * one thread (loading data-parallel engines) or from threads of their own
+ * (the engines, tensor-parallel ranks) each run on their own device.  Code
+ * that makes another device current restores the previous one
+ * (cuda_device.c, attention.cu) or tells the note (backend creation). */
+void cuda_use_device(const cuda_backend *cb);
+
 static inline cuda_backend *cuda_of(backend *be)
 {
-    return (cuda_backend *)be;
+    cuda_backend *cb = (cuda_backend *)be;
+    cuda_use_device(cb);
+    return cb;
 }
 
 /* ---- device memory (cuda_backend.c) --------------------------------------- */
