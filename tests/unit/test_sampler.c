@@ -354,6 +354,56 @@ static void test_seed(void **state)
     sampler_free(s);
 }
 
+/* One PRNG draw per non-greedy step, whatever the kept set (sampler_draw
+ * is what the device path takes): a step whose min_p keeps one token still
+ * advances the stream; a greedy step does not; sampler_sample equals
+ * sampler_sample_u with the draw it took. */
+static void test_one_draw_per_step(void **state)
+{
+    enum { V = 40 };
+    sampler *s, *t;
+    float base[V], l[V];
+    (void)state;
+    for (int i = 0; i < V; i++)
+        base[i] = (float)cos(i * 1.3) * 3.0f;
+    base[7] = 30.0f; /* min_p 0.5 keeps token 7 alone */
+    assert_int_equal(sampler_create(V, &s), KILN_OK);
+    assert_int_equal(sampler_create(V, &t), KILN_OK);
+    sampler_params p = sampling(1.0f);
+    p.min_p = 0.5f;
+    p.seed = 2024;
+    sampler_reset(s, &p, NULL, 0);
+    sampler_reset(t, &p, NULL, 0);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(sampler_sample(s, l), 7);
+    (void)sampler_rand(t); /* the draw s took */
+    assert_true(sampler_rand(s) == sampler_rand(t));
+    /* greedy: no draw */
+    sampler_params g = sampling(0.0f);
+    g.seed = 5;
+    sampler_reset(s, &g, NULL, 0);
+    sampler_reset(t, &g, NULL, 0);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(sampler_sample(s, l), 7);
+    assert_true(sampler_draw(t) == 0.0);
+    assert_true(sampler_rand(s) == sampler_rand(t));
+    /* sampler_sample is sampler_sample_u with its own draw */
+    p.min_p = 0.0f;
+    base[7] = 0.5f;
+    for (int k = 0; k < 50; k++) {
+        p.seed = 100 + (uint64_t)k;
+        sampler_reset(s, &p, NULL, 0);
+        sampler_reset(t, &p, NULL, 0);
+        memcpy(l, base, sizeof l);
+        int32_t a = sampler_sample(s, l);
+        memcpy(l, base, sizeof l);
+        double u = sampler_draw(t);
+        assert_int_equal(sampler_sample_u(t, l, u), a);
+    }
+    sampler_free(s);
+    sampler_free(t);
+}
+
 static void test_distribution(void **state)
 {
     enum { N = 200000 };
@@ -501,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_repetition_penalty),
         cmocka_unit_test(test_presence_frequency),
         cmocka_unit_test(test_seed),
+        cmocka_unit_test(test_one_draw_per_step),
         cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_params_check),
