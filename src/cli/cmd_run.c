@@ -11,6 +11,9 @@
 #include "cli/cli_gen.h"
 
 #include "backend/comm.h"
+#ifdef KILN_HAVE_NCCL
+#include "backend/cuda/comm_nccl.h"
+#endif
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -20,6 +23,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,8 +64,9 @@ void cli_gen_usage(FILE *f)
             "  --stop STR               end the text before STR (repeatable, up to %d)\n"
             "  --ignore-eos             do not stop at end-of-sequence tokens\n"
             "  --no-cuda-graphs         run decode steps eagerly (GPU)\n"
-            "  --tensor-parallel-size N split the model over N ranks (threads of this\n"
-            "                           process, CPU backend; default 1)\n"
+            "  --tensor-parallel-size N split the model over N ranks, threads of this\n"
+            "                           process: CPU backends sharing the cores, or\n"
+            "                           GPUs cuda:K..K+N-1 over NCCL (default 1)\n"
             "  --ctx N                  context length (default: model's, at most 4096)\n"
             "  --batch N                tokens per forward step (default 512)\n"
             "  --threads N              CPU threads (default: all cores)\n"
@@ -200,26 +205,74 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 
 /* ---- loading -------------------------------------------------------------- */
 
-/* --tensor-parallel-size N: N shards of the model as ranks of one process,
- * each on a CPU backend of its own sharing the cores, collectives through
- * the threads communicator.  Rank 0 goes to g->be, g->m. */
+#ifdef KILN_HAVE_NCCL
+typedef struct cli_nccl_join {
+    const uint8_t *id;
+    int32_t rank, world;
+    backend *be;
+    comm **out;
+    kiln_status st;
+    char msg[512];
+} cli_nccl_join;
+
+static void *cli_nccl_join_main(void *arg)
+{
+    cli_nccl_join *j = arg;
+    if ((j->st = comm_nccl_open(j->id, j->rank, j->world, j->be, j->out)))
+        snprintf(j->msg, sizeof j->msg, "%s", kiln_last_error());
+    return NULL;
+}
+
+/* An NCCL group over the n CUDA backends bes (one thread per rank joins:
+ * ncclCommInitRank waits for every rank) into comms. */
+static kiln_status cli_nccl_group(backend *const *bes, int n, comm **comms)
+{
+    uint8_t id[COMM_NCCL_ID_BYTES];
+    cli_nccl_join j[CLI_MAX_TP];
+    pthread_t th[CLI_MAX_TP];
+    int started = 0;
+    kiln_status st = comm_nccl_unique_id(id);
+    for (int r = 0; r < n && !st; r++, started++) {
+        j[r] = (cli_nccl_join){.id = id, .rank = r, .world = n, .be = bes[r], .out = &comms[r]};
+        if (pthread_create(&th[r], NULL, cli_nccl_join_main, &j[r]))
+            st = kiln_err_set(KILN_ERR_INTERNAL, "--tensor-parallel-size: cannot start rank %d",
+                              r);
+    }
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < started && !st; r++)
+        if (j[r].st)
+            st = kiln_err_set(j[r].st, "%s", j[r].msg);
+    return st;
+}
+#endif
+
+/* --tensor-parallel-size N: N shards of the model as ranks of one process:
+ * on the CPU backend N backends sharing the cores, collectives through the
+ * threads communicator; on CUDA the GPUs cuda:K..K+N-1, collectives
+ * through NCCL.  Rank 0 goes to g->be, g->m. */
 static kiln_status cli_gen_load_tp(cli_gen *g, const model_load_opts *base)
 {
     backend *bes[CLI_MAX_TP] = {0};
     kiln_status st;
-    if (g->dev.kind == CLI_DEVICE_CUDA)
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tensor-parallel-size %d: tensor "
-                            "parallelism runs on the CPU backend (ranks as threads); the CUDA "
-                            "backend cannot run a shard yet (no embed_part)", g->tp);
-    cli_device cpu = g->dev;
-    cpu.kind = CLI_DEVICE_CPU;
-    KILN_LOG_I("--tensor-parallel-size %d: %d ranks as threads on the CPU backend", g->tp, g->tp);
-    if ((st = cli_device_create_n(&cpu, g->threads, g->tp, bes)))
+    if ((st = cli_device_create_n(&g->dev, g->threads, g->tp, bes)))
         return st;
     g->be = bes[0];
     for (int r = 1; r < g->tp; r++)
         g->tp_be[r] = bes[r];
-    if ((st = comm_threads_create(g->tp, g->tp_comm)))
+    bool cpu = !strcmp(g->be->ops->name, "cpu");
+    KILN_LOG_I("--tensor-parallel-size %d: %d ranks as threads on the %s backend", g->tp, g->tp,
+               g->be->ops->name);
+    if (cpu)
+        st = comm_threads_create(g->tp, g->tp_comm);
+    else
+#ifdef KILN_HAVE_NCCL
+        st = cli_nccl_group(bes, g->tp, g->tp_comm);
+#else
+        st = kiln_err_set(KILN_ERR_UNSUPPORTED, "--tensor-parallel-size %d on a GPU: this kiln "
+                          "was built without NCCL", g->tp);
+#endif
+    if (st)
         return st;
     for (int r = 0; r < g->tp; r++) {
         model_load_opts mo = *base;
@@ -259,7 +312,8 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
         models[0] = g->m;
         for (int r = 1; r < g->tp; r++)
             models[r] = g->tp_m[r];
-        st = gen_create_tp(models, g->tp_comm, g->tp, g->t, &go, &g->run);
+        if (!(st = cli_device_kv_budget(&g->dev, g->be, &go.kv_pool_bytes)))
+            st = gen_create_tp(models, g->tp_comm, g->tp, g->t, &go, &g->run);
     } else if (!(st = cli_device_kv_budget(&g->dev, g->be, &go.kv_pool_bytes))) {
         st = gen_create(g->m, g->t, &go, &g->run);
     }

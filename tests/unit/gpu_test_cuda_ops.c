@@ -724,6 +724,27 @@ static void test_embed(void **state)
             check(bert ? "embed bert" : "embed", dt, n, d, got, ref, n * d);
             free(got);
 
+            /* embed_part: the table as rows [row0, row0 + part) of a larger
+             * vocabulary; ids outside the slice give zeros */
+            int64_t row0 = rnd_int(vocab / 2), part = 1 + rnd_int((int)(vocab - row0));
+            bk_tensor sc, sg;
+            OK(cpu->ops->weight(cpu, KILN_DT_F32, d, part, tab + row0 * d,
+                                (size_t)(part * d) * 4, &sc));
+            OK(g->ops->weight(g, KILN_DT_F32, d, part, tab + row0 * d, (size_t)(part * d) * 4,
+                              &sg));
+            g->ops->free(g, gy);
+            gy = dev_nan(g, n * d);
+            float *pref = host_nan(n * d);
+            tb.tokens[0] = (int32_t)row0; /* at least one row inside the slice */
+            OK(cpu->ops->batch_upload(cpu, &tb.h, &bc));
+            OK(g->ops->batch_upload(g, &tb.h, &bg));
+            OK(cpu->ops->embed_part(cpu, &sc, row0, &bc, scale, pref));
+            OK(g->ops->embed_part(g, &sg, row0, &bg, scale, gy));
+            got = dev_get(g, gy, n * d);
+            check("embed_part", dt, n, d, got, pref, n * d);
+            free(got), free(pref);
+            cpu->ops->weight_free(cpu, &sc), g->ops->weight_free(g, &sg);
+
             /* a token outside the vocabulary is refused before any launch */
             tb.tokens[tb.h.n_tokens - 1] = vocab;
             OK(g->ops->batch_upload(g, &tb.h, &bg));

@@ -109,10 +109,34 @@ kiln_status cuda_embed(backend *be, const bk_tensor *table, const bk_batch *b, f
                  (h->token_types &&
                   (st = embed_ids_check(h->token_types, h->n_tokens, type->ne1, "type")))))
         return st;
-    return cuops_embed(cb->act, table->data, table->ne1, pos ? pos->data : NULL,
+    return cuops_embed(cb->act, table->data, table->ne1, 0, pos ? pos->data : NULL,
                        pos ? pos->ne1 : 0, type ? type->data : NULL, type ? type->ne1 : 0,
                        b->tokens, b->positions, b->token_types, b->n_tokens, d, scale, y,
                        cb->stream);
+}
+
+kiln_status cuda_embed_part(backend *be, const bk_tensor *table, int64_t row0,
+                            const bk_batch *b, float scale, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    const bk_batch_host *h;
+    kiln_status st;
+
+    if (!table || row0 < 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda embed_part: bad arguments");
+    if ((st = cuda_batch_view(cb, b, "embed_part", &h)))
+        return st;
+    if (h->n_tokens && !y)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda embed_part: no output");
+    if ((st = embed_table_check(cb, table, table->ne0, "token")))
+        return st;
+    /* other ranks' ids give zeros; only negative ids are bad */
+    for (int32_t t = 0; t < h->n_tokens; t++)
+        if (h->tokens[t] < 0)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda embed_part: token %d of row %d is "
+                                "negative", h->tokens[t], t);
+    return cuops_embed(cb->act, table->data, table->ne1, row0, NULL, 0, NULL, 0, b->tokens,
+                       b->positions, NULL, b->n_tokens, table->ne0, scale, y, cb->stream);
 }
 
 /* ---- norms ------------------------------------------------------------------------- */

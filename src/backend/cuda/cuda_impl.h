@@ -159,6 +159,8 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
 
 /* ---- kernel ops (cuda_entry.c): argument checks, then the cuops_ launch --- */
 
+kiln_status cuda_embed_part(backend *be, const bk_tensor *table, int64_t row0,
+                            const bk_batch *b, float scale, void *y);
 kiln_status cuda_embed(backend *be, const bk_tensor *table, const bk_batch *b, float scale,
                        const bk_tensor *pos_table, const bk_tensor *type_table, void *y);
 kiln_status cuda_rmsnorm(backend *be, const void *x, int64_t n, int64_t d, const bk_tensor *w,

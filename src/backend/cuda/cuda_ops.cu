@@ -121,6 +121,7 @@ static unsigned row_threads(int64_t d)
 template <typename T>
 static __global__ void embed_kernel(const T *table,      /* (rows, d)     */
                                     int64_t rows,
+                                    int64_t row0,        /* table row 0's id */
                                     const T *pos_table,  /* (pos_rows, d) or NULL  */
                                     int64_t pos_rows,
                                     const T *type_table, /* (type_rows, d) or NULL */
@@ -132,7 +133,7 @@ static __global__ void embed_kernel(const T *table,      /* (rows, d)     */
                                     T *y)                /* (n, d)        */
 {
     int64_t t = blockIdx.x;
-    int64_t id = tokens[t];
+    int64_t id = (int64_t)tokens[t] - row0;
     int64_t pid = pos_table ? positions[t] : 0;
     int64_t tid = types ? types[t] : 0;
     bool ok = id >= 0 && id < rows && (!pos_table || (pid >= 0 && pid < pos_rows)) &&
@@ -153,8 +154,8 @@ static __global__ void embed_kernel(const T *table,      /* (rows, d)     */
 }
 
 template <typename T>
-static kiln_status embed_launch(const void *table, int64_t rows, const void *pos_table,
-                                int64_t pos_rows, const void *type_table, int64_t type_rows,
+static kiln_status embed_launch(const void *table, int64_t rows, int64_t row0,
+                                const void *pos_table, int64_t pos_rows, const void *type_table, int64_t type_rows,
                                 const int32_t *tokens, const int32_t *positions,
                                 const int32_t *types, int32_t n, int64_t d, float scale, void *y,
                                 cudaStream_t stream)
@@ -162,7 +163,7 @@ static kiln_status embed_launch(const void *table, int64_t rows, const void *pos
     kiln_status st = KILN_OK;
 
     embed_kernel<T><<<(unsigned)n, row_threads(d), 0, stream>>>(
-        (const T *)table, rows, (const T *)pos_table, pos_rows, (const T *)type_table, type_rows,
+        (const T *)table, rows, row0, (const T *)pos_table, pos_rows, (const T *)type_table, type_rows,
         tokens, positions, types, d, scale, (T *)y);
     KILN_CUDA_LAUNCH_CHECK("embed", stream);
 err:
@@ -170,7 +171,7 @@ err:
 }
 
 extern "C" kiln_status cuops_embed(kiln_dtype dt, const void *table, int64_t rows,
-                                   const void *pos_table, int64_t pos_rows,
+                                   int64_t row0, const void *pos_table, int64_t pos_rows,
                                    const void *type_table, int64_t type_rows,
                                    const int32_t *tokens, const int32_t *positions,
                                    const int32_t *types, int32_t n, int64_t d, float scale,
@@ -178,7 +179,8 @@ extern "C" kiln_status cuops_embed(kiln_dtype dt, const void *table, int64_t row
 {
     if (n <= 0 || d <= 0)
         return KILN_OK;
-    return ELEM_DISPATCH("embed", dt, embed_launch, table, rows, pos_table, pos_rows, type_table,
+    return ELEM_DISPATCH("embed", dt, embed_launch, table, rows, row0, pos_table, pos_rows,
+                         type_table,
                         type_rows, tokens, positions, types, n, d, scale, y, stream);
 }
 

@@ -33,12 +33,16 @@ extern "C" {
 
 /* y(n, d) = table[tokens[t]] * scale (+ type_table[types[t] or 0])
  *          (+ pos_table[positions[t]]), summed in that order in f32.
- * Tables are (rows, d); absent tables are NULL.  An id outside its table
- * gives a row of zeros (the caller has already rejected such batches). */
-kiln_status cuops_embed(kiln_dtype dt, const void *table, int64_t rows, const void *pos_table,
-                        int64_t pos_rows, const void *type_table, int64_t type_rows,
-                        const int32_t *tokens, const int32_t *positions, const int32_t *types,
-                        int32_t n, int64_t d, float scale, void *y, cudaStream_t stream);
+ * Tables are (rows, d); absent tables are NULL.  The token table holds
+ * rows [row0, row0 + rows) of the whole vocabulary (row0 0 but for a
+ * tensor-parallel rank's slice); a token id outside it gives a row of
+ * zeros (another rank's row; a whole lookup has rejected such batches
+ * already), as do position and type ids outside theirs. */
+kiln_status cuops_embed(kiln_dtype dt, const void *table, int64_t rows, int64_t row0,
+                        const void *pos_table, int64_t pos_rows, const void *type_table,
+                        int64_t type_rows, const int32_t *tokens, const int32_t *positions,
+                        const int32_t *types, int32_t n, int64_t d, float scale, void *y,
+                        cudaStream_t stream);
 
 /* Per row of d: with res, res += x (rounded to dt) and the norm reads res;
  * y = v * rsqrt(mean(v^2) + eps) * (w or 1 + w).  y may alias x or res. */
