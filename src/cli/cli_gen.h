@@ -38,6 +38,10 @@ typedef struct cli_gen {
     int32_t max_batch_tokens;      /* --batch                                   */
     sampler_params sp;             /* temperature 0 (greedy) unless --temp      */
     int tp;                        /* --tensor-parallel-size (1)                */
+    int tp_rank, tp_world;         /* --tp-rank/--tp-world: this process is one
+                                      rank of a group of processes (world 0:
+                                      not)                                     */
+    const char *tp_id;             /* --tp-id FILE: the group's NCCL id        */
     const char *stops[SAMPLER_MAX_STOPS];
     bool seed_set;
     /* loaded by cli_gen_load, freed by cli_gen_free; be, m are rank 0's */

@@ -131,6 +131,12 @@ int cmd_chat(int argc, char **argv)
         fprintf(stderr, "kiln chat: -m MODEL is required\n");
         return chat_usage(stderr);
     }
+    if (g.tp_world || g.tp_rank || g.tp_id) {
+        json_decref(msgs);
+        fprintf(stderr, "kiln chat: --tp-rank/--tp-world/--tp-id make a group of processes for "
+                        "kiln run; kiln chat takes --tensor-parallel-size\n");
+        return chat_usage(stderr);
+    }
     size_t first = 0;
     if (system) {
         if (json_array_append_new(msgs, chat_message("system", system, strlen(system)))) {

@@ -67,6 +67,10 @@ void cli_gen_usage(FILE *f)
             "  --tensor-parallel-size N split the model over N ranks, threads of this\n"
             "                           process: CPU backends sharing the cores, or\n"
             "                           GPUs cuda:K..K+N-1 over NCCL (default 1)\n"
+            "  --tp-rank R --tp-world N --tp-id FILE  (kiln run) this process is rank R\n"
+            "                           of N processes, one GPU each, started alike;\n"
+            "                           rank 0 writes the NCCL id to FILE, the others\n"
+            "                           read it; rank 0 prints the text\n"
             "  --ctx N                  context length (default: model's, at most 4096)\n"
             "  --batch N                tokens per forward step (default 512)\n"
             "  --threads N              CPU threads (default: all cores)\n"
@@ -132,10 +136,25 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
         g->no_graphs = true;
         return 1;
     }
-    if (!strcmp(a, "--tensor-parallel-size")) {
-        if (!v || !cli_parse_int(v, 1, CLI_MAX_TP, &n))
-            return cli_gen_bad(a, v ? v : "", "a whole number from 1 to 16");
-        g->tp = (int)n;
+    if (!strcmp(a, "--tensor-parallel-size") || !strcmp(a, "--tp-world") ||
+        !strcmp(a, "--tp-rank")) {
+        bool world = strcmp(a, "--tp-rank");
+        if (!v || !cli_parse_int(v, world ? 1 : 0, world ? CLI_MAX_TP : CLI_MAX_TP - 1, &n))
+            return cli_gen_bad(a, v ? v : "", world ? "a whole number from 1 to 16"
+                                                    : "a whole number from 0 to 15");
+        if (!strcmp(a, "--tensor-parallel-size"))
+            g->tp = (int)n;
+        else if (world)
+            g->tp_world = (int)n;
+        else
+            g->tp_rank = (int)n;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--tp-id")) {
+        if (!v || !*v)
+            return cli_gen_bad(a, v ? v : "", "a file path");
+        g->tp_id = v;
         (*i)++;
         return 1;
     }
@@ -247,6 +266,74 @@ static kiln_status cli_nccl_group(backend *const *bes, int n, comm **comms)
 }
 #endif
 
+/* --tp-rank R --tp-world N --tp-id FILE: this process is rank R of N
+ * processes (one GPU each, launched by the caller), all given the same
+ * model, prompt and options.  Rank 0 makes the NCCL id and writes it to
+ * FILE (atomically: a temporary file renamed); the others wait for it (up
+ * to CLI_TP_WAIT_S).  Every rank then runs the same requests through its
+ * own runner on its shard: the logits are gathered, the same bits on every
+ * rank, so every rank draws the same tokens (the seed, when not given, is
+ * made from the id, which every rank has); rank 0 alone prints them. */
+#define CLI_TP_WAIT_S 120
+static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
+{
+    if (!g->tp_id || g->tp_world < 2 || g->tp_rank >= g->tp_world || g->tp > 1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "--tp-rank %d --tp-world %d: give both with "
+                            "--tp-id FILE, rank below world, world 2 or more, and no "
+                            "--tensor-parallel-size", g->tp_rank, g->tp_world);
+#ifdef KILN_HAVE_NCCL
+    uint8_t id[COMM_NCCL_ID_BYTES];
+    kiln_status st;
+    if ((st = cli_device_create(&g->dev, g->threads, &g->be)))
+        return st;
+    if (!strcmp(g->be->ops->name, "cpu"))
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tp-rank: a process on the CPU backend "
+                            "cannot join an NCCL group (--tensor-parallel-size N runs CPU "
+                            "ranks as threads)");
+    if (g->tp_rank == 0) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", g->tp_id, (long)getpid());
+        FILE *f;
+        if ((st = comm_nccl_unique_id(id)))
+            return st;
+        if (!(f = fopen(tmp, "wb")) || fwrite(id, 1, sizeof id, f) != sizeof id ||
+            fclose(f) || rename(tmp, g->tp_id))
+            return kiln_err_set(KILN_ERR_IO, "--tp-id %s: %s", g->tp_id, strerror(errno));
+    } else {
+        uint64_t t0 = clock_now_ns();
+        for (;;) {
+            FILE *f = fopen(g->tp_id, "rb");
+            size_t got = f ? fread(id, 1, sizeof id, f) : 0;
+            if (f)
+                fclose(f);
+            if (got == sizeof id)
+                break;
+            if ((double)(clock_now_ns() - t0) * 1e-9 > CLI_TP_WAIT_S)
+                return kiln_err_set(KILN_ERR_IO, "--tp-id %s: no group id from rank 0 after "
+                                    "%d s", g->tp_id, CLI_TP_WAIT_S);
+            usleep(50 * 1000);
+        }
+    }
+    if ((st = comm_nccl_open(id, g->tp_rank, g->tp_world, g->be, &g->tp_comm[0])))
+        return st;
+    if (!g->seed_set) {
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < sizeof id; i++)
+            h = (h ^ id[i]) * 1099511628211ull;
+        g->sp.seed = h;
+    }
+    model_load_opts mo = *base;
+    mo.tp_rank = g->tp_rank;
+    mo.tp_world = g->tp_world;
+    mo.tp_comm = g->tp_comm[0];
+    return model_load(g->model_path, g->be, &mo, &g->m);
+#else
+    (void)base;
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tp-rank: this kiln was built without NCCL "
+                        "(a group of processes needs GPUs and NCCL)");
+#endif
+}
+
 /* --tensor-parallel-size N: N shards of the model as ranks of one process:
  * on the CPU backend N backends sharing the cores, collectives through the
  * threads communicator; on CUDA the GPUs cuda:K..K+N-1, collectives
@@ -297,11 +384,16 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
         g->sp.seed = clock_now_ns() ^ ((uint64_t)getpid() << 32);
     if ((st = sampler_params_check(&g->sp)))
         return st;
-    if (g->tp > 1 && (st = cli_gen_load_tp(g, &mo)))
+    if (g->tp_world || g->tp_id || g->tp_rank) {
+        if ((st = cli_gen_load_rank(g, &mo)))
+            return st;
+    } else if (g->tp > 1) {
+        if ((st = cli_gen_load_tp(g, &mo)))
+            return st;
+    } else if ((st = cli_device_create(&g->dev, g->threads, &g->be)) ||
+               (st = model_load(g->model_path, g->be, &mo, &g->m))) {
         return st;
-    if (g->tp <= 1 && ((st = cli_device_create(&g->dev, g->threads, &g->be)) ||
-                       (st = model_load(g->model_path, g->be, &mo, &g->m))))
-        return st;
+    }
     if ((st = tok_open(g->model_path, &g->t)))
         return st;
     if (model_is_encoder(g->m))
@@ -386,14 +478,23 @@ static int run_usage(FILE *f)
 
 static kiln_status run_on_text(void *user, int32_t req, const char *text, size_t len)
 {
+    (void)req;
+    if (*(const bool *)user) /* a rank of a group but 0: the same text, not printed */
+        return KILN_OK;
     if (fwrite(text, 1, len, stdout) != len || fflush(stdout))
         return kiln_err_set(KILN_ERR_IO, "stdout: %s", strerror(errno));
     return KILN_OK;
 }
 
+typedef struct run_out {
+    bool quiet;           /* first: run_on_text reads it */
+    gen_summary sum;
+} run_out;
+
 static void run_on_done(void *user, int32_t req, const gen_summary *s)
 {
-    *(gen_summary *)user = *s;
+    (void)req;
+    ((run_out *)user)->sum = *s;
 }
 
 /* The prompt's ids: raw text with BOS, or a one-turn conversation. */
@@ -420,7 +521,7 @@ int cmd_run(int argc, char **argv)
     bool chat = false;
     kiln_buf in = {0};
     kiln_ids ids = {0};
-    gen_summary sum = {0};
+    run_out out = {0};
     int rc;
 
     cli_gen_init(&g);
@@ -455,11 +556,12 @@ int cmd_run(int argc, char **argv)
     }
     if (!st && !(st = cli_gen_load(&g, "run", chat)) &&
         !(st = run_prompt_ids(&g, prompt, system, chat, &ids))) {
+        out.quiet = g.tp_rank > 0;
         gen_request rq = {.prompt = ids.data, .n_prompt = (int32_t)ids.len, .params = g.sp,
-                          .on_text = run_on_text, .on_done = run_on_done, .user = &sum};
+                          .on_text = run_on_text, .on_done = run_on_done, .user = &out};
         if (!(st = gen_run(g.run, &rq, 1))) {
             fflush(stdout);
-            cli_gen_report(&sum);
+            cli_gen_report(&out.sum);
         }
     }
     rc = st ? cli_fail() : 0;

@@ -423,6 +423,22 @@ static void test_run_tensor_parallel(void **state)
     if (!strstr(err, "divide"))
         fail_msg("--tensor-parallel-size 3 over 4 heads: %s", err);
     free(err);
+    /* a group of processes: the three options together, on GPUs only */
+    assert_int_equal(kt_kiln(NULL, &err, "run", "--tp-rank", "1", "-m", dir, "-p", "hi",
+                             (const char *)NULL), 1);
+    if (!strstr(err, "--tp-id"))
+        fail_msg("--tp-rank alone: %s", err);
+    free(err);
+    assert_int_equal(kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "0",
+                             "--tp-world", "2", "--tp-id", "/nonexistent/kiln.id", "-m", dir,
+                             "-p", "hi", (const char *)NULL), 1);
+    if (!strstr(err, "NCCL"))
+        fail_msg("--tp-rank on the CPU: %s", err);
+    free(err);
+    assert_int_equal(kt_kiln(NULL, NULL, "run", "--tp-world", "17", "-m", dir, "-p", "hi",
+                             (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "chat", "--tp-world", "2", "-m", dir,
+                             (const char *)NULL), 2);
     assert_int_equal(kt_kiln(NULL, &err, "run", "--device", "cuda", "--tensor-parallel-size", "2",
                              "-m", dir, "-p", "hi", (const char *)NULL), 1);
     /* no GPU, or fewer than two: the message says which */
