@@ -145,6 +145,10 @@ BENCHES=(
     "lat-8b-b8|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 8 --prompt-tokens 128 --gen-tokens 128"
     "lat-8b-b32|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 32 --prompt-tokens 128 --gen-tokens 128 --no-peer"
     "lat-8b-b128|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 128 --prompt-tokens 128 --gen-tokens 128 --no-peer"
+    "lat-8b-b1-tp2|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256 --tensor-parallel-size 2 --no-peer"
+    "lat-8b-b1-tp4|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256 --tensor-parallel-size 4 --no-peer"
+    "pre-8b-1x2048-tp2|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048 --tensor-parallel-size 2 --no-peer"
+    "pre-8b-1x2048-tp4|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048 --tensor-parallel-size 4 --no-peer"
     "e2e-minilm|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 20000 --repeat 2"
     "e2e-minilm-dp2|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 40000 --repeat 2 --data-parallel-size 2 --no-peer"
     "e2e-minilm-dp4|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 80000 --repeat 2 --data-parallel-size 4 --no-peer"
@@ -154,7 +158,7 @@ BENCHES=(
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
     quick) want="lat-8b-b1 lat-8b-b1-eager pre-8b-1x2048" ;;
-    full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1 | grep -v -- '-dp[0-9]') ;;
+    full) want=$(printf '%s\n' "${BENCHES[@]}" | cut -d'|' -f1 | grep -vE -- '-(dp|tp)[0-9]') ;;
     *) want=$KILN_GPU_BENCH ;;
 esac
 for b in "${BENCHES[@]}"; do

@@ -84,6 +84,7 @@ typedef struct bench_opts {
     int32_t docs, min_len, max_len, batch_tokens;     /* embed, embed-model         */
     float temperature, top_p;                         /* latency: 0, 1 = greedy     */
     int dp;                                           /* embed: engines (1)         */
+    int tp;                                           /* latency, prefill: ranks (1) */
 } bench_opts;
 
 /* Parse the options of `mode`; -1 to go on, else the exit code (usage

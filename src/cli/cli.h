@@ -100,4 +100,16 @@ kiln_status cli_device_create(const cli_device *d, int threads, backend **out);
  * naming the GPUs when fewer are visible; nothing is left made on error. */
 kiln_status cli_device_create_n(const cli_device *d, int threads, int n, backend **out);
 
+/* Most ranks of a tensor-parallel group the CLI makes. */
+#define CLI_MAX_RANKS 16
+
+/* A tensor-parallel group over the n backends bes (as cli_device_create_n
+ * made them): ranks as threads through the threads communicator on the
+ * CPU, an NCCL group on GPUs (each rank joined from a thread of its own).
+ * comms: n entries, each owned (comm_free).  Errors: KILN_ERR_INVALID_ARG
+ * (n out of range), KILN_ERR_UNSUPPORTED (GPUs without NCCL), those of
+ * comm_threads_create / comm_nccl_open. */
+struct comm;
+kiln_status cli_device_comms(backend *const *bes, int n, struct comm **comms);
+
 #endif /* KILN_CLI_H */

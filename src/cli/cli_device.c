@@ -12,13 +12,18 @@
  */
 #include "cli/cli.h"
 
+#include "backend/comm.h"
 #include "base/error.h"
 #include "base/log.h"
 #ifdef KILN_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_device.h"
+#ifdef KILN_HAVE_NCCL
+#include "backend/cuda/comm_nccl.h"
+#endif
 #endif
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +181,63 @@ fail:
             out[i] = NULL;
         }
     return st;
+}
+
+#ifdef KILN_HAVE_NCCL
+typedef struct cli_nccl_join {
+    const uint8_t *id;
+    int32_t rank, world;
+    backend *be;
+    comm **out;
+    kiln_status st;
+    char msg[512];
+} cli_nccl_join;
+
+static void *cli_nccl_join_main(void *arg)
+{
+    cli_nccl_join *j = arg;
+    if ((j->st = comm_nccl_open(j->id, j->rank, j->world, j->be, j->out)))
+        snprintf(j->msg, sizeof j->msg, "%s", kiln_last_error());
+    return NULL;
+}
+
+/* An NCCL group over the n CUDA backends bes (one thread per rank joins:
+ * ncclCommInitRank waits for every rank) into comms. */
+static kiln_status cli_nccl_group(backend *const *bes, int n, comm **comms)
+{
+    uint8_t id[COMM_NCCL_ID_BYTES];
+    cli_nccl_join j[CLI_MAX_RANKS];
+    pthread_t th[CLI_MAX_RANKS];
+    int started = 0;
+    kiln_status st = comm_nccl_unique_id(id);
+    for (int r = 0; r < n && !st; r++, started++) {
+        j[r] = (cli_nccl_join){.id = id, .rank = r, .world = n, .be = bes[r], .out = &comms[r]};
+        if (pthread_create(&th[r], NULL, cli_nccl_join_main, &j[r]))
+            st = kiln_err_set(KILN_ERR_INTERNAL, "tensor parallelism: cannot start rank %d",
+                              r);
+    }
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < started && !st; r++)
+        if (j[r].st)
+            st = kiln_err_set(j[r].st, "%s", j[r].msg);
+    return st;
+}
+#endif
+
+kiln_status cli_device_comms(backend *const *bes, int n, comm **comms)
+{
+    if (n < 1 || n > CLI_MAX_RANKS)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "tensor parallelism: %d ranks (1 to %d)", n,
+                            CLI_MAX_RANKS);
+    if (!strcmp(bes[0]->ops->name, "cpu"))
+        return comm_threads_create(n, comms);
+#ifdef KILN_HAVE_NCCL
+    return cli_nccl_group(bes, n, comms);
+#else
+    return kiln_err_set(KILN_ERR_UNSUPPORTED, "tensor parallelism on a GPU: this kiln was built "
+                        "without NCCL");
+#endif
 }
 
 kiln_status cli_device_kv_budget(const cli_device *d, backend *be, size_t *out)

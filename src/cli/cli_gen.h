@@ -24,9 +24,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Most tensor-parallel ranks of kiln run / chat. */
-#define CLI_MAX_TP 16
-
 typedef struct cli_gen {
     /* options */
     const char *model_path;
@@ -47,9 +44,9 @@ typedef struct cli_gen {
     /* loaded by cli_gen_load, freed by cli_gen_free; be, m are rank 0's */
     backend *be;
     kiln_model *m;
-    backend *tp_be[CLI_MAX_TP];    /* ranks 1 .. tp - 1 (rank 0: be, m)         */
-    kiln_model *tp_m[CLI_MAX_TP];
-    struct comm *tp_comm[CLI_MAX_TP];
+    backend *tp_be[CLI_MAX_RANKS];    /* ranks 1 .. tp - 1 (rank 0: be, m)         */
+    kiln_model *tp_m[CLI_MAX_RANKS];
+    struct comm *tp_comm[CLI_MAX_RANKS];
     tokenizer *t;
     gen_runner *run;
     chat_tmpl *chat;

@@ -36,6 +36,7 @@
 #include "cli/cli.h"
 
 #include "backend/backend.h"
+#include "backend/comm.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
@@ -69,7 +70,7 @@ static int step_usage(FILE *f)
     fprintf(f, "usage: kiln bench latency|prefill (-m MODEL | --dummy-weights --config FILE)\n"
                "           [--device D] [--dtype bf16|f16] [--batch B] [--prompt-tokens P]\n"
                "           [--gen-tokens G] [--repeat R] [--threads N] [--no-cuda-graphs]\n"
-               "           [--temp T] [--top-p P]\n"
+               "           [--temp T] [--top-p P] [--tensor-parallel-size N]\n"
                "           [--no-peer] [--peer-python PY] [--out DIR]\n\n"
                "latency: B sequences of P prompt tokens, then G tokens each decoded\n"
                "  together (defaults 1, 128, 256): decode tokens/s and ms per step\n"
@@ -79,6 +80,9 @@ static int step_usage(FILE *f)
                "  device where the backend can; the peer stays greedy).\n"
                "prefill: one step of B x P prompt tokens (defaults 1 x 2048): TFLOP/s\n"
                "  against the measured matmul peak of the same backend.\n"
+               "--tensor-parallel-size N: the model split over N ranks (GPUs from the\n"
+               "  --device ordinal over NCCL, or CPU backends); the roofline and the\n"
+               "  matmul peak are N devices'; no peer.\n"
                "--dummy-weights --config FILE: random weights at the shape of a\n"
                "  config.json (bench/configs/), made on the device; no model file.\n");
     cli_device_usage(f);
@@ -117,6 +121,7 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
     o->top_p = 1.0f;
     o->repeat = 3;
     o->dp = 1;
+    o->tp = 1;
     o->peer = true;
     o->docs = m == BO_EMB ? 1000 : 20000;
     o->min_len = 16;
@@ -166,6 +171,9 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
             o->repeat = (int)n;
         else if (m == BO_EMB && !strcmp(a, "--tok-threads") && bench_int(v, 0, 1024, &n))
             o->tok_threads = (int)n;
+        else if (m & (BO_LAT | BO_PRE) && !strcmp(a, "--tensor-parallel-size") &&
+                 bench_int(v, 1, CLI_MAX_RANKS, &n))
+            o->tp = (int)n;
         else if (m == BO_EMB && !strcmp(a, "--data-parallel-size") &&
                  bench_int(v, 1, BENCH_MAX_DP, &n))
             o->dp = (int)n;
@@ -216,8 +224,12 @@ int bench_parse_opts(const char *mode, int argc, char **argv, bench_opts *o)
 /* ---- the run's environment ------------------------------------------------ */
 
 typedef struct step_env {
-    backend *be;
+    backend *be;              /* rank 0's (the only one without tensor parallelism) */
     kiln_model *m;
+    backend *tp_be[CLI_MAX_RANKS];   /* ranks 1 .. tp - 1                         */
+    kiln_model *tp_m[CLI_MAX_RANKS];
+    comm *comms[CLI_MAX_RANKS];
+    int tp;
     gen_runner *run;
     model_stats ms;
     char shape[256];
@@ -234,6 +246,12 @@ static void step_env_free(step_env *e)
     model_free(e->m);
     if (e->be)
         e->be->ops->destroy(e->be);
+    for (int r = 0; r < CLI_MAX_RANKS; r++) {
+        model_free(e->tp_m[r]);
+        if (e->tp_be[r])
+            e->tp_be[r]->ops->destroy(e->tp_be[r]);
+        comm_free(e->comms[r]);
+    }
 }
 
 kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out)
@@ -302,9 +320,24 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
 
     if (mo.max_batch_tokens < o->batch)
         mo.max_batch_tokens = o->batch;
-    if ((st = cli_device_create(&o->dev, o->threads, &e->be)) || (st = step_ceilings(e, o)) ||
-        (st = bench_load_model(o, e->be, &mo, &e->m, e->shape, sizeof e->shape)))
+    e->tp = o->tp > 1 ? o->tp : 1;
+    backend *bes[CLI_MAX_RANKS] = {0};
+    if ((st = cli_device_create_n(&o->dev, o->threads, e->tp, bes)))
         return st;
+    e->be = bes[0];
+    for (int r = 1; r < e->tp; r++)
+        e->tp_be[r] = bes[r];
+    /* the ceilings of one device (rank 0's) */
+    if ((st = step_ceilings(e, o)) || (e->tp > 1 && (st = cli_device_comms(bes, e->tp, e->comms))))
+        return st;
+    for (int r = 0; r < e->tp; r++) {
+        model_load_opts mr = mo;
+        if (e->tp > 1)
+            mr.tp_rank = r, mr.tp_world = e->tp, mr.tp_comm = e->comms[r];
+        if ((st = bench_load_model(o, bes[r], &mr, r ? &e->tp_m[r] : &e->m, e->shape,
+                                   sizeof e->shape)))
+            return st;
+    }
     const model_config *c = model_config_of(e->m);
     if (model_is_encoder(e->m))
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "bench: %s is an encoder; use kiln bench embed",
@@ -312,8 +345,11 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
     model_stats_of(e->m, &e->ms);
     gen_opts go = {.max_seqs = o->batch, .n_ctx = n_ctx, .max_batch_tokens = mo.max_batch_tokens,
                    .no_graphs = o->no_graphs};
+    kiln_model *models[CLI_MAX_RANKS] = {e->m};
+    for (int r = 1; r < e->tp; r++)
+        models[r] = e->tp_m[r];
     if ((st = cli_device_kv_budget(&o->dev, e->be, &go.kv_pool_bytes)) ||
-        (st = gen_create(e->m, NULL, &go, &e->run)))
+        (st = gen_create_tp(models, e->tp > 1 ? e->comms : NULL, e->tp, NULL, &go, &e->run)))
         return st;
     if (!(e->ids = kiln_calloc((size_t)tokens, sizeof *e->ids)))
         return kiln_err_set(KILN_ERR_OOM, "bench: out of memory for %lld prompt ids",
@@ -341,6 +377,7 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(s, "prompt_tokens", json_integer(o->prompt_tokens));
     json_object_set_new(s, "gen_tokens", json_integer(o->gen_tokens));
     json_object_set_new(s, "repeat", json_integer(o->repeat));
+    json_object_set_new(s, "tensor_parallel", json_integer(e->tp));
     json_object_set_new(s, "temperature", json_real(o->temperature));
     json_object_set_new(s, "top_p", json_real(o->top_p));
     const gen_stats *gs = gen_stats_of(e->run);
@@ -386,6 +423,11 @@ static json_t *step_peer(const step_env *e, const step_opts *o, const char *mode
     char cmd[16384];
     if (!o->peer)
         return NULL;
+    if (e->tp > 1) {
+        fprintf(stderr, "kiln bench: no peer at --tensor-parallel-size %d (recorded as peer: "
+                        "null; compare with the same bench at 1)\n", e->tp);
+        return NULL;
+    }
     if (!o->dummy) {
         fprintf(stderr, "kiln bench: the transformers peer runs --dummy-weights shapes only "
                         "(recorded as peer: null)\n");
@@ -454,12 +496,11 @@ static kiln_status step_run(step_env *e, const step_opts *o, int32_t gen, step_d
                                                 d->n_done, o->batch);
 }
 
-/* K/V bytes one sequence's step reads at context ctx. */
+/* K/V bytes one sequence's step reads at context ctx (on each rank: its
+ * kv heads). */
 static double step_kv_bytes(const step_env *e, double ctx)
 {
-    const model_config *c = model_config_of(e->m);
-    return ctx * 2.0 * (double)c->n_layers * (double)c->n_kv_heads * (double)c->head_dim *
-           (double)bk_act_bytes(e->be, 1);
+    return ctx * (double)model_kv_bytes_per_token(e->m);
 }
 
 int bench_latency(int argc, char **argv)
@@ -535,14 +576,16 @@ out:
     return rc;
 }
 
-/* FLOPs of one prefill of b sequences of p tokens (see the file comment). */
+/* FLOPs of one prefill of b sequences of p tokens (see the file comment);
+ * with tensor parallelism the whole model's: tp times rank 0's matrices
+ * (the split ones are even parts), every head's attention. */
 static double step_prefill_flops(const step_env *e, int32_t b, int32_t p)
 {
     const model_config *c = model_config_of(e->m);
-    double per_seq = 2.0 * (double)e->ms.layer_matmul_params * p +
+    double per_seq = e->tp * 2.0 * (double)e->ms.layer_matmul_params * p +
                      4.0 * (double)c->n_layers * (double)c->n_heads * (double)c->head_dim *
                          ((double)p * (p + 1) / 2.0) +
-                     2.0 * (double)e->ms.head_params;
+                     e->tp * 2.0 * (double)e->ms.head_params;
     return per_seq * b;
 }
 
@@ -579,9 +622,10 @@ int bench_prefill(int argc, char **argv)
                                                         "sampling)"));
     all = json_array();
     json_t *rp = step_record(&e, "prefill", settings, bench_median(tf, o.repeat), "TFLOP/s",
-                             e.gemm_tflops, e.gemm_tflops > 0
+                             e.tp * e.gemm_tflops, e.gemm_tflops > 0
                                                 ? "matmul peak: 8192^3 through the backend's "
-                                                  "cuBLASLt path, measured in this run"
+                                                  "cuBLASLt path, measured in this run (x "
+                                                  "the tensor-parallel ranks)"
                                                 : "none measured on this backend",
                              peer, "prefill_tflops");
     if (!rp) {

@@ -139,7 +139,7 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
     if (!strcmp(a, "--tensor-parallel-size") || !strcmp(a, "--tp-world") ||
         !strcmp(a, "--tp-rank")) {
         bool world = strcmp(a, "--tp-rank");
-        if (!v || !cli_parse_int(v, world ? 1 : 0, world ? CLI_MAX_TP : CLI_MAX_TP - 1, &n))
+        if (!v || !cli_parse_int(v, world ? 1 : 0, world ? CLI_MAX_RANKS : CLI_MAX_RANKS - 1, &n))
             return cli_gen_bad(a, v ? v : "", world ? "a whole number from 1 to 16"
                                                     : "a whole number from 0 to 15");
         if (!strcmp(a, "--tensor-parallel-size"))
@@ -224,47 +224,6 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 
 /* ---- loading -------------------------------------------------------------- */
 
-#ifdef KILN_HAVE_NCCL
-typedef struct cli_nccl_join {
-    const uint8_t *id;
-    int32_t rank, world;
-    backend *be;
-    comm **out;
-    kiln_status st;
-    char msg[512];
-} cli_nccl_join;
-
-static void *cli_nccl_join_main(void *arg)
-{
-    cli_nccl_join *j = arg;
-    if ((j->st = comm_nccl_open(j->id, j->rank, j->world, j->be, j->out)))
-        snprintf(j->msg, sizeof j->msg, "%s", kiln_last_error());
-    return NULL;
-}
-
-/* An NCCL group over the n CUDA backends bes (one thread per rank joins:
- * ncclCommInitRank waits for every rank) into comms. */
-static kiln_status cli_nccl_group(backend *const *bes, int n, comm **comms)
-{
-    uint8_t id[COMM_NCCL_ID_BYTES];
-    cli_nccl_join j[CLI_MAX_TP];
-    pthread_t th[CLI_MAX_TP];
-    int started = 0;
-    kiln_status st = comm_nccl_unique_id(id);
-    for (int r = 0; r < n && !st; r++, started++) {
-        j[r] = (cli_nccl_join){.id = id, .rank = r, .world = n, .be = bes[r], .out = &comms[r]};
-        if (pthread_create(&th[r], NULL, cli_nccl_join_main, &j[r]))
-            st = kiln_err_set(KILN_ERR_INTERNAL, "--tensor-parallel-size: cannot start rank %d",
-                              r);
-    }
-    for (int r = 0; r < started; r++)
-        pthread_join(th[r], NULL);
-    for (int r = 0; r < started && !st; r++)
-        if (j[r].st)
-            st = kiln_err_set(j[r].st, "%s", j[r].msg);
-    return st;
-}
-#endif
 
 /* --tp-rank R --tp-world N --tp-id FILE: this process is rank R of N
  * processes (one GPU each, launched by the caller), all given the same
@@ -340,26 +299,16 @@ static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
  * through NCCL.  Rank 0 goes to g->be, g->m. */
 static kiln_status cli_gen_load_tp(cli_gen *g, const model_load_opts *base)
 {
-    backend *bes[CLI_MAX_TP] = {0};
+    backend *bes[CLI_MAX_RANKS] = {0};
     kiln_status st;
     if ((st = cli_device_create_n(&g->dev, g->threads, g->tp, bes)))
         return st;
     g->be = bes[0];
     for (int r = 1; r < g->tp; r++)
         g->tp_be[r] = bes[r];
-    bool cpu = !strcmp(g->be->ops->name, "cpu");
     KILN_LOG_I("--tensor-parallel-size %d: %d ranks as threads on the %s backend", g->tp, g->tp,
                g->be->ops->name);
-    if (cpu)
-        st = comm_threads_create(g->tp, g->tp_comm);
-    else
-#ifdef KILN_HAVE_NCCL
-        st = cli_nccl_group(bes, g->tp, g->tp_comm);
-#else
-        st = kiln_err_set(KILN_ERR_UNSUPPORTED, "--tensor-parallel-size %d on a GPU: this kiln "
-                          "was built without NCCL", g->tp);
-#endif
-    if (st)
+    if ((st = cli_device_comms(bes, g->tp, g->tp_comm)))
         return st;
     for (int r = 0; r < g->tp; r++) {
         model_load_opts mo = *base;
@@ -400,7 +349,7 @@ kiln_status cli_gen_load(cli_gen *g, const char *cmd, bool chat)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "%s is an embedding model (%s); use kiln embed",
                             g->model_path, model_config_of(g->m)->arch_name);
     if (g->tp > 1) {
-        kiln_model *models[CLI_MAX_TP];
+        kiln_model *models[CLI_MAX_RANKS];
         models[0] = g->m;
         for (int r = 1; r < g->tp; r++)
             models[r] = g->tp_m[r];
@@ -427,7 +376,7 @@ void cli_gen_free(cli_gen *g)
     model_free(g->m);
     if (g->be)
         g->be->ops->destroy(g->be);
-    for (int r = 0; r < CLI_MAX_TP; r++) {
+    for (int r = 0; r < CLI_MAX_RANKS; r++) {
         model_free(g->tp_m[r]);
         if (g->tp_be[r])
             g->tp_be[r]->ops->destroy(g->tp_be[r]);

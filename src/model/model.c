@@ -282,10 +282,19 @@ kiln_status model_load_part(kiln_model *m, model_loader *ld, const char *hf, con
     kiln_status st;
 
     memset(out, 0, sizeof *out);
-    if (m->dummy)
-        return required ? model_dummy_weight(m, ld, hf, layer, rows, cols, out) : KILN_OK;
     if (split == MODEL_SPLIT_ROOT && m->shard.rank != 0)
         return KILN_OK; /* rank 0 holds it */
+    if (m->dummy) {
+        /* random values at this rank's shape (benchmarks: not the whole
+         * model's values, which no test compares) */
+        if (m->shard.world > 1 && (split == MODEL_SPLIT_OUT || split == MODEL_SPLIT_IN)) {
+            if (rows == MODEL_VEC || split == MODEL_SPLIT_IN)
+                cols = p.len;
+            else
+                rows = p.len;
+        }
+        return required ? model_dummy_weight(m, ld, hf, layer, rows, cols, out) : KILN_OK;
+    }
     if ((st = model_find(m, ld, hf, gguf, layer, rows, cols, required, &t)) || !t)
         return st;
     if ((st = model_part_bytes(m, ld, t, rows, cols, &p, &mb)))
@@ -612,10 +621,9 @@ static kiln_status model_shard_init(kiln_model *m)
         s->comm = NULL;
         return KILN_OK;
     }
-    if (m->arch->encoder || m->dummy)
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: tensor parallelism of %s %s is not "
-                            "supported", m->dummy ? "dummy weights for" : "the encoder",
-                            c->arch_name);
+    if (m->arch->encoder)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: tensor parallelism of the encoder %s "
+                            "is not supported", c->arch_name);
     if (!m->be->ops->embed_part)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "model: the %s backend has no "
                             "vocabulary-parallel embedding (tensor parallelism)",

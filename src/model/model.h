@@ -55,16 +55,18 @@ typedef struct model_load_opts {
  * the world, heads, kv heads, intermediate size or vocabulary not dividing
  * among the ranks, a quantized weight whose split falls inside a block,
  * no communicator or one of another rank or world);
- * KILN_ERR_UNSUPPORTED for tensor parallelism of an encoder, of dummy
- * weights or on a backend without embed_part; KILN_ERR_OOM.  Only the
+ * KILN_ERR_UNSUPPORTED for tensor parallelism of an encoder or on a
+ * backend without embed_part; KILN_ERR_OOM.  Only the
  * rank's shard of each weight is read.  *out owned: model_free(). */
 kiln_status model_load(const char *path, backend *be, const model_load_opts *opts,
                        kiln_model **out);
 /* A model of config `cfg` (copied) whose weights are generated on `be`
  * from `seed` (--dummy-weights: benchmarks at a real model's shape with no
  * file; the same seed gives the same weights on every backend, up to the
- * backend's weight type).  Errors as model_load, without the file ones.
- * *out owned: model_free(). */
+ * backend's weight type).  With tensor-parallel options each rank's
+ * weights are random values at its shard's shape (benchmarks: they are not
+ * slices of the whole model's values).  Errors as model_load, without the
+ * file ones.  *out owned: model_free(). */
 kiln_status model_load_dummy(const model_config *cfg, uint64_t seed, backend *be,
                              const model_load_opts *opts, kiln_model **out);
 

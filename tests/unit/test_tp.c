@@ -787,22 +787,48 @@ static void test_unsupported(void **state)
     model_path(dir, sizeof dir, "bert");
     expect_tp_error(dir, 0, 2, 2, KILN_ERR_UNSUPPORTED, "encoder", NULL);
 
-    /* dummy weights are not sharded */
+    /* dummy weights are made at each rank's shape: a TP = 2 group of them
+     * runs (benchmarks), every rank holding its part of the KV heads */
     model_path(dir, sizeof dir, "llama");
     assert_int_equal(bk_cpu_create(1, &be), KILN_OK);
     model_load_opts o1 = {.max_batch_tokens = 16};
     assert_int_equal(model_load(dir, be, &o1, &whole), KILN_OK);
     assert_int_equal(comm_threads_create(2, comms), KILN_OK);
-    model_load_opts o = {.max_batch_tokens = 16, .tp_rank = 0, .tp_world = 2,
-                         .tp_comm = comms[0]};
-    assert_int_equal(model_load_dummy(model_config_of(whole), 7, be, &o, &m),
-                     KILN_ERR_UNSUPPORTED);
-    assert_null(m);
-    assert_non_null(strstr(kiln_last_error(), "dummy"));
+    backend *bes[2] = {be, NULL};
+    kiln_model *ms[2] = {NULL, NULL};
+    assert_int_equal(bk_cpu_create(1, &bes[1]), KILN_OK);
+    for (int r = 0; r < 2; r++) {
+        model_load_opts o = {.max_batch_tokens = 16, .tp_rank = r, .tp_world = 2,
+                             .tp_comm = comms[r]};
+        if (model_load_dummy(model_config_of(whole), 7, bes[r], &o, &ms[r]))
+            fail_msg("dummy rank %d: %s", r, kiln_last_error());
+        bk_kv_cache shape;
+        model_kv_shape(ms[r], 4, 16, &shape);
+        assert_int_equal(shape.n_kv_heads, model_config_of(whole)->n_kv_heads / 2);
+    }
+    gen_opts go = {.max_seqs = 1, .n_ctx = 32, .max_batch_tokens = 16};
+    gen_runner *run = NULL;
+    if (gen_create_tp(ms, comms, 2, NULL, &go, &run))
+        fail_msg("gen_create_tp (dummy): %s", kiln_last_error());
+    int32_t prompt[4] = {1, 2, 3, 4};
+    run_tokens out;
+    sampler_params sp;
+    sampler_params_default(&sp);
+    sp.max_tokens = 6;
+    sp.ignore_eos = true;
+    gen_request rq = {.prompt = prompt, .n_prompt = 4, .params = sp, .on_done = run_done,
+                      .user = &out};
+    memset(&out, 0, sizeof out);
+    assert_int_equal(gen_run(run, &rq, 1), KILN_OK);
+    assert_int_equal(out.n[0], 6);
+    gen_free(run);
+    (void)m;
+    for (int r = 0; r < 2; r++) {
+        model_free(ms[r]);
+        bes[r]->ops->destroy(bes[r]);
+        comm_free(comms[r]);
+    }
     model_free(whole);
-    be->ops->destroy(be);
-    comm_free(comms[0]);
-    comm_free(comms[1]);
 }
 
 /* ---- the communicator ------------------------------------------------------------- */
