@@ -823,12 +823,12 @@ static void test_unsupported(void **state)
     assert_int_equal(out.n[0], 6);
     gen_free(run);
     (void)m;
+    model_free(whole); /* on bes[0]: before it goes */
     for (int r = 0; r < 2; r++) {
         model_free(ms[r]);
         bes[r]->ops->destroy(bes[r]);
         comm_free(comms[r]);
     }
-    model_free(whole);
 }
 
 /* ---- the communicator ------------------------------------------------------------- */
