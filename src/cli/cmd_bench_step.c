@@ -243,15 +243,18 @@ static void step_env_free(step_env *e)
 {
     kiln_free(e->ids);
     gen_free(e->run);
+    /* models, then the communicators (an NCCL one uses its rank's stream),
+     * then the backends */
     model_free(e->m);
+    for (int r = 0; r < CLI_MAX_RANKS; r++)
+        model_free(e->tp_m[r]);
+    for (int r = 0; r < CLI_MAX_RANKS; r++)
+        comm_free(e->comms[r]);
     if (e->be)
         e->be->ops->destroy(e->be);
-    for (int r = 0; r < CLI_MAX_RANKS; r++) {
-        model_free(e->tp_m[r]);
+    for (int r = 0; r < CLI_MAX_RANKS; r++)
         if (e->tp_be[r])
             e->tp_be[r]->ops->destroy(e->tp_be[r]);
-        comm_free(e->comms[r]);
-    }
 }
 
 kiln_status bench_device_ceilings(backend *be, int threads, bench_device *out)

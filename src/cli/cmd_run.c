@@ -373,17 +373,23 @@ void cli_gen_free(cli_gen *g)
     chat_tmpl_free(g->chat);
     gen_free(g->run);
     tok_free(g->t);
+    /* models, then the communicators (an NCCL one uses its rank's stream),
+     * then the backends */
     model_free(g->m);
+    for (int r = 0; r < CLI_MAX_RANKS; r++) {
+        model_free(g->tp_m[r]);
+        g->tp_m[r] = NULL;
+    }
+    for (int r = 0; r < CLI_MAX_RANKS; r++) {
+        comm_free(g->tp_comm[r]);
+        g->tp_comm[r] = NULL;
+    }
     if (g->be)
         g->be->ops->destroy(g->be);
     for (int r = 0; r < CLI_MAX_RANKS; r++) {
-        model_free(g->tp_m[r]);
         if (g->tp_be[r])
             g->tp_be[r]->ops->destroy(g->tp_be[r]);
-        comm_free(g->tp_comm[r]);
-        g->tp_m[r] = NULL;
         g->tp_be[r] = NULL;
-        g->tp_comm[r] = NULL;
     }
     g->chat = NULL;
     g->run = NULL;
