@@ -133,41 +133,35 @@ kiln_status cli_device_create_n(const cli_device *d, int threads, int n, backend
     kiln_status st;
     memset(out, 0, (size_t)(n > 0 ? n : 0) * sizeof *out);
     if (n < 1)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "--data-parallel-size %d", n);
-    if ((st = cli_device_create(d, n > 1 && threads > 0 ? (threads + n - 1) / n : threads,
-                                &out[0])))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "%d engines", n);
+    /* CPU workers of each backend: the threads (or the cores) split evenly */
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    int each = threads > 0 ? (threads + n - 1) / n : n == 1 ? 0 : nc > n ? (int)(nc / n) : 1;
+    if ((st = cli_device_create(d, each, &out[0])))
         return st;
     bool cpu = !strcmp(out[0]->ops->name, "cpu");
-    int each = threads > 0 ? (threads + n - 1) / n : 0;
-    if (cpu && n > 1 && each == 0) {
-        /* all cores between the engines */
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        each = nc > n ? (int)(nc / n) : 1;
-        out[0]->ops->destroy(out[0]);
-        if ((st = bk_cpu_create(each, &out[0])))
-            goto fail;
-    }
+#ifdef KILN_HAVE_CUDA
+    int count = 0;
+    if (!cpu && n > 1 && (st = cudev_count(&count)))
+        goto fail;
+#endif
     for (int i = 1; i < n; i++) {
         if (cpu) {
             st = bk_cpu_create(each, &out[i]);
         } else {
 #ifdef KILN_HAVE_CUDA
-            int count = 0;
-            if ((st = cudev_count(&count)))
-                goto fail;
-            int dev = (d->kind == CLI_DEVICE_CUDA ? d->ordinal : 0) + i;
-            if (dev >= count) {
-                st = kiln_err_set(KILN_ERR_INVALID_ARG, "--data-parallel-size %d needs GPUs "
-                                  "cuda:%d..cuda:%d; %d visible", n, dev - i, dev - i + n - 1,
-                                  count);
+            int first = d->kind == CLI_DEVICE_CUDA ? d->ordinal : 0;
+            if (first + n > count) {
+                st = kiln_err_set(KILN_ERR_INVALID_ARG, "%d engines need the GPUs cuda:%d.."
+                                  "cuda:%d; %d visible", n, first, first + n - 1, count);
                 goto fail;
             }
             cli_device di = *d;
             di.kind = CLI_DEVICE_CUDA;
-            di.ordinal = dev;
+            di.ordinal = first + i;
             st = cli_device_create(&di, threads, &out[i]);
 #else
-            st = kiln_err_set(KILN_ERR_INTERNAL, "--data-parallel-size: no CUDA backend");
+            st = kiln_err_set(KILN_ERR_INTERNAL, "%d engines: no CUDA backend", n);
 #endif
         }
         if (st)
