@@ -187,7 +187,8 @@ done
 # ---- one decode step's kernels, timed by Nsight Compute --------------------------
 # KILN_GPU_NCU=1: the 8B-shape batch-1 decode (eager, so every kernel is
 # launched on its own), each kernel timed alone; scripts/ncu-step.py cuts
-# the last step out and sums it by kernel.
+# the last step out and sums it by kernel, into logs/ncu-*-step.txt and a
+# decode_step_kernels record in results/.
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 if [ "${KILN_GPU_NCU:-0}" != 0 ] && [ -x "$ncu" ]; then
     for shape in ${KILN_GPU_NCU_SHAPES:-llama-3.1-8b llama-3.2-1b}; do
@@ -198,7 +199,10 @@ if [ "${KILN_GPU_NCU:-0}" != 0 ] && [ -x "$ncu" ]; then
                build-gpu/kiln bench latency --dummy-weights --config "bench/configs/$shape.json" \
                --batch 1 --prompt-tokens 128 --gen-tokens 4 --repeat 1 --no-peer --no-cuda-graphs \
                --device cuda --out "$OUT/logs" >"$csvf" 2>"$OUT/logs/ncu-$shape.log" &&
-           python3 scripts/ncu-step.py "$csvf" >"$OUT/logs/ncu-$shape-step.txt" 2>&1; then
+           rec=$(ls -t "$OUT"/logs/latency-*.json | head -1) &&
+           python3 scripts/ncu-step.py "$csvf" --record "$rec" \
+               "$res/ncu-step-$(basename "$rec" .json | sed 's/^latency-//').json" \
+               >"$OUT/logs/ncu-$shape-step.txt" 2>&1; then
             row "ncu $shape b1 step" "ok" "$(grep -m1 'kernel time in one step' "$OUT/logs/ncu-$shape-step.txt") ($(( $(date +%s) - t0 )) s)"
         else
             row "ncu $shape b1 step" "FAIL" "see logs/ncu-$shape.log"

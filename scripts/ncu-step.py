@@ -7,9 +7,14 @@ the kernels between the last two launches of the step's closing kernel
 (argmax: every greedy decode step ends with it), and prints them in order
 and summed by kernel name, with the step's total kernel time.
 
-usage: ncu-step.py FILE.csv [--end KERNEL_SUBSTRING]
+usage: ncu-step.py FILE.csv [--end KERNEL_SUBSTRING] [--record BENCH.json OUT.json]
+
+--record: also write OUT.json, one record of the step's kernels (benchmark
+decode_step_kernels) with the device, driver, commit, shape and ceilings
+of BENCH.json, the `kiln bench latency` record of the same profiled run.
 """
 import csv
+import json
 import sys
 from collections import OrderedDict
 
@@ -44,6 +49,34 @@ def main():
     print(f"{'us':>9} {'share':>6} {'count':>5}  kernel")
     for name, (n, us) in sorted(by.items(), key=lambda x: -x[1][1]):
         print(f"{us:9.1f} {100 * us / total:5.1f}% {n:5d}  {name}")
+    if "--record" in sys.argv:
+        i = sys.argv.index("--record")
+        bench, out = sys.argv[i + 1], sys.argv[i + 2]
+        b = json.load(open(bench))
+        b = b if isinstance(b, dict) and "benchmark" in b else (b[0] if isinstance(b, list)
+                                                                 else b["results"][0])
+        rec = {
+            "benchmark": "decode_step_kernels",
+            "shape": b["shape"],
+            "device": b["device"],
+            "driver": b["driver"],
+            "commit": b["commit"],
+            "date": b["date"],
+            "settings": {
+                "profiler": "Nsight Compute, --clock-control none, each kernel timed alone "
+                            "(gpu__time_duration.sum)",
+                "run": b["settings"],
+                "step": f"the kernels after the next-to-last '{end}' up to the last",
+            },
+            "value": total,
+            "unit": "us of kernel time in one step",
+            "ceiling": b["ceiling"],
+            "ceiling_what": "the decode roofline of the same run, tokens/s: " + b["ceiling_what"],
+            "peer": None,
+            "kernels": [{"kernel": n, "count": c, "us": u} for n, (c, u) in
+                        sorted(by.items(), key=lambda x: -x[1][1])],
+        }
+        json.dump(rec, open(out, "w"), indent=1)
 
 
 if __name__ == "__main__":
