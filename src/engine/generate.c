@@ -72,6 +72,16 @@ typedef struct gen_graph {
     bk_graph *g;
 } gen_graph;
 
+/* Free the captured graphs of one rank (be's), indexed [gen_pick][bucket][ctx]. */
+static void gen_graphs_free(backend *be, gen_graph (*g)[GEN_GRAPH_BUCKETS][GEN_GRAPH_CTX])
+{
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < GEN_GRAPH_BUCKETS; i++)
+            for (int j = 0; j < GEN_GRAPH_CTX; j++)
+                if (g[k][i][j].g)
+                    be->ops->graph_free(be, g[k][i][j].g);
+}
+
 typedef struct gen_peer gen_peer;
 static kiln_status gen_peers_start(gen_runner *r, kiln_model *const *models,
                                    comm *const *comms);
@@ -428,11 +438,7 @@ void gen_free(gen_runner *r)
         tok_stream_free(r->seqs[i].ts);
         buf_free(&r->seqs[i].pending);
     }
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < GEN_GRAPH_BUCKETS; i++)
-            for (int j = 0; j < GEN_GRAPH_CTX; j++)
-                if (r->graphs[k][i][j].g)
-                    r->be->ops->graph_free(r->be, r->graphs[k][i][j].g);
+    gen_graphs_free(r->be, r->graphs);
     if (r->ids_dev)
         r->be->ops->free(r->be, r->ids_dev);
     if (r->counts_dev)
@@ -947,11 +953,8 @@ static void gen_peers_stop(gen_runner *r)
         backend *be = p->m ? model_backend(p->m) : NULL;
         if (p->started)
             pthread_join(p->th, NULL);
-        for (int k = 0; k < 2 && be; k++)
-            for (int a = 0; a < GEN_GRAPH_BUCKETS; a++)
-                for (int c = 0; c < GEN_GRAPH_CTX; c++)
-                    if (p->graphs[k][a][c].g)
-                        be->ops->graph_free(be, p->graphs[k][a][c].g);
+        if (be)
+            gen_graphs_free(be, p->graphs);
         if (p->ids_dev)
             be->ops->free(be, p->ids_dev);
         if (p->have_kvmem)
