@@ -782,7 +782,7 @@ static void test_unsupported(void **state)
     char dir[4096];
     comm *comms[2];
     backend *be;
-    kiln_model *m = NULL, *whole = NULL;
+    kiln_model *whole = NULL;
 
     model_path(dir, sizeof dir, "bert");
     expect_tp_error(dir, 0, 2, 2, KILN_ERR_UNSUPPORTED, "encoder", NULL);
@@ -822,7 +822,6 @@ static void test_unsupported(void **state)
     assert_int_equal(gen_run(run, &rq, 1), KILN_OK);
     assert_int_equal(out.n[0], 6);
     gen_free(run);
-    (void)m;
     model_free(whole); /* on bes[0]: before it goes */
     for (int r = 0; r < 2; r++) {
         model_free(ms[r]);
