@@ -124,7 +124,7 @@ if [ "${KILN_GPU_BENCH:-quick}" != none ] && [ "${KILN_GPU_KERNELS:-1}" != 0 ]; 
     if cmake --build build-gpu --target cuda_matmul_bench >>"$OUT/build.log" 2>&1 &&
        build-gpu/cuda_matmul_bench 200 >"$res/cuda-matmul-$(date -u +%Y-%m-%dT%H-%M-%SZ).json" \
            2>"$OUT/logs/cuda-matmul-bench.log"; then
-        row "kernel cuda_matmul_bench" "ok" "$(grep -m1 '8b gate/up.* 1 ' "$OUT/logs/cuda-matmul-bench.log" | tr -s ' ')"
+        row "kernel cuda_matmul_bench" "ok" "$(grep -m1 'n=1 gemv pick ' "$OUT/logs/cuda-matmul-bench.log" | tr -s ' ')"
     else
         row "kernel cuda_matmul_bench" "FAIL" "see logs/cuda-matmul-bench.log"
         status=1

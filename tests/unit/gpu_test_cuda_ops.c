@@ -518,6 +518,122 @@ static void test_matmul_shapes(void **state)
     }
 }
 
+/* A GPU backend of activation type dt with every matmul of <= 8 rows on
+ * gemv.cu's split `split` ("RBxU"), or NULL when the split is refused. */
+static backend *gemv_backend(kiln_dtype dt, const char *split, bool pdl)
+{
+    bk_cuda_opts o;
+    backend *be = NULL;
+    kiln_status st;
+
+    bk_cuda_opts_default(&o);
+    o.act_dtype = dt;
+    setenv("KILN_CUDA_GEMV_ALL", "1", 1);
+    setenv("KILN_CUDA_GEMV_SPLIT", split, 1);
+    if (!pdl)
+        setenv("KILN_CUDA_NO_PDL", "1", 1);
+    st = bk_cuda_create_opts(&o, &be);
+    unsetenv("KILN_CUDA_GEMV_ALL");
+    unsetenv("KILN_CUDA_GEMV_SPLIT");
+    unsetenv("KILN_CUDA_NO_PDL");
+    return st == KILN_OK ? be : NULL;
+}
+
+/* Every split gemv.cu is built for, every row count it takes, against the
+ * CPU: k from one 16-byte piece to several per thread and not a multiple
+ * of the block's pieces, m not a multiple of the split's rows, f16 too. */
+static void test_gemv_splits(void **state)
+{
+    static const char *const splits[] = {"1x4", "2x2", "2x4", "4x1", "4x2", "8x1"};
+    static const char *const bad[] = {"3x3", "2x1", "x", "0x4", "8x8"};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        assert_null(gemv_backend(KILN_DT_BF16, bad[b], true));
+        assert_non_null(strstr(kiln_last_error(), "KILN_CUDA_GEMV_SPLIT"));
+    }
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++)
+        for (int a = 0; a < 2; a++) {
+            backend *g = gemv_backend(act_types[a], splits[i], true);
+            if (!g)
+                fail_msg("split %s: %s", splits[i], kiln_last_error());
+            for (int64_t n = 1; n <= 8; n++) {
+                const int64_t ks[] = {8, 8 * (1 + rnd_int(40)), 2048 + 8 * rnd_int(300),
+                                      8 * (2048 + rnd_int(64))};
+                const int64_t k = ks[rnd_int(4)], m = 1 + rnd_int(3) * (1 + rnd_int(700));
+                run_matmul(g, act_types[a], n, k, m, rnd_int(2), 0);
+            }
+            g->ops->destroy(g);
+        }
+}
+
+/* A chain of dependent kernels queued with no host wait between them -
+ * rmsnorm, then four matmuls each reading the one before it, 1 and 8 rows
+ * - on every gemv split with programmatic launch on (a matmul's early
+ * weight reads overlap the kernel before it; its reads of that kernel's
+ * output must not) and off; the outputs are NaN-poisoned first, so a read
+ * ahead of its producer fails. */
+static void test_gemv_chain(void **state)
+{
+    static const char *const splits[] = {"1x4", "2x2", "4x1", "8x1"};
+    enum { D = 2048, LEN = 4 };
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++)
+        for (int pdl = 0; pdl < 2; pdl++) {
+            backend *g = gemv_backend(KILN_DT_BF16, splits[i], pdl);
+            kiln_dtype dt = KILN_DT_BF16;
+            if (!g)
+                fail_msg("split %s: %s", splits[i], kiln_last_error());
+            for (int64_t n = 1; n <= 8; n += 7) {
+                bk_tensor wc[LEN], wg[LEN];
+                vec_pair nw;
+                void *gy[LEN + 1];
+                float *ref[LEN + 1];
+                vec_make(g, D, 0.5f, 1.5f, &nw);
+                float *x = rnd_act(dt, n * D, -2.0f, 2.0f);
+                void *gx = dev_put(g, x, n * D);
+                for (int l = 0; l < LEN; l++) {
+                    size_t bytes;
+                    uint8_t *wb = rand_weight(KILN_DT_BF16, D, D, &bytes);
+                    OK(cpu->ops->weight(cpu, KILN_DT_BF16, D, D, wb, bytes, &wc[l]));
+                    OK(g->ops->weight(g, KILN_DT_BF16, D, D, wb, bytes, &wg[l]));
+                    free(wb);
+                }
+                for (int l = 0; l <= LEN; l++) {
+                    gy[l] = dev_nan(g, n * D);
+                    ref[l] = host_nan(n * D);
+                }
+                OK(g->ops->sync(g));
+                OK(g->ops->rmsnorm(g, gx, n, D, &nw.g, 1e-6f, false, gy[0]));
+                for (int l = 0; l < LEN; l++)
+                    OK(g->ops->matmul(g, gy[l], n, &wg[l], NULL, gy[l + 1]));
+                OK(cpu->ops->rmsnorm(cpu, x, n, D, &nw.c, 1e-6f, false, ref[0]));
+                for (int l = 0; l < LEN; l++) {
+                    for (int64_t e = 0; e < n * D; e++) /* the GPU's rounding of each link */
+                        ref[l][e] = round_act(dt, ref[l][e]);
+                    OK(cpu->ops->matmul(cpu, ref[l], n, &wc[l], NULL, ref[l + 1]));
+                }
+                for (int l = 0; l <= LEN; l++) {
+                    float *got = dev_get(g, gy[l], n * D);
+                    char what[64];
+                    snprintf(what, sizeof what, "chain %s pdl=%d link %d", splits[i], pdl, l);
+                    check(what, dt, n, D, got, ref[l], n * D);
+                    free(got), free(ref[l]);
+                    g->ops->free(g, gy[l]);
+                }
+                for (int l = 0; l < LEN; l++) {
+                    cpu->ops->weight_free(cpu, &wc[l]);
+                    g->ops->weight_free(g, &wg[l]);
+                }
+                free(x);
+                g->ops->free(g, gx);
+                vec_free(g, &nw);
+            }
+            g->ops->destroy(g);
+        }
+}
+
 /* ==== norms ========================================================================== */
 
 static void test_rmsnorm(void **state)
@@ -932,6 +1048,8 @@ int main(void)
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_matmul_shapes),
+        cmocka_unit_test(test_gemv_splits),
+        cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_layernorm),

@@ -31,6 +31,7 @@
  */
 #include "backend/cuda/attention_dev.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_elem.cuh"
 
 #include <math.h>
 
@@ -107,6 +108,7 @@ static __global__ void __launch_bounds__(DC_THREADS)
     float *P_s = q_s + GMAX * D;                  /* (GMAX, N) scores, weights */
     float *red_s = (float *)body;                 /* (SLICES, GMAX, D) after the loop */
 
+    pdl_trigger(); /* the o projection may start its weight reads */
     const int32_t s = blockIdx.x, z = blockIdx.z;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;
@@ -291,6 +293,7 @@ template <typename T>
 static __global__ void __launch_bounds__(DC_THREADS)
     attn_decode_combine_kernel(const attn_args a, const int32_t n_split, const attn_split_ws ws)
 {
+    pdl_trigger();
     const int32_t s = blockIdx.x, h = blockIdx.y, D = a.head_dim;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;

@@ -27,6 +27,7 @@
 #include "base/checked.h"
 #include "base/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -554,6 +555,20 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
     if ((st = cuda_open_device(cb)) || (st = cuda_mm_init(cb, o->workspace_bytes))) {
         cuda_destroy(&cb->base);
         return kiln_err_wrap(st, "cuda backend on device %d", o->device);
+    }
+    {
+        const char *np = getenv("KILN_CUDA_NO_PDL"), *sp = getenv("KILN_CUDA_GEMV_SPLIT");
+        cb->pdl = cb->info.cc_major >= 9 && !(np && *np && strcmp(np, "0"));
+        if (sp && *sp) {
+            gemv_cfg c = {0, 0, false};
+            if (sscanf(sp, "%dx%d", &c.rows, &c.unroll) != 2 || !gemv_cfg_supported(&c)) {
+                cuda_destroy(&cb->base);
+                return kiln_err_set(KILN_ERR_INVALID_ARG,
+                                    "cuda backend: KILN_CUDA_GEMV_SPLIT=%s is not one of the "
+                                    "gemv splits (ROWSxUNROLL: 1x4 2x2 2x4 4x1 4x2 8x1)", sp);
+            }
+            cb->gemv_split = c;
+        }
     }
     *out = &cb->base;
     return KILN_OK;

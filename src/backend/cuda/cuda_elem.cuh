@@ -61,6 +61,27 @@ static __device__ __forceinline__ void unpack8(uint4 v, const __half *, float *f
     }
 }
 
+/* Programmatic dependent launch (sm_90): a kernel launched with the
+ * programmatic-serialization attribute may start while the kernel before it
+ * in the stream still runs.  pdl_wait() blocks until that kernel has
+ * finished and its writes are visible: such a kernel calls it before it
+ * touches any memory the kernels before it write (only constant weights may
+ * be read first).  pdl_trigger() lets the next such kernel start now; it
+ * changes nothing for kernels launched the ordinary way.  Both are no-ops
+ * before sm_90 and in kernels not launched with the attribute. */
+static __device__ __forceinline__ void pdl_trigger(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 static inline kiln_status elem_bad_dtype(const char *op, kiln_dtype dt)
 {
     return kiln_err_set(KILN_ERR_UNSUPPORTED, "cuda %s: activation type %d is not BF16 or F16",

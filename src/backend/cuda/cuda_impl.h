@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/gemv.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -93,6 +94,10 @@ typedef struct cuda_backend {
     bool gemv;                       /* decode-row matmuls through gemv.cu           */
     bool gemv_all;                   /* ... of every size (KILN_CUDA_GEMV_ALL=1: the
                                         kernel lab's comparison)                     */
+    gemv_cfg gemv_split;             /* rows 0: gemv_cfg_pick's; else every gemv's
+                                        (KILN_CUDA_GEMV_SPLIT=RBxU, the kernel lab) */
+    bool pdl;                        /* gemv launches overlap the kernel before them
+                                        (sm_90 and later; KILN_CUDA_NO_PDL=1 off)    */
 } cuda_backend;
 
 /* Make cb's device the calling thread's current CUDA device (a note per

@@ -364,8 +364,14 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
         (cb->gemv_all || w->ne0 * w->ne1 <= GEMV_MAX_ELEMS) && w->ne0 % 8 == 0 &&
         mm_align(x) >= 16 &&
         mm_align(w->data) >= 16 && mm_align(y) >= 16 && (!bias_ptr || mm_align(bias_ptr) >= 16))
-        return cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1,
+    {
+        gemv_cfg c = cb->gemv_split;
+        if (!c.rows)
+            gemv_cfg_pick(n, w->ne0, w->ne1, &c);
+        c.pdl = cb->pdl;
+        return cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1, &c,
                          cb->stream);
+    }
 
     memset(&key, 0, sizeof key);
     key.n = n;

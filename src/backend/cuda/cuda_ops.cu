@@ -197,6 +197,8 @@ static __global__ void rmsnorm_kernel(T *res,        /* (n, d) or NULL: res += x
     int64_t o = (int64_t)blockIdx.x * d;
     float ss = 0.0f;
 
+    pdl_trigger(); /* the matmul after the norm may start its weight reads */
+
     if (d <= (int64_t)OPS_RMS_REG * blockDim.x) {
         /* the row in registers: every load is issued before the reduction
          * and nothing is read twice; the same sums in the same order as
@@ -517,6 +519,7 @@ static __global__ void glu_kernel(const T *gate, /* (n) */
                                   int64_t n, int act,
                                   T *y)          /* (n) */
 {
+    pdl_trigger(); /* the down projection may start its weight reads */
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         put(y + i, act_apply(act, ld(gate + i)) * ld(up + i));

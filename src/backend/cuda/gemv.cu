@@ -3,16 +3,24 @@
  * step (n <= GEMV_MAX_ROWS), where the product is a read of W and nothing
  * else: the kernel's only job is to stream W at the memory's bandwidth.
  * cuBLASLt picks GEMM tiles for these shapes that leave bandwidth unused
- * (bench/kernels/matmul_bench.cu measures both; bench/NOTES.md).
+ * (bench/kernels/cuda_matmul_bench.c measures both; bench/NOTES.md).
  *
- * Work split: one warp per output column j (row j of W); the warp's lanes
- * take 8 consecutive elements each (one 16-byte load), so a warp reads 512
- * contiguous bytes of the row per step, and GEMV_UNROLL steps are loaded
- * before any is used, so every lane has that many loads in flight.  x rows
- * are read through the read-only cache (n x k elements, shared by every
- * warp of the grid, so they stay in L1/L2).  Each lane accumulates n dot
- * products in f32; a shuffle tree sums the lanes; lane 0 adds the bias and
- * rounds once on the store, as cuBLASLt's f32-accumulating path does.
+ * Work split (gemv_cfg): a block of up to GEMV_THREADS threads computes
+ * RB consecutive outputs j0 .. j0 + RB - 1.  Its threads split k into
+ * 16-byte pieces (8 elements): thread t reads pieces t, t + T, t + 2T, ...
+ * of each of the RB rows of W, U pieces of a row at a time, so every thread
+ * has RB x U loads in flight and every piece of x it reads (through the
+ * read-only cache: x is n x k elements shared by the whole grid) serves RB
+ * rows.  Each thread accumulates RB x n dot products in f32; a shuffle tree
+ * and one pass through shared memory sum the threads; the store adds the
+ * bias and rounds once, as cuBLASLt's f32-accumulating path does.
+ *
+ * Launched with programmatic serialization (gemv_cfg.pdl, sm_90) a block
+ * issues its first RB x U loads of W - constant weights - before
+ * pdl_wait(), so the matrix read starts while the kernel before it (the
+ * norm, the attention, the GLU, or the previous matmul) is still finishing;
+ * and every block calls pdl_trigger() first, so the next such matmul's
+ * blocks start as soon as this one's free their SMs.
  *
  * Preconditions (checked by the caller, cuda_matmul): k % 8 == 0, x, W, y
  * (and bias) 16-byte aligned with row strides k and m elements, 1 <= n <=
@@ -26,115 +34,206 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#define GEMV_WARPS 8              /* warps per block: 8 columns of y per block */
-#define GEMV_UNROLL 4             /* 16-byte loads in flight per lane          */
+#define GEMV_THREADS 256 /* most threads a block: the reduction's warps */
 #define GEMV_FULL 0xffffffffu
 
-/* acc[r] += x_r[k0 .. k0 + 8) . w */
-template <typename T, int NR>
-static __device__ __forceinline__ void gemv_fma(const T *x, int64_t k, int64_t k0, uint4 wv,
-                                                float *acc)
-{
-    float w[8];
-    unpack8(wv, (const T *)0, w);
-#pragma unroll
-    for (int r = 0; r < NR; r++) {
-        float xf[8];
-        unpack8(__ldg((const uint4 *)(x + r * k + k0)), (const T *)0, xf);
-#pragma unroll
-        for (int e = 0; e < 8; e++)
-            acc[r] = fmaf(xf[e], w[e], acc[r]);
-    }
-}
-
-/* Grid (ceil(m / GEMV_WARPS)), GEMV_WARPS warps.  x (NR, k), W (m, k),
- * bias (m) or NULL, y (NR, m). */
-template <typename T, int NR>
-static __global__ void __launch_bounds__(GEMV_WARPS * 32)
+/* Grid (ceil(m / RB)), min(GEMV_THREADS, k / 8 rounded up to a warp)
+ * threads.  x (NR, k), W (m, k), bias (m) or NULL, y (NR, m). */
+template <typename T, int NR, int RB, int U>
+static __global__ void __launch_bounds__(GEMV_THREADS)
     gemv_kernel(const T *__restrict__ x, const T *__restrict__ W, const T *__restrict__ bias,
                 T *__restrict__ y, int64_t k, int64_t m)
 {
-    const int lane = threadIdx.x & 31;
-    const int64_t j = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (j >= m)
-        return;
-    const T *wr = W + j * k;
-    float acc[NR];
-#pragma unroll
-    for (int r = 0; r < NR; r++)
-        acc[r] = 0.0f;
+    __shared__ float red[GEMV_THREADS / 32][RB * NR];
+    const int tid = threadIdx.x, nth = blockDim.x;
+    const int64_t j0 = (int64_t)blockIdx.x * RB, kc = k >> 3;
+    const uint4 *wr[RB];
+    bool live[RB];
+    float acc[RB][NR];
 
-    const int64_t step = 32 * 8;                    /* elements a warp covers per load */
-    int64_t k0 = (int64_t)lane * 8;
-    for (; k0 + (GEMV_UNROLL - 1) * step < k; k0 += GEMV_UNROLL * step) {
-        uint4 wv[GEMV_UNROLL];
+    pdl_trigger();
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) /* all loads first: GEMV_UNROLL in flight */
-            wv[u] = __ldcs((const uint4 *)(wr + k0 + u * step));
+    for (int r = 0; r < RB; r++) {
+        live[r] = j0 + r < m;
+        wr[r] = (const uint4 *)(W + (live[r] ? j0 + r : j0) * k);
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
-            gemv_fma<T, NR>(x, k, k0 + u * step, wv[u], acc);
+        for (int q = 0; q < NR; q++)
+            acc[r][q] = 0.0f;
     }
-    for (; k0 < k; k0 += step)
-        gemv_fma<T, NR>(x, k, k0, __ldcs((const uint4 *)(wr + k0)), acc);
 
+    bool waited = false;
+    for (int64_t base = tid; base < kc; base += (int64_t)nth * U) {
+        uint4 wv[U][RB];
 #pragma unroll
-    for (int r = 0; r < NR; r++)
+        for (int u = 0; u < U; u++) /* every load first: RB x U in flight */
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            acc[r] += __shfl_xor_sync(GEMV_FULL, acc[r], o);
-    if (lane == 0) {
-        const float b = bias ? ld(bias + j) : 0.0f;
+            for (int r = 0; r < RB; r++) {
+                const int64_t c = base + (int64_t)u * nth;
+                wv[u][r] = c < kc && live[r] ? __ldcs(wr[r] + c) : make_uint4(0, 0, 0, 0);
+            }
+        if (!waited) { /* x is the previous kernel's output */
+            pdl_wait();
+            waited = true;
+        }
 #pragma unroll
-        for (int r = 0; r < NR; r++)
-            put(y + r * m + j, acc[r] + b);
+        for (int u = 0; u < U; u++) {
+            const int64_t c = base + (int64_t)u * nth;
+            if (c >= kc)
+                break;
+            float wf[RB][8];
+#pragma unroll
+            for (int r = 0; r < RB; r++)
+                unpack8(wv[u][r], (const T *)0, wf[r]);
+#pragma unroll
+            for (int q = 0; q < NR; q++) {
+                float xf[8];
+                unpack8(__ldg((const uint4 *)(x + q * k) + c), (const T *)0, xf);
+#pragma unroll
+                for (int r = 0; r < RB; r++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        acc[r][q] = fmaf(xf[e], wf[r][e], acc[r][q]);
+            }
+        }
+    }
+    if (!waited) /* no piece of k here: still no write before the wait */
+        pdl_wait();
+
+    const int lane = tid & 31, warp = tid >> 5, nw = (nth + 31) >> 5;
+#pragma unroll
+    for (int r = 0; r < RB; r++)
+#pragma unroll
+        for (int q = 0; q < NR; q++) {
+            float v = acc[r][q];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                v += __shfl_xor_sync(GEMV_FULL, v, o);
+            if (lane == 0)
+                red[warp][r * NR + q] = v;
+        }
+    __syncthreads();
+    if (tid < RB * NR) {
+        const int r = tid / NR, q = tid % NR;
+        if (j0 + r < m) {
+            float s = 0.0f;
+            for (int w = 0; w < nw; w++)
+                s += red[w][tid];
+            put(y + q * m + j0 + r, s + (bias ? ld(bias + j0 + r) : 0.0f));
+        }
     }
 }
 
-template <typename T, int NR>
-static kiln_status gemv_run(const void *x, const void *w, const void *bias, void *y, int64_t k,
-                            int64_t m, cudaStream_t stream)
+template <typename T, int NR, int RB, int U>
+static kiln_status gemv_launch(const void *x, const void *w, const void *bias, void *y,
+                               int64_t k, int64_t m, bool pdl, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
-    const unsigned blocks = (unsigned)((m + GEMV_WARPS - 1) / GEMV_WARPS);
+    cudaLaunchConfig_t lc = {};
+    cudaLaunchAttribute at = {};
+    const int64_t kc = k / 8;
 
-    gemv_kernel<T, NR><<<blocks, GEMV_WARPS * 32, 0, stream>>>(
-        (const T *)x, (const T *)w, (const T *)bias, (T *)y, k, m);
+    lc.gridDim = dim3((unsigned)((m + RB - 1) / RB));
+    lc.blockDim = dim3((unsigned)(kc >= GEMV_THREADS ? GEMV_THREADS : (kc + 31) / 32 * 32));
+    lc.stream = stream;
+    at.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at.val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = &at;
+    lc.numAttrs = pdl ? 1 : 0;
+    KILN_CUDA_CHECK(cudaLaunchKernelEx(&lc, gemv_kernel<T, NR, RB, U>, (const T *)x,
+                                       (const T *)w, (const T *)bias, (T *)y, k, m));
     KILN_CUDA_LAUNCH_CHECK("matmul (gemv)", stream);
 err:
     return st;
 }
 
+/* The (rows, unroll) pairs built, for every n. */
+#define GEMV_SPLITS(X) X(1, 4) X(2, 2) X(2, 4) X(4, 1) X(4, 2) X(8, 1)
+
+template <typename T, int NR>
+static kiln_status gemv_split(const void *x, const void *w, const void *bias, void *y,
+                              int64_t k, int64_t m, const gemv_cfg *c, cudaStream_t stream)
+{
+#define GEMV_CASE(rb, u)                                                                     \
+    if (c->rows == (rb) && c->unroll == (u))                                                 \
+        return gemv_launch<T, NR, rb, u>(x, w, bias, y, k, m, c->pdl, stream);
+    GEMV_SPLITS(GEMV_CASE)
+#undef GEMV_CASE
+    return kiln_err_set(KILN_ERR_INVALID_ARG, "gemv: no kernel for %d rows x %d loads a block",
+                        c->rows, c->unroll);
+}
+
 template <typename T>
 static kiln_status gemv_rows(const void *x, int32_t n, const void *w, const void *bias, void *y,
-                             int64_t k, int64_t m, cudaStream_t stream)
+                             int64_t k, int64_t m, const gemv_cfg *c, cudaStream_t stream)
 {
     switch (n) {
-    case 1: return gemv_run<T, 1>(x, w, bias, y, k, m, stream);
-    case 2: return gemv_run<T, 2>(x, w, bias, y, k, m, stream);
-    case 3: return gemv_run<T, 3>(x, w, bias, y, k, m, stream);
-    case 4: return gemv_run<T, 4>(x, w, bias, y, k, m, stream);
-    case 5: return gemv_run<T, 5>(x, w, bias, y, k, m, stream);
-    case 6: return gemv_run<T, 6>(x, w, bias, y, k, m, stream);
-    case 7: return gemv_run<T, 7>(x, w, bias, y, k, m, stream);
-    case 8: return gemv_run<T, 8>(x, w, bias, y, k, m, stream);
+    case 1: return gemv_split<T, 1>(x, w, bias, y, k, m, c, stream);
+    case 2: return gemv_split<T, 2>(x, w, bias, y, k, m, c, stream);
+    case 3: return gemv_split<T, 3>(x, w, bias, y, k, m, c, stream);
+    case 4: return gemv_split<T, 4>(x, w, bias, y, k, m, c, stream);
+    case 5: return gemv_split<T, 5>(x, w, bias, y, k, m, c, stream);
+    case 6: return gemv_split<T, 6>(x, w, bias, y, k, m, c, stream);
+    case 7: return gemv_split<T, 7>(x, w, bias, y, k, m, c, stream);
+    case 8: return gemv_split<T, 8>(x, w, bias, y, k, m, c, stream);
     default:
         return kiln_err_set(KILN_ERR_INVALID_ARG, "gemv: %d rows (1..%d)", n, GEMV_MAX_ROWS);
     }
 }
 
+extern "C" bool gemv_cfg_supported(const gemv_cfg *c)
+{
+#define GEMV_HAS(rb, u) if (c->rows == (rb) && c->unroll == (u)) return true;
+    GEMV_SPLITS(GEMV_HAS)
+#undef GEMV_HAS
+    return false;
+}
+
+extern "C" void gemv_cfg_pick(int64_t n, int64_t k, int64_t m, gemv_cfg *c)
+{
+    /* pieces of one W row a thread reads: RB x min(U, per) loads in flight */
+    const int64_t per = (k / 8 + GEMV_THREADS - 1) / GEMV_THREADS;
+
+    c->pdl = false;
+    if (per >= 4) {
+        c->rows = n <= 2 ? 2 : 1;
+        c->unroll = 4;
+    } else if (per >= 2) {
+        c->rows = n <= 2 ? 4 : 2;
+        c->unroll = 2;
+    } else {
+        c->rows = n <= 2 ? 8 : 4;
+        c->unroll = 1;
+    }
+    /* enough blocks for every SM (132 on an H100/H200) twice over */
+    while (c->rows > 1 && m / c->rows < 264) {
+        c->rows /= 2;
+        if (c->rows == 1)
+            c->unroll = 4;
+    }
+    if (!gemv_cfg_supported(c)) {
+        c->rows = 1;
+        c->unroll = 4;
+    }
+}
+
 extern "C" kiln_status cuda_gemv(kiln_dtype dt, const void *x, int32_t n, const void *w,
                                  const void *bias, void *y, int64_t k, int64_t m,
-                                 cudaStream_t stream)
+                                 const gemv_cfg *cfg, cudaStream_t stream)
 {
+    gemv_cfg c;
+
     if (n <= 0 || m <= 0)
         return KILN_OK;
-    if (k <= 0 || k % 8 || m > (int64_t)GEMV_WARPS * 0x7fffffff)
+    if (k <= 0 || k % 8 || m > 0x7fffffffLL)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "gemv: k = %lld is not a positive multiple "
-                            "of 8", (long long)k);
+                            "of 8, or m = %lld is too large", (long long)k, (long long)m);
+    if (cfg)
+        c = *cfg;
+    else
+        gemv_cfg_pick(n, k, m, &c);
     if (dt == KILN_DT_BF16)
-        return gemv_rows<__nv_bfloat16>(x, n, w, bias, y, k, m, stream);
+        return gemv_rows<__nv_bfloat16>(x, n, w, bias, y, k, m, &c, stream);
     if (dt == KILN_DT_F16)
-        return gemv_rows<__half>(x, n, w, bias, y, k, m, stream);
+        return gemv_rows<__half>(x, n, w, bias, y, k, m, &c, stream);
     return kiln_err_set(KILN_ERR_UNSUPPORTED, "gemv: type %s (bf16, f16)", dtype_name(dt));
 }

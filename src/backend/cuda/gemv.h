@@ -2,11 +2,12 @@
  * gemv.h - the decode-step matmul kernel of the CUDA backend (gemv.cu):
  * y(n, m) = x(n, k) W^T (+ bias) for n <= GEMV_MAX_ROWS rows, streaming W
  * (m, k) once at memory bandwidth.  cuda_matmul calls it for the shapes it
- * suits (small W, few rows) and cuBLASLt for the rest.
+ * suits (few rows) and cuBLASLt for the rest.
  */
 #ifndef KILN_BACKEND_CUDA_GEMV_H
 #define KILN_BACKEND_CUDA_GEMV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cuda_runtime_api.h>
@@ -25,12 +26,32 @@ extern "C" {
  * 16M-element ones up to 2x slower. */
 #define GEMV_MAX_ELEMS ((int64_t)8 << 20)
 
+/* How one launch splits the work: each block of up to 256 threads computes
+ * `rows` consecutive outputs (rows of W), its threads splitting k in
+ * 16-byte pieces, each thread keeping rows x unroll loads of W in flight.
+ * The pairs the kernel is built for are gemv_cfg_supported's. */
+typedef struct gemv_cfg {
+    int rows;      /* W rows a block computes: 1, 2, 4 or 8           */
+    int unroll;    /* 16-byte loads of one W row in flight: 1, 2 or 4 */
+    bool pdl;      /* launch with programmatic serialization (sm_90): the
+                      block's first loads of W overlap the end of the
+                      kernel before it; off before sm_90                */
+} gemv_cfg;
+
+/* The split measured best for an (n, k, m) product on an H200
+ * (bench/kernels/cuda_matmul_bench.c, bench/NOTES.md); pdl is false. */
+void gemv_cfg_pick(int64_t n, int64_t k, int64_t m, gemv_cfg *c);
+
+/* Whether the kernel is built for c's rows and unroll. */
+bool gemv_cfg_supported(const gemv_cfg *c);
+
 /* dt BF16 or F16; x (n, k), w (m, k), bias (m) or NULL, y (n, m), all
- * device memory of dt, 16-byte aligned, k % 8 == 0.  Queued on stream.
- * Errors: KILN_ERR_INVALID_ARG (k, n out of range), KILN_ERR_UNSUPPORTED
- * (dt), KILN_ERR_DEVICE (launch). */
+ * device memory of dt, 16-byte aligned, k % 8 == 0; cfg NULL picks
+ * gemv_cfg_pick's split without pdl.  Queued on stream.
+ * Errors: KILN_ERR_INVALID_ARG (k, n out of range, a split not built),
+ * KILN_ERR_UNSUPPORTED (dt), KILN_ERR_DEVICE (launch). */
 kiln_status cuda_gemv(kiln_dtype dt, const void *x, int32_t n, const void *w, const void *bias,
-                      void *y, int64_t k, int64_t m, cudaStream_t stream);
+                      void *y, int64_t k, int64_t m, const gemv_cfg *cfg, cudaStream_t stream);
 
 #ifdef __cplusplus
 }
