@@ -10,7 +10,7 @@
  * Shapes are Llama-3.1-8B's (q/k/v fused 6144x4096, o 4096x4096, k/v
  * 1024x4096, gate/up 14336x4096, down 4096x14336, lm_head 128256x4096)
  * and Llama-3.2-1B's (q/k/v 3072x2048, o 2048x2048, gate/up 8192x2048,
- * down 2048x8192) at n = 1, 4 and 8 rows, bf16.  Every call reads a
+ * down 2048x8192) at n = 1, 2, 4 and 8 rows, bf16.  Every call reads a
  * different copy of W, enough copies for 256 MB, so no call finds its
  * matrix in L2 (a decode step reads each weight once).  gemv is forced for
  * every shape (KILN_CUDA_GEMV_ALL=1), its split set per backend
@@ -48,7 +48,7 @@ static const mm_shape shapes[] = {
     {"1b qkv", 3072, 2048},       {"1b o", 2048, 2048},         {"1b gate/up", 8192, 2048},
     {"1b down", 2048, 8192},
 };
-static const int rows[] = {1, 4, 8};
+static const int rows[] = {1, 2, 4, 8};
 
 /* the backends compared: cuBLASLt, gemv's pick with and without
  * programmatic launch, then every split with it */

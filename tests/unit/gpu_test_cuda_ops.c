@@ -587,6 +587,7 @@ static void test_gemv_chain(void **state)
                 fail_msg("split %s: %s", splits[i], kiln_last_error());
             for (int64_t n = 1; n <= 8; n += 7) {
                 bk_tensor wc[LEN], wg[LEN];
+                uint8_t *wb[LEN]; /* the CPU's weights are views of these */
                 vec_pair nw;
                 void *gy[LEN + 1];
                 float *ref[LEN + 1];
@@ -595,10 +596,9 @@ static void test_gemv_chain(void **state)
                 void *gx = dev_put(g, x, n * D);
                 for (int l = 0; l < LEN; l++) {
                     size_t bytes;
-                    uint8_t *wb = rand_weight(KILN_DT_BF16, D, D, &bytes);
-                    OK(cpu->ops->weight(cpu, KILN_DT_BF16, D, D, wb, bytes, &wc[l]));
-                    OK(g->ops->weight(g, KILN_DT_BF16, D, D, wb, bytes, &wg[l]));
-                    free(wb);
+                    wb[l] = rand_weight(KILN_DT_BF16, D, D, &bytes);
+                    OK(cpu->ops->weight(cpu, KILN_DT_BF16, D, D, wb[l], bytes, &wc[l]));
+                    OK(g->ops->weight(g, KILN_DT_BF16, D, D, wb[l], bytes, &wg[l]));
                 }
                 for (int l = 0; l <= LEN; l++) {
                     gy[l] = dev_nan(g, n * D);
@@ -625,6 +625,7 @@ static void test_gemv_chain(void **state)
                 for (int l = 0; l < LEN; l++) {
                     cpu->ops->weight_free(cpu, &wc[l]);
                     g->ops->weight_free(g, &wg[l]);
+                    free(wb[l]);
                 }
                 free(x);
                 g->ops->free(g, gx);

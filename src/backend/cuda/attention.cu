@@ -31,6 +31,7 @@
 
 #include "backend/cuda/attention_impl.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_elem.cuh"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -53,6 +54,8 @@ static __global__ void attn_cache_write_kernel(const int32_t *slot_mapping, cons
 {
     const int64_t total = (int64_t)n_tokens * vpr;
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    pdl_trigger();
+    pdl_wait();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
         const int64_t t = i / vpr, c = i % vpr;
         const int64_t slot = slot_mapping[t];
@@ -73,9 +76,10 @@ static kiln_status attn_cache_write(const bk_batch *b, const bk_attn *a, const v
     int64_t blocks = (total + ATTN_WRITE_THREADS - 1) / ATTN_WRITE_THREADS;
     blocks = blocks < ATTN_WRITE_MAX_GRID ? blocks : ATTN_WRITE_MAX_GRID;
 
-    attn_cache_write_kernel<<<(unsigned)blocks, ATTN_WRITE_THREADS, 0, stream>>>(
-        b->slot_mapping, (const uint4 *)k, (const uint4 *)v, (uint4 *)k_cache,
-        (uint4 *)v_cache, b->n_tokens, vpr, n_slots);
+    KILN_CUDA_CHECK(pdl_launch(attn_cache_write_kernel, dim3((unsigned)blocks),
+                               dim3(ATTN_WRITE_THREADS), 0, stream, b->slot_mapping,
+                               (const uint4 *)k, (const uint4 *)v, (uint4 *)k_cache,
+                               (uint4 *)v_cache, b->n_tokens, vpr, n_slots));
     KILN_CUDA_LAUNCH_CHECK("attention_cache_write", stream);
 err:
     return st;

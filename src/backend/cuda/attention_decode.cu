@@ -109,6 +109,7 @@ static __global__ void __launch_bounds__(DC_THREADS)
     float *red_s = (float *)body;                 /* (SLICES, GMAX, D) after the loop */
 
     pdl_trigger(); /* the o projection may start its weight reads */
+    pdl_wait();
     const int32_t s = blockIdx.x, z = blockIdx.z;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;
@@ -294,6 +295,7 @@ static __global__ void __launch_bounds__(DC_THREADS)
     attn_decode_combine_kernel(const attn_args a, const int32_t n_split, const attn_split_ws ws)
 {
     pdl_trigger();
+    pdl_wait();
     const int32_t s = blockIdx.x, h = blockIdx.y, D = a.head_dim;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;
@@ -330,11 +332,13 @@ static kiln_status decode_run(const attn_args *a, int32_t n_split, const attn_sp
 
     KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, D, GMAX>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_decode_kernel<T, D, GMAX><<<grid, DC_THREADS, smem, stream>>>(*a, n_split, *ws);
+    KILN_CUDA_CHECK(pdl_launch(attn_decode_kernel<T, D, GMAX>, grid, dim3(DC_THREADS), smem,
+                               stream, *a, n_split, *ws));
     KILN_CUDA_LAUNCH_CHECK("attention_decode", stream);
     if (n_split > 1) {
         dim3 cgrid((unsigned)a->n_seqs, (unsigned)a->n_heads);
-        attn_decode_combine_kernel<T><<<cgrid, DC_THREADS, 0, stream>>>(*a, n_split, *ws);
+        KILN_CUDA_CHECK(pdl_launch(attn_decode_combine_kernel<T>, cgrid, dim3(DC_THREADS), 0,
+                                   stream, *a, n_split, *ws));
         KILN_CUDA_LAUNCH_CHECK("attention_decode_combine", stream);
     }
 err:

@@ -184,11 +184,19 @@ err:
 /* The device this thread last made current through cuda_use_device (or
  * backend creation); -1: none yet. */
 static _Thread_local int cuda_current = -1;
+/* cb->pdl of the backend this thread last entered */
+static _Thread_local bool cuda_pdl_now;
 
 void cuda_use_device(const cuda_backend *cb)
 {
+    cuda_pdl_now = cb->pdl;
     if (cb->device != cuda_current && cudaSetDevice(cb->device) == cudaSuccess)
         cuda_current = cb->device;
+}
+
+bool cuda_pdl_enabled(void)
+{
+    return cuda_pdl_now;
 }
 
 /* ---- sampling --------------------------------------------------------------------- */

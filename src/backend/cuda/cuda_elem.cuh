@@ -82,6 +82,30 @@ static __device__ __forceinline__ void pdl_wait(void)
 #endif
 }
 
+/* Whether the calling thread's backend launches with programmatic
+ * serialization (cuda_backend.pdl, noted by cuda_use_device). */
+extern "C" bool cuda_pdl_enabled(void);
+
+/* kernel<<<grid, block, smem, stream>>>(args...), with programmatic
+ * serialization when cuda_pdl_enabled(): the kernel must call pdl_wait()
+ * before it touches memory that kernels before it write. */
+template <typename... P, typename... A>
+static inline cudaError_t pdl_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                                     cudaStream_t stream, A... args)
+{
+    cudaLaunchConfig_t lc = {};
+    cudaLaunchAttribute at = {};
+    lc.gridDim = grid;
+    lc.blockDim = block;
+    lc.dynamicSmemBytes = smem;
+    lc.stream = stream;
+    at.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at.val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = &at;
+    lc.numAttrs = cuda_pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&lc, kernel, args...);
+}
+
 static inline kiln_status elem_bad_dtype(const char *op, kiln_dtype dt)
 {
     return kiln_err_set(KILN_ERR_UNSUPPORTED, "cuda %s: activation type %d is not BF16 or F16",

@@ -109,6 +109,9 @@ typedef struct cuda_backend {
  * that makes another device current restores the previous one
  * (cuda_device.c, attention.cu) or tells the note (backend creation). */
 void cuda_use_device(const cuda_backend *cb);
+/* The pdl flag of the backend the calling thread last entered: whether the
+ * kernels it queues launch with programmatic serialization. */
+bool cuda_pdl_enabled(void);
 
 static inline cuda_backend *cuda_of(backend *be)
 {

@@ -357,11 +357,11 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
                             (long long)w->ne1, dtype_name(cb->act));
     if (n == 0)
         return KILN_OK;
-    /* a decode step's few rows times a small W (<= GEMV_MAX_ELEMS): gemv
-     * streams it faster; cuBLASLt's tiles stream larger ones as fast or
-     * faster (bench/kernels/cuda_matmul_bench.c, bench/NOTES.md) */
+    /* a decode step's row, or its few rows times a small W (<=
+     * GEMV_MAX_ELEMS): gemv streams it faster; cuBLASLt's tiles take larger
+     * ones at 2..8 rows (bench/kernels/cuda_matmul_bench.c, bench/NOTES.md) */
     if (n <= GEMV_MAX_ROWS && cb->gemv &&
-        (cb->gemv_all || w->ne0 * w->ne1 <= GEMV_MAX_ELEMS) && w->ne0 % 8 == 0 &&
+        (cb->gemv_all || n == 1 || w->ne0 * w->ne1 <= GEMV_MAX_ELEMS) && w->ne0 % 8 == 0 &&
         mm_align(x) >= 16 &&
         mm_align(w->data) >= 16 && mm_align(y) >= 16 && (!bias_ptr || mm_align(bias_ptr) >= 16))
     {

@@ -198,6 +198,7 @@ static __global__ void rmsnorm_kernel(T *res,        /* (n, d) or NULL: res += x
     float ss = 0.0f;
 
     pdl_trigger(); /* the matmul after the norm may start its weight reads */
+    pdl_wait();
 
     if (d <= (int64_t)OPS_RMS_REG * blockDim.x) {
         /* the row in registers: every load is issued before the reduction
@@ -250,8 +251,9 @@ static kiln_status rmsnorm_launch(void *res, const void *x, const void *w, int64
 {
     kiln_status st = KILN_OK;
 
-    rmsnorm_kernel<T><<<(unsigned)n, row_threads(d), 0, stream>>>(
-        (T *)res, (const T *)x, (const T *)w, d, eps, add_one, (T *)y);
+    KILN_CUDA_CHECK(pdl_launch(rmsnorm_kernel<T>, dim3((unsigned)n), dim3(row_threads(d)), 0,
+                               stream, (T *)res, (const T *)x, (const T *)w, d, eps, add_one,
+                               (T *)y));
     KILN_CUDA_LAUNCH_CHECK(res ? "add_rmsnorm" : "rmsnorm", stream);
 err:
     return st;
@@ -451,6 +453,8 @@ static __global__ void rope_kernel(T *q,                     /* (n, n_heads, hea
 {
     extern __shared__ float cs[]; /* (2, half): cos then sin of each frequency */
     int32_t t = blockIdx.x, half = a.rot_dims / 2;
+    pdl_trigger();
+    pdl_wait();
     /* this block's heads: [h_lo, h_hi) of the q heads then the k heads */
     int32_t heads = n_heads + (k ? n_kv_heads : 0);
     int32_t per = (int32_t)(blockDim.x) / half > 0 ? (int32_t)(blockDim.x) / half : 1;
@@ -493,8 +497,9 @@ static kiln_status rope_launch(void *q, void *k, const int32_t *positions,
     int32_t per = OPS_ROPE_THREADS / half > 0 ? OPS_ROPE_THREADS / half : 1;
     dim3 grid((unsigned)n, (unsigned)((heads + per - 1) / per));
 
-    rope_kernel<T><<<grid, OPS_ROPE_THREADS, smem, stream>>>(
-        (T *)q, (T *)k, positions, seq_start, seq_len, n_seqs, n_heads, n_kv_heads, *a);
+    KILN_CUDA_CHECK(pdl_launch(rope_kernel<T>, grid, dim3(OPS_ROPE_THREADS), smem, stream,
+                               (T *)q, (T *)k, positions, seq_start, seq_len, n_seqs, n_heads,
+                               n_kv_heads, *a));
     KILN_CUDA_LAUNCH_CHECK("rope", stream);
 err:
     return st;
@@ -520,6 +525,7 @@ static __global__ void glu_kernel(const T *gate, /* (n) */
                                   T *y)          /* (n) */
 {
     pdl_trigger(); /* the down projection may start its weight reads */
+    pdl_wait();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         put(y + i, act_apply(act, ld(gate + i)) * ld(up + i));
@@ -531,8 +537,8 @@ static kiln_status glu_launch(const void *gate, const void *up, int64_t n, bk_ac
 {
     kiln_status st = KILN_OK;
 
-    glu_kernel<T><<<ew_blocks(n), OPS_EW_THREADS, 0, stream>>>((const T *)gate, (const T *)up,
-                                                                n, (int)act, (T *)y);
+    KILN_CUDA_CHECK(pdl_launch(glu_kernel<T>, dim3(ew_blocks(n)), dim3(OPS_EW_THREADS), 0,
+                               stream, (const T *)gate, (const T *)up, n, (int)act, (T *)y));
     KILN_CUDA_LAUNCH_CHECK("glu", stream);
 err:
     return st;

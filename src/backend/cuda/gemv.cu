@@ -190,29 +190,22 @@ extern "C" bool gemv_cfg_supported(const gemv_cfg *c)
 
 extern "C" void gemv_cfg_pick(int64_t n, int64_t k, int64_t m, gemv_cfg *c)
 {
-    /* pieces of one W row a thread reads: RB x min(U, per) loads in flight */
+    /* pieces of one W row a thread reads */
     const int64_t per = (k / 8 + GEMV_THREADS - 1) / GEMV_THREADS;
 
+    /* measured on an H200 (bench/results/cuda-matmul-2026-12-02T04-23-30Z.json):
+     * blocks of 4 rows lead at 1, 4 and 8 rows of x on every 8B and 1B
+     * shape, 2 loads a row in flight once a thread has 4 or more pieces
+     * (k >= 8192: 4x2 streams the 8B down projection at 4.39 TB/s, 4x1 at
+     * 4.00), 1 below (4x1 leads at k = 2048 and 4096) */
+    (void)n;
     c->pdl = false;
-    if (per >= 4) {
-        c->rows = n <= 2 ? 2 : 1;
-        c->unroll = 4;
-    } else if (per >= 2) {
-        c->rows = n <= 2 ? 4 : 2;
-        c->unroll = 2;
-    } else {
-        c->rows = n <= 2 ? 8 : 4;
-        c->unroll = 1;
-    }
-    /* enough blocks for every SM (132 on an H100/H200) twice over */
-    while (c->rows > 1 && m / c->rows < 264) {
-        c->rows /= 2;
-        if (c->rows == 1)
-            c->unroll = 4;
-    }
-    if (!gemv_cfg_supported(c)) {
-        c->rows = 1;
-        c->unroll = 4;
+    c->rows = 4;
+    c->unroll = per >= 4 ? 2 : 1;
+    /* a block for every SM (132 on an H100/H200) at least */
+    if (m / c->rows < 128) {
+        c->rows = m / 2 >= 128 ? 2 : 1;
+        c->unroll = c->rows == 2 ? 2 : 4;
     }
 }
 
