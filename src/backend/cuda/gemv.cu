@@ -9,9 +9,11 @@
  * RB consecutive outputs j0 .. j0 + RB - 1.  Its threads split k into
  * 16-byte pieces (8 elements): thread t reads pieces t, t + T, t + 2T, ...
  * of each of the RB rows of W, U pieces of a row at a time, so every thread
- * has RB x U loads in flight and every piece of x it reads (through the
- * read-only cache: x is n x k elements shared by the whole grid) serves RB
- * rows.  Each thread accumulates RB x n dot products in f32; a shuffle tree
+ * has RB x U loads in flight and every piece of x it reads (x is n x k
+ * elements shared by the whole grid, so they stay in L1/L2) serves RB rows.
+ * x is read with ordinary coherent loads: the read-only (.nc) path assumes
+ * memory that no one writes while the grid runs, and with programmatic
+ * launch the kernel before this one writes x while this grid is resident.  Each thread accumulates RB x n dot products in f32; a shuffle tree
  * and one pass through shared memory sum the threads; the store adds the
  * bias and rounds once, as cuBLASLt's f32-accumulating path does.
  *
@@ -41,8 +43,8 @@
  * threads.  x (NR, k), W (m, k), bias (m) or NULL, y (NR, m). */
 template <typename T, int NR, int RB, int U>
 static __global__ void __launch_bounds__(GEMV_THREADS)
-    gemv_kernel(const T *__restrict__ x, const T *__restrict__ W, const T *__restrict__ bias,
-                T *__restrict__ y, int64_t k, int64_t m)
+    gemv_kernel(const T *x, const T *__restrict__ W, const T *__restrict__ bias, T *y,
+                int64_t k, int64_t m)
 {
     __shared__ float red[GEMV_THREADS / 32][RB * NR];
     const int tid = threadIdx.x, nth = blockDim.x;
@@ -87,7 +89,9 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
 #pragma unroll
             for (int q = 0; q < NR; q++) {
                 float xf[8];
-                unpack8(__ldg((const uint4 *)(x + q * k) + c), (const T *)0, xf);
+                /* a coherent load, never the read-only path: under
+                 * programmatic launch x is written while this grid runs */
+                unpack8(((const uint4 *)(x + q * k))[c], (const T *)0, xf);
 #pragma unroll
                 for (int r = 0; r < RB; r++)
 #pragma unroll
