@@ -116,12 +116,14 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
                 red[warp][r * NR + q] = v;
         }
     __syncthreads();
-    if (tid < RB * NR) {
-        const int r = tid / NR, q = tid % NR;
+    /* RB x NR sums: more than the block's threads when k is short (a block
+     * of 32 threads for k <= 256, 8 rows x 8 x-rows) */
+    for (int i = tid; i < RB * NR; i += nth) {
+        const int r = i / NR, q = i % NR;
         if (j0 + r < m) {
             float s = 0.0f;
             for (int w = 0; w < nw; w++)
-                s += red[w][tid];
+                s += red[w][i];
             put(y + q * m + j0 + r, s + (bias ? ld(bias + j0 + r) : 0.0f));
         }
     }
