@@ -65,6 +65,13 @@ void comm_abort(comm *c)
         c->ops->abort(c);
 }
 
+kiln_status comm_check(comm *c)
+{
+    if (!c)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "comm check: no communicator");
+    return c->ops->check ? c->ops->check(c) : KILN_OK;
+}
+
 /* ---- threads of one process -------------------------------------------------- */
 
 /* What rank r published for the collective in progress (invariant 1). */
@@ -204,6 +211,17 @@ static void comm_threads_abort(comm *c)
     pthread_mutex_unlock(&sh->mu);
 }
 
+static kiln_status comm_threads_check(comm *c)
+{
+    comm_shared *sh = comm_sh(c);
+    kiln_status st = KILN_OK;
+    pthread_mutex_lock(&sh->mu);
+    if (sh->aborted)
+        st = comm_aborted_err(sh);
+    pthread_mutex_unlock(&sh->mu);
+    return st;
+}
+
 static void comm_shared_free(comm_shared *sh)
 {
     pthread_cond_destroy(&sh->cv);
@@ -230,6 +248,7 @@ static const comm_ops comm_threads_ops = {
     .all_reduce_sum = comm_threads_all_reduce,
     .all_gather = comm_threads_all_gather,
     .abort = comm_threads_abort,
+    .check = comm_threads_check,
 };
 
 kiln_status comm_threads_create(int32_t world, comm **comms)

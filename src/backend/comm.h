@@ -61,6 +61,11 @@ kiln_status comm_all_reduce_sum(comm *c, void *buf, int64_t n, kiln_dtype dtype)
 kiln_status comm_all_gather(comm *c, const void *send, int64_t n, kiln_dtype dtype,
                             void *recv);
 
+/* KILN_OK while the group is healthy; KILN_ERR_DEVICE once it was aborted
+ * or the transport reports a failure (NCCL's asynchronous errors).  Safe
+ * from another thread while the rank is inside a collective. */
+kiln_status comm_check(comm *c);
+
 /* Mark the group failed (see the file comment).  Safe from any rank's
  * thread at any time, also while other ranks wait in a collective. */
 void comm_abort(comm *c);

@@ -16,6 +16,9 @@ typedef struct comm_ops {
     kiln_status (*all_gather)(comm *c, const void *send, int64_t n, kiln_dtype dtype,
                               void *recv);
     void (*abort)(comm *c);
+    /* KILN_OK, or the error the transport reports (asynchronous failures);
+     * callable from another thread while the rank is in a collective */
+    kiln_status (*check)(comm *c);
 } comm_ops;
 
 struct comm {

@@ -47,6 +47,7 @@ typedef struct cli_gen {
     backend *tp_be[CLI_MAX_RANKS];    /* ranks 1 .. tp - 1 (rank 0: be, m)         */
     kiln_model *tp_m[CLI_MAX_RANKS];
     struct comm *tp_comm[CLI_MAX_RANKS];
+    struct comm_watch *tp_watch;   /* --tp-rank: the peers' liveness (owned)   */
     tokenizer *t;
     gen_runner *run;
     chat_tmpl *chat;

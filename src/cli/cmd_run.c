@@ -11,6 +11,7 @@
 #include "cli/cli_gen.h"
 
 #include "backend/comm.h"
+#include "backend/comm_watch.h"
 #ifdef KILN_HAVE_NCCL
 #include "backend/cuda/comm_nccl.h"
 #endif
@@ -273,14 +274,19 @@ static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
             usleep(50 * 1000);
         }
     }
+    /* the group's name: a hash of its id, the same on every rank */
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof id; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    /* every rank registers before the group forms: a peer that dies (or
+     * never comes) ends the others, in ncclCommInitRank as in a collective */
+    if ((st = comm_watch_start(g->tp_id, h, g->tp_rank, g->tp_world, NULL, &g->tp_watch)))
+        return st;
     if ((st = comm_nccl_open(id, g->tp_rank, g->tp_world, g->be, &g->tp_comm[0])))
         return st;
-    if (!g->seed_set) {
-        uint64_t h = 1469598103934665603ull;
-        for (size_t i = 0; i < sizeof id; i++)
-            h = (h ^ id[i]) * 1099511628211ull;
+    comm_watch_set_comm(g->tp_watch, g->tp_comm[0]);
+    if (!g->seed_set)
         g->sp.seed = h;
-    }
     model_load_opts mo = *base;
     mo.tp_rank = g->tp_rank;
     mo.tp_world = g->tp_world;
@@ -373,8 +379,11 @@ void cli_gen_free(cli_gen *g)
     chat_tmpl_free(g->chat);
     gen_free(g->run);
     tok_free(g->t);
-    /* models, then the communicators (an NCCL one uses its rank's stream),
-     * then the backends */
+    /* the watch (it checks the communicator), models, then the
+     * communicators (an NCCL one uses its rank's stream), then the
+     * backends */
+    comm_watch_free(g->tp_watch);
+    g->tp_watch = NULL;
     model_free(g->m);
     for (int r = 0; r < CLI_MAX_RANKS; r++) {
         model_free(g->tp_m[r]);
@@ -518,6 +527,8 @@ int cmd_run(int argc, char **argv)
             fflush(stdout);
             cli_gen_report(&out.sum);
         }
+        if (!st && g.tp_watch)
+            st = comm_watch_finish(g.tp_watch);
     }
     rc = st ? cli_fail() : 0;
     ids_free(&ids);

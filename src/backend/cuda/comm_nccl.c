@@ -17,6 +17,7 @@
 #include "base/error.h"
 
 #include <nccl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +43,13 @@ typedef struct comm_nccl {
     comm base;
     ncclComm_t nc;
     cudaStream_t stream;      /* the backend's compute stream (borrowed) */
-    bool aborted;
+    atomic_bool aborted;  /* set by comm_nccl_abort from any thread */
 } comm_nccl;
 
 static kiln_status comm_nccl_type(const comm_nccl *k, kiln_dtype dt, const char *op,
                                   ncclDataType_t *out)
 {
-    if (k->aborted)
+    if (atomic_load(&k->aborted))
         return kiln_err_set(KILN_ERR_DEVICE, "comm %s: rank %d's NCCL group was aborted", op,
                             (int)k->base.rank);
     switch (dt) {
@@ -91,15 +92,31 @@ err:
 static void comm_nccl_abort(comm *c)
 {
     comm_nccl *k = (comm_nccl *)c;
-    if (k->nc && !k->aborted)
+    /* from the rank's thread or a watch's (comm_watch.c): the first caller
+     * aborts; ncclCommAbort also ends collectives in flight on the stream */
+    if (k->nc && !atomic_exchange(&k->aborted, true))
         ncclCommAbort(k->nc); /* frees the communicator; nothing to check after */
-    k->aborted = true;
+    atomic_store(&k->aborted, true);
+}
+
+static kiln_status comm_nccl_check(comm *c)
+{
+    comm_nccl *k = (comm_nccl *)c;
+    ncclResult_t async = ncclSuccess;
+
+    if (atomic_load(&k->aborted))
+        return kiln_err_set(KILN_ERR_DEVICE, "comm: rank %d's NCCL group was aborted",
+                            (int)k->base.rank);
+    if (ncclCommGetAsyncError(k->nc, &async) != ncclSuccess || async != ncclSuccess)
+        return kiln_err_set(KILN_ERR_DEVICE, "comm: rank %d's NCCL group: %s", (int)k->base.rank,
+                            ncclGetErrorString(async));
+    return KILN_OK;
 }
 
 static void comm_nccl_free(comm *c)
 {
     comm_nccl *k = (comm_nccl *)c;
-    if (k->nc && !k->aborted)
+    if (k->nc && !atomic_load(&k->aborted))
         ncclCommDestroy(k->nc);
     kiln_free(k);
 }
@@ -110,6 +127,7 @@ static const comm_ops comm_nccl_ops = {
     .all_reduce_sum = comm_nccl_all_reduce,
     .all_gather = comm_nccl_all_gather,
     .abort = comm_nccl_abort,
+    .check = comm_nccl_check,
 };
 
 kiln_status comm_nccl_unique_id(uint8_t id[COMM_NCCL_ID_BYTES])
