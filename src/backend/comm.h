@@ -12,6 +12,9 @@
  *     host memory; the CPU tensor-parallel simulation and its tests.  Sums
  *     run in rank order 0, 1, ..., world - 1 for every element, so every
  *     rank gets bit-identical results whatever the thread timing.
+ *   - processes (comm_shm.c): the ranks are processes of one host sharing
+ *     a mapped file, buffers are host memory; CPU process groups.  The same
+ *     rank-order sums as the threads.
  *   - NCCL (backend/cuda/comm_nccl.c, CUDA builds with NCCL): the ranks are
  *     GPUs, the collectives run on the backend's stream.
  *
@@ -41,13 +44,25 @@ typedef struct comm comm;
  * left allocated on error. */
 kiln_status comm_threads_create(int32_t world, comm **comms);
 
+/* Rank `rank` of a group of `world` (2..64) ranks that are processes of
+ * one host, meeting in the file `path`, which every rank maps shared (put
+ * it on a tmpfs such as /dev/shm or /tmp for speed).  Rank 0 creates it,
+ * replacing what an earlier group left; the others wait up to timeout_s
+ * for rank 0's file of the same `group` (a name the ranks agree on, such as
+ * a hash of a random id rank 0 handed out).  F32; sums in rank order like
+ * the threads communicator, so the results are the same bits.  Owned:
+ * comm_free (rank 0's removes the file).  Errors: KILN_ERR_INVALID_ARG,
+ * KILN_ERR_IO (the file; no group in time), KILN_ERR_OOM. */
+kiln_status comm_shm_open(const char *path, uint64_t group, int32_t rank, int32_t world,
+                          double timeout_s, comm **out);
+
 /* Release one rank's handle; NULL is a no-op.  Must not be called while
  * that rank is inside a collective. */
 void comm_free(comm *c);
 
 int32_t comm_rank(const comm *c);
 int32_t comm_world(const comm *c);
-/* "threads", "nccl". */
+/* "threads", "shm", "nccl". */
 const char *comm_kind(const comm *c);
 
 /* buf[i] = sum over ranks of buf[i], i < n, on every rank (in place).
