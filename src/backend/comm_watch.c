@@ -43,6 +43,7 @@ struct comm_watch {
     unsigned long long start; /* this process's start time (ticks) */
     uint64_t t0;              /* clock_now_ns() at start           */
     bool *seen;               /* (world) a peer's file was read once */
+    long *expect;             /* (world) comm_watch_expect's pids, 0: none */
 
     pthread_t th;
     bool th_started;
@@ -93,6 +94,18 @@ static unsigned long long proc_start(pid_t pid, char *state)
     if (p)
         start = strtoull(p + 1, NULL, 10);
     return start;
+}
+
+/* Whether process pid (started at `start` ticks; 0: unknown) has exited:
+ * no such process, a zombie (exited, not yet reaped: a rank this process
+ * started), or the pid now names another process. */
+static bool pid_gone(pid_t pid, unsigned long long start)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char st = '?';
+    unsigned long long now = proc_start(pid, &st);
+    return st == 'Z' || st == 'X' || (start && now && now != start);
 }
 
 static void rank_path(const comm_watch *w, int32_t rank, char *out, size_t cap)
@@ -154,6 +167,11 @@ static bool peers_ok(comm_watch *w, char *why, size_t cap)
                 got = -1; /* another group's (an earlier run): as if there were none */
         }
         if (got < 0) {
+            if (!w->seen[r] && w->expect[r] > 0 && pid_gone((pid_t)w->expect[r], 0)) {
+                snprintf(why, cap, "rank %d (process %ld) exited before it joined", (int)r,
+                         w->expect[r]);
+                return false;
+            }
             if (!w->seen[r] && up_s > w->o.start_timeout_s) {
                 snprintf(why, cap, "rank %d did not join within %.1f s (no registration "
                          "%.300s)", (int)r, w->o.start_timeout_s, path);
@@ -166,15 +184,7 @@ static bool peers_ok(comm_watch *w, char *why, size_t cap)
         w->seen[r] = true;
         if (!strcmp(state, "done"))
             continue;
-        bool gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
-        if (!gone) {
-            char st = '?';
-            unsigned long long now = proc_start((pid_t)pid, &st);
-            /* exited but not reaped (a spawned rank of this process), or
-             * the pid now names another process */
-            gone = st == 'Z' || st == 'X' || (start && now && now != start);
-        }
-        if (gone) {
+        if (pid_gone((pid_t)pid, start)) {
             snprintf(why, cap, "rank %d (process %ld) exited before the group finished",
                      (int)r, pid);
             return false;
@@ -245,7 +255,10 @@ kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, i
         return kiln_err_set(KILN_ERR_INVALID_ARG, "tensor-parallel watch: rank %d of %d under "
                             "'%s' (world 2 or more, rank below it, a path)",
                             (int)rank, (int)world, prefix ? prefix : "(null)");
-    if (!(w = kiln_calloc(1, sizeof *w)) || !(w->seen = kiln_calloc((size_t)world, 1))) {
+    if (!(w = kiln_calloc(1, sizeof *w)) || !(w->seen = kiln_calloc((size_t)world, 1)) ||
+        !(w->expect = kiln_calloc((size_t)world, sizeof *w->expect))) {
+        if (w)
+            kiln_free(w->seen);
         kiln_free(w);
         return kiln_err_set(KILN_ERR_OOM, "tensor-parallel watch: out of memory");
     }
@@ -257,6 +270,7 @@ kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, i
         st = kiln_err_set(KILN_ERR_INVALID_ARG, "tensor-parallel watch: period %g s, start "
                           "timeout %g s, grace %g s (period > 0, the others >= 0)",
                           w->o.period_s, w->o.start_timeout_s, w->o.grace_s);
+        kiln_free(w->expect);
         kiln_free(w->seen);
         kiln_free(w);
         return st;
@@ -281,6 +295,15 @@ kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, i
     w->th_started = true;
     *out = w;
     return KILN_OK;
+}
+
+void comm_watch_expect(comm_watch *w, int32_t rank, long pid)
+{
+    if (rank < 0 || rank >= w->world || rank == w->rank)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->expect[rank] = pid;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void comm_watch_set_comm(comm_watch *w, comm *c)
@@ -335,6 +358,7 @@ void comm_watch_free(comm_watch *w)
     }
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    kiln_free(w->expect);
     kiln_free(w->seen);
     kiln_free(w);
 }

@@ -51,6 +51,11 @@ void comm_watch_opts_default(comm_watch_opts *o);
 kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, int32_t world,
                              const comm_watch_opts *o, comm_watch **out);
 
+/* Rank `rank` is process `pid` (one this process started): if it ends
+ * before it registers, that fails the group at once instead of at the
+ * start timeout. */
+void comm_watch_expect(comm_watch *w, int32_t rank, long pid);
+
 /* The communicator to abort and to check from now on (NULL: none yet; a
  * failure before one is set goes straight to the grace period). */
 void comm_watch_set_comm(comm_watch *w, comm *c);

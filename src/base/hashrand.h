@@ -45,4 +45,13 @@ HR_FN uint64_t hr_hash_str(const char *s)
     return h;
 }
 
+/* FNV-1a of n bytes (a process group's name from its id). */
+HR_FN uint64_t hr_hash_bytes(const void *p, size_t n)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001B3ull;
+    return h;
+}
+
 #endif /* KILN_BASE_HASHRAND_H */

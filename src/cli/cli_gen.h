@@ -38,7 +38,9 @@ typedef struct cli_gen {
     int tp_rank, tp_world;         /* --tp-rank/--tp-world: this process is one
                                       rank of a group of processes (world 0:
                                       not)                                     */
-    const char *tp_id;             /* --tp-id FILE: the group's NCCL id        */
+    const char *tp_id;             /* --tp-id FILE: the group's id              */
+    double tp_timeout;             /* --tp-timeout: waits for peers, seconds    */
+    bool tp_processes;             /* --tp-launch processes (kiln run)          */
     const char *stops[SAMPLER_MAX_STOPS];
     bool seed_set;
     /* loaded by cli_gen_load, freed by cli_gen_free; be, m are rank 0's */
@@ -48,6 +50,8 @@ typedef struct cli_gen {
     kiln_model *tp_m[CLI_MAX_RANKS];
     struct comm *tp_comm[CLI_MAX_RANKS];
     struct comm_watch *tp_watch;   /* --tp-rank: the peers' liveness (owned)   */
+    bool tp_id_owner;              /* rank 0 wrote --tp-id's file: removes it   */
+    long tp_pids[CLI_MAX_RANKS];   /* --tp-launch processes: the ranks started  */
     tokenizer *t;
     gen_runner *run;
     chat_tmpl *chat;

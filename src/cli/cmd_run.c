@@ -12,11 +12,16 @@
 
 #include "backend/comm.h"
 #include "backend/comm_watch.h"
+#ifdef KILN_HAVE_CUDA
+#include "backend/cuda/cuda_device.h"
+#endif
 #ifdef KILN_HAVE_NCCL
 #include "backend/cuda/comm_nccl.h"
 #endif
 
+#include "base/alloc.h"
 #include "base/clock.h"
+#include "base/hashrand.h"
 #include "base/error.h"
 #include "base/log.h"
 
@@ -27,7 +32,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef KILN_SOURCE_DIR
@@ -35,6 +43,9 @@
 #endif
 
 /* ---- shared options ------------------------------------------------------ */
+
+/* --tp-timeout's default, seconds */
+#define CLI_TP_WAIT_S 120
 
 void cli_gen_init(cli_gen *g)
 {
@@ -44,6 +55,7 @@ void cli_gen_init(cli_gen *g)
     g->sp.stop = g->stops;
     g->max_batch_tokens = 512;
     g->tp = 1;
+    g->tp_timeout = CLI_TP_WAIT_S;
     cli_device_init(&g->dev);
 }
 
@@ -68,10 +80,16 @@ void cli_gen_usage(FILE *f)
             "  --tensor-parallel-size N split the model over N ranks, threads of this\n"
             "                           process: CPU backends sharing the cores, or\n"
             "                           GPUs cuda:K..K+N-1 over NCCL (default 1)\n"
+            "  --tp-launch threads|processes  (kiln run) the N ranks as threads of this\n"
+            "                           process (default) or as N processes it starts,\n"
+            "                           one GPU (or a share of the cores) each\n"
             "  --tp-rank R --tp-world N --tp-id FILE  (kiln run) this process is rank R\n"
-            "                           of N processes, one GPU each, started alike;\n"
-            "                           rank 0 writes the NCCL id to FILE, the others\n"
-            "                           read it; rank 0 prints the text\n"
+            "                           of N processes started alike (one GPU each, or\n"
+            "                           CPU processes of one host); rank 0 writes the\n"
+            "                           group's id to FILE, the others read it; rank 0\n"
+            "                           prints the text.  A rank that dies ends them all\n"
+            "  --tp-timeout S           how long a rank waits for its peers to join\n"
+            "                           (default 120)\n"
             "  --ctx N                  context length (default: model's, at most 4096)\n"
             "  --batch N                tokens per forward step (default 512)\n"
             "  --threads N              CPU threads (default: all cores)\n"
@@ -159,6 +177,21 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
         (*i)++;
         return 1;
     }
+    if (!strcmp(a, "--tp-launch")) {
+        if (!v || (strcmp(v, "threads") && strcmp(v, "processes")))
+            return cli_gen_bad(a, v ? v : "", "threads or processes");
+        g->tp_processes = !strcmp(v, "processes");
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--tp-timeout")) {
+        float t;
+        if (!v || !cli_parse_float(v, &t) || t < 0 || t > 86400)
+            return cli_gen_bad(a, v ? v : "", "seconds from 0 to 86400");
+        g->tp_timeout = t;
+        (*i)++;
+        return 1;
+    }
     bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-n") ||
                  !strcmp(a, "--max-tokens") || !strcmp(a, "--seed") || !strcmp(a, "--stop") ||
                  !strcmp(a, "--ctx") || !strcmp(a, "--batch") || !strcmp(a, "--threads") ||
@@ -227,38 +260,64 @@ int cli_gen_parse(cli_gen *g, int argc, char **argv, int *i)
 
 
 /* --tp-rank R --tp-world N --tp-id FILE: this process is rank R of N
- * processes (one GPU each, launched by the caller), all given the same
- * model, prompt and options.  Rank 0 makes the NCCL id and writes it to
- * FILE (atomically: a temporary file renamed); the others wait for it (up
- * to CLI_TP_WAIT_S).  Every rank then runs the same requests through its
- * own runner on its shard: the logits are gathered, the same bits on every
- * rank, so every rank draws the same tokens (the seed, when not given, is
- * made from the id, which every rank has); rank 0 alone prints them. */
-#define CLI_TP_WAIT_S 120
+ * processes, all given the same model, prompt and options: one GPU each
+ * (NCCL), or processes of one host on the CPU backend (comm_shm, through
+ * FILE.shm).  Rank 0 makes the group's id - NCCL's, or random bytes on
+ * the CPU - and writes it to FILE (atomically: a temporary file renamed);
+ * the others wait for it (up to --tp-timeout).  Every rank registers with
+ * the group's watch (comm_watch.h) before the group forms, so a rank that
+ * dies or never comes ends the others.  Every rank then runs the same
+ * requests through its own runner on its shard: the logits are gathered,
+ * the same bits on every rank, so every rank draws the same tokens (the
+ * seed, when not given, is made from the id, which every rank has); rank 0
+ * alone prints them. */
+#define CLI_TP_ID_BYTES 128
 static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
 {
+    uint8_t id[CLI_TP_ID_BYTES];
+    char shm[4200];
+    kiln_status st;
+    bool cpu;
+
     if (!g->tp_id || g->tp_world < 2 || g->tp_rank >= g->tp_world || g->tp > 1)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "--tp-rank %d --tp-world %d: give both with "
                             "--tp-id FILE, rank below world, world 2 or more, and no "
                             "--tensor-parallel-size", g->tp_rank, g->tp_world);
-#ifdef KILN_HAVE_NCCL
-    uint8_t id[COMM_NCCL_ID_BYTES];
-    kiln_status st;
     if ((st = cli_device_create(&g->dev, g->threads, &g->be)))
         return st;
-    if (!strcmp(g->be->ops->name, "cpu"))
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tp-rank: a process on the CPU backend "
-                            "cannot join an NCCL group (--tensor-parallel-size N runs CPU "
-                            "ranks as threads)");
+    cpu = !strcmp(g->be->ops->name, "cpu");
+#ifndef KILN_HAVE_NCCL
+    if (!cpu)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tp-rank: this kiln was built without NCCL "
+                            "(a group of GPU processes needs it; CPU processes do not)");
+#endif
+    snprintf(shm, sizeof shm, "%s.shm", g->tp_id);
     if (g->tp_rank == 0) {
         char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", g->tp_id, (long)getpid());
         FILE *f;
-        if ((st = comm_nccl_unique_id(id)))
+        if (cpu) {
+            FILE *r = fopen("/dev/urandom", "rb");
+            size_t got = r ? fread(id, 1, sizeof id, r) : 0;
+            if (r)
+                fclose(r);
+            if (got != sizeof id)
+                return kiln_err_set(KILN_ERR_IO, "--tp-rank: /dev/urandom: %s",
+                                    strerror(errno));
+        } else {
+#ifdef KILN_HAVE_NCCL
+            if ((st = comm_nccl_unique_id(id)))
+                return st;
+#endif
+        }
+        uint64_t h = hr_hash_bytes(id, sizeof id);
+        /* the CPU group's meeting file exists before anyone reads the id */
+        if (cpu && (st = comm_shm_open(shm, h, 0, g->tp_world, g->tp_timeout, &g->tp_comm[0])))
             return st;
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", g->tp_id, (long)getpid());
         if (!(f = fopen(tmp, "wb")) || fwrite(id, 1, sizeof id, f) != sizeof id ||
             fclose(f) || rename(tmp, g->tp_id))
             return kiln_err_set(KILN_ERR_IO, "--tp-id %s: %s", g->tp_id, strerror(errno));
+        g->tp_id_owner = true;
     } else {
         uint64_t t0 = clock_now_ns();
         for (;;) {
@@ -268,21 +327,31 @@ static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
                 fclose(f);
             if (got == sizeof id)
                 break;
-            if ((double)(clock_now_ns() - t0) * 1e-9 > CLI_TP_WAIT_S)
+            if ((double)(clock_now_ns() - t0) * 1e-9 > g->tp_timeout)
                 return kiln_err_set(KILN_ERR_IO, "--tp-id %s: no group id from rank 0 after "
-                                    "%d s", g->tp_id, CLI_TP_WAIT_S);
+                                    "%.0f s", g->tp_id, g->tp_timeout);
             usleep(50 * 1000);
         }
     }
     /* the group's name: a hash of its id, the same on every rank */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < sizeof id; i++)
-        h = (h ^ id[i]) * 1099511628211ull;
+    uint64_t h = hr_hash_bytes(id, sizeof id);
+    comm_watch_opts wo;
+    comm_watch_opts_default(&wo);
+    wo.start_timeout_s = g->tp_timeout;
     /* every rank registers before the group forms: a peer that dies (or
      * never comes) ends the others, in ncclCommInitRank as in a collective */
-    if ((st = comm_watch_start(g->tp_id, h, g->tp_rank, g->tp_world, NULL, &g->tp_watch)))
+    if ((st = comm_watch_start(g->tp_id, h, g->tp_rank, g->tp_world, &wo, &g->tp_watch)))
         return st;
-    if ((st = comm_nccl_open(id, g->tp_rank, g->tp_world, g->be, &g->tp_comm[0])))
+    for (int r = 1; r < g->tp_world; r++) /* ranks this process started (--tp-launch) */
+        if (g->tp_pids[r] > 0)
+            comm_watch_expect(g->tp_watch, r, g->tp_pids[r]);
+    if (cpu && g->tp_rank > 0)
+        st = comm_shm_open(shm, h, g->tp_rank, g->tp_world, g->tp_timeout, &g->tp_comm[0]);
+#ifdef KILN_HAVE_NCCL
+    if (!cpu)
+        st = comm_nccl_open(id, g->tp_rank, g->tp_world, g->be, &g->tp_comm[0]);
+#endif
+    if (st)
         return st;
     comm_watch_set_comm(g->tp_watch, g->tp_comm[0]);
     if (!g->seed_set)
@@ -292,11 +361,6 @@ static kiln_status cli_gen_load_rank(cli_gen *g, const model_load_opts *base)
     mo.tp_world = g->tp_world;
     mo.tp_comm = g->tp_comm[0];
     return model_load(g->model_path, g->be, &mo, &g->m);
-#else
-    (void)base;
-    return kiln_err_set(KILN_ERR_UNSUPPORTED, "--tp-rank: this kiln was built without NCCL "
-                        "(a group of processes needs GPUs and NCCL)");
-#endif
 }
 
 /* --tensor-parallel-size N: N shards of the model as ranks of one process:
@@ -384,6 +448,9 @@ void cli_gen_free(cli_gen *g)
      * backends */
     comm_watch_free(g->tp_watch);
     g->tp_watch = NULL;
+    if (g->tp_id_owner) /* rank 0 made it; a later group gets a fresh one */
+        remove(g->tp_id);
+    g->tp_id_owner = false;
     model_free(g->m);
     for (int r = 0; r < CLI_MAX_RANKS; r++) {
         model_free(g->tp_m[r]);
@@ -461,6 +528,175 @@ static void run_on_done(void *user, int32_t req, const gen_summary *s)
     ((run_out *)user)->sum = *s;
 }
 
+/* ---- --tp-launch processes --------------------------------------------------- */
+
+/* The ranks kiln run starts: ranks 1 .. n - 1 are child processes running
+ * this binary with the same options as rank `--tp-rank r` of a group whose
+ * id file lives in a private directory; this process becomes rank 0. */
+typedef struct run_group {
+    char dir[4096];                  /* "" until made                       */
+    char id[4200];                   /* dir/id                              */
+    pid_t kids[CLI_MAX_RANKS];       /* 0: none                             */
+    int n;
+} run_group;
+
+/* Options kiln run passes to its ranks unchanged: all but those it sets
+ * per rank (and their values). */
+static bool run_rank_drops(const char *a)
+{
+    static const char *const per_rank[] = {"--device", "--tensor-parallel-size", "--tp-launch",
+                                           "-p", "--prompt", "--threads", "--tp-timeout"};
+    for (size_t k = 0; k < KILN_ARRAY_LEN(per_rank); k++)
+        if (!strcmp(a, per_rank[k]))
+            return true;
+    return false;
+}
+
+static kiln_status run_spawn(cli_gen *g, int argc, char **argv, const char *prompt,
+                             run_group *rg)
+{
+    const int n = g->tp;
+    bool cuda = g->dev.kind == CLI_DEVICE_CUDA;
+    int first = cuda ? g->dev.ordinal : 0;
+
+    if (g->tp_world || g->tp_rank || g->tp_id)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "--tp-launch processes starts the ranks "
+                            "itself: no --tp-rank/--tp-world/--tp-id with it");
+#ifdef KILN_HAVE_CUDA
+    if (g->dev.kind != CLI_DEVICE_CPU) {
+        int count = 0;
+        kiln_status st = cudev_count(&count);
+        if (st && cuda)
+            return st;
+        if (!st && count > 0)
+            cuda = true;
+        if (cuda && first + n > count)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "--tensor-parallel-size %d needs the GPUs "
+                                "cuda:%d..cuda:%d; %d visible", n, first, first + n - 1, count);
+    }
+#else
+    if (cuda)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "--device cuda: this kiln was built without "
+                            "the CUDA backend (build with -DKILN_CUDA=ON)");
+#endif
+    /* each rank's share of the cores (its host threads on a GPU) */
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    int each = g->threads > 0 ? (g->threads + n - 1) / n : nc > n ? (int)(nc / n) : 1;
+
+    const char *tmp = getenv("TMPDIR");
+    snprintf(rg->dir, sizeof rg->dir, "%s/kiln-tp-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(rg->dir)) {
+        int e = errno;
+        rg->dir[0] = 0;
+        return kiln_err_set(KILN_ERR_IO, "--tp-launch processes: a directory for the group: %s",
+                            strerror(e));
+    }
+    snprintf(rg->id, sizeof rg->id, "%s/id", rg->dir);
+    rg->n = n;
+
+    /* argv of rank r: this binary, "run", the options kept, then the
+     * per-rank ones; at most argc + 16 entries */
+    char **av = kiln_calloc((size_t)argc + 20, sizeof *av);
+    char dev[32], thr[16], rank[16], world[16], tmo[32];
+    if (!av)
+        return kiln_err_set(KILN_ERR_OOM, "--tp-launch processes: out of memory");
+    int k = 0;
+    av[k++] = "kiln";
+    av[k++] = argv[0]; /* "run" */
+    for (int i = 1; i < argc; i++) {
+        if (run_rank_drops(argv[i])) {
+            i++; /* and its value */
+            continue;
+        }
+        av[k++] = argv[i];
+    }
+    int fixed = k;
+    snprintf(thr, sizeof thr, "%d", each);
+    snprintf(world, sizeof world, "%d", n);
+    snprintf(tmo, sizeof tmo, "%g", g->tp_timeout);
+    fflush(NULL);
+    pid_t parent = getpid();
+    for (int r = 1; r < n; r++) {
+        k = fixed;
+        if (cuda)
+            snprintf(dev, sizeof dev, "cuda:%d", first + r);
+        else
+            snprintf(dev, sizeof dev, "cpu");
+        snprintf(rank, sizeof rank, "%d", r);
+        const char *extra[] = {"--device", dev,   "--threads",   thr, "--tp-rank", rank,
+                               "--tp-world", world, "--tp-id", rg->id, "--tp-timeout", tmo,
+                               "-p",       prompt};
+        for (size_t e = 0; e < KILN_ARRAY_LEN(extra); e++)
+            av[k++] = (char *)extra[e];
+        av[k] = NULL;
+        pid_t pid = fork();
+        if (pid < 0) {
+            kiln_free(av);
+            return kiln_err_set(KILN_ERR_IO, "--tp-launch processes: rank %d: fork: %s", r,
+                                strerror(errno));
+        }
+        if (pid == 0) {
+            /* the rank ends with this process, whatever ends it */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
+            execv("/proc/self/exe", av);
+            fprintf(stderr, "kiln: rank %d: exec: %s\n", r, strerror(errno));
+            _exit(127);
+        }
+        rg->kids[r] = pid;
+        g->tp_pids[r] = (long)pid;
+    }
+    kiln_free(av);
+    KILN_LOG_I("--tensor-parallel-size %d: ranks 1..%d as processes on %s (group %s)", n, n - 1,
+               cuda ? "GPUs" : "the CPU", rg->dir);
+    /* this process: rank 0 */
+    g->tp = 1;
+    g->tp_rank = 0;
+    g->tp_world = n;
+    g->tp_id = rg->id;
+    g->threads = each;
+    if (cuda) {
+        g->dev.kind = CLI_DEVICE_CUDA;
+        g->dev.ordinal = first;
+    } else {
+        g->dev.kind = CLI_DEVICE_CPU;
+    }
+    return KILN_OK;
+}
+
+/* Wait for the ranks (after stopping them when rank 0 failed) and remove
+ * the group's directory; KILN_ERR_DEVICE naming a rank that failed. */
+static kiln_status run_reap(run_group *rg, bool failed)
+{
+    kiln_status st = KILN_OK;
+
+    for (int r = 1; r < rg->n; r++)
+        if (failed && rg->kids[r] > 0)
+            kill(rg->kids[r], SIGTERM);
+    for (int r = 1; r < rg->n; r++) {
+        int status = 0;
+        if (rg->kids[r] <= 0 || waitpid(rg->kids[r], &status, 0) != rg->kids[r])
+            continue;
+        if (!failed && !st && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            st = kiln_err_set(KILN_ERR_DEVICE, "tensor-parallel rank %d (process %ld) %s %d", r,
+                              (long)rg->kids[r], WIFEXITED(status) ? "exited with" : "killed by signal",
+                              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    if (rg->dir[0]) {
+        char path[4300];
+        for (int r = 0; r < rg->n; r++) {
+            snprintf(path, sizeof path, "%s.rank%d", rg->id, r);
+            remove(path);
+        }
+        snprintf(path, sizeof path, "%s.shm", rg->id);
+        remove(path);
+        remove(rg->id);
+        rmdir(rg->dir);
+    }
+    return st;
+}
+
 /* The prompt's ids: raw text with BOS, or a one-turn conversation. */
 static kiln_status run_prompt_ids(cli_gen *g, const char *prompt, const char *system,
                                   bool chat, kiln_ids *ids)
@@ -512,12 +748,20 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "kiln run: -m MODEL and -p PROMPT are required\n");
         return run_usage(stderr);
     }
+    if (g.tp_processes && g.tp < 2) {
+        fprintf(stderr, "kiln run: --tp-launch processes needs --tensor-parallel-size 2 or "
+                        "more\n");
+        return run_usage(stderr);
+    }
     kiln_status st = KILN_OK;
+    run_group rg = {0};
     if (!strcmp(prompt, "-")) {
         if (!(st = cli_read_all(stdin, &in)))
             st = buf_append(&in, "", 0);
         prompt = in.data;
     }
+    if (!st && g.tp_processes)
+        st = run_spawn(&g, argc, argv, prompt, &rg);
     if (!st && !(st = cli_gen_load(&g, "run", chat)) &&
         !(st = run_prompt_ids(&g, prompt, system, chat, &ids))) {
         out.quiet = g.tp_rank > 0;
@@ -525,14 +769,24 @@ int cmd_run(int argc, char **argv)
                           .on_text = run_on_text, .on_done = run_on_done, .user = &out};
         if (!(st = gen_run(g.run, &rq, 1))) {
             fflush(stdout);
-            cli_gen_report(&out.sum);
+            if (!out.quiet)
+                cli_gen_report(&out.sum);
         }
         if (!st && g.tp_watch)
             st = comm_watch_finish(g.tp_watch);
     }
-    rc = st ? cli_fail() : 0;
+    if (st) /* the message of rank 0's own failure, before the ranks are stopped */
+        rc = cli_fail();
+    cli_gen_free(&g);
+    if (rg.n) {
+        kiln_status rs = run_reap(&rg, st != KILN_OK);
+        if (!st && rs)
+            rc = cli_fail();
+        st = st ? st : rs;
+    }
+    if (!st)
+        rc = 0;
     ids_free(&ids);
     buf_free(&in);
-    cli_gen_free(&g);
     return rc;
 }

@@ -28,7 +28,7 @@
 
 extern char **environ;
 
-#define KT_MAX_ARGS 16
+#define KT_MAX_ARGS 32
 
 /* snprintf that fails the test instead of cutting the result. */
 __attribute__((format(printf, 3, 4)))
