@@ -9,7 +9,9 @@
  *
  * A peer is
  *   - finished: its file says "done", or its file was seen and is gone (a
- *     finished rank removes its file);
+ *     finished rank removes its file); finished for longer than the start
+ *     timeout while this rank is not is a failure too (the ranks were given
+ *     different work: this one waits in a collective no one else joins);
  *   - failed: its file says "up" and no process with that pid and start
  *     time exists; or no file was ever seen by the start timeout;
  *   - running otherwise.
@@ -44,6 +46,8 @@ struct comm_watch {
     uint64_t t0;              /* clock_now_ns() at start           */
     bool *seen;               /* (world) a peer's file was read once */
     long *expect;             /* (world) comm_watch_expect's pids, 0: none */
+    double *done_at;          /* (world) seconds after start a peer was first
+                                 seen finished; < 0: not yet            */
 
     pthread_t th;
     bool th_started;
@@ -145,6 +149,21 @@ static void watch_fail(comm_watch *w, const char *why)
         comm_abort(w->c);
 }
 
+/* Peer r is finished while this rank is not: fine for a moment (the ranks
+ * end the same step at about the same time), a failure after the start
+ * timeout - this rank waits in a collective the peer never joins (ranks
+ * given different work). */
+static bool peer_done(comm_watch *w, int32_t r, double up_s, char *why, size_t cap)
+{
+    if (w->done_at[r] < 0)
+        w->done_at[r] = up_s;
+    if (up_s - w->done_at[r] <= w->o.start_timeout_s)
+        return true;
+    snprintf(why, cap, "rank %d finished %.1f s ago and this rank has not: the ranks were "
+             "given different work", (int)r, up_s - w->done_at[r]);
+    return false;
+}
+
 /* One pass over the peers; a failure's message into why. */
 static bool peers_ok(comm_watch *w, char *why, size_t cap)
 {
@@ -166,6 +185,11 @@ static bool peers_ok(comm_watch *w, char *why, size_t cap)
             if (got == 4 && group != w->group)
                 got = -1; /* another group's (an earlier run): as if there were none */
         }
+        if (got < 0 && w->seen[r]) { /* finished and gone */
+            if (!peer_done(w, r, up_s, why, cap))
+                return false;
+            continue;
+        }
         if (got < 0) {
             if (!w->seen[r] && w->expect[r] > 0 && pid_gone((pid_t)w->expect[r], 0)) {
                 snprintf(why, cap, "rank %d (process %ld) exited before it joined", (int)r,
@@ -182,8 +206,11 @@ static bool peers_ok(comm_watch *w, char *why, size_t cap)
         if (got != 4 || pid <= 0)
             continue; /* written by someone else; judged on the next pass */
         w->seen[r] = true;
-        if (!strcmp(state, "done"))
+        if (!strcmp(state, "done")) {
+            if (!peer_done(w, r, up_s, why, cap))
+                return false;
             continue;
+        }
         if (pid_gone((pid_t)pid, start)) {
             snprintf(why, cap, "rank %d (process %ld) exited before the group finished",
                      (int)r, pid);
@@ -256,12 +283,17 @@ kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, i
                             "'%s' (world 2 or more, rank below it, a path)",
                             (int)rank, (int)world, prefix ? prefix : "(null)");
     if (!(w = kiln_calloc(1, sizeof *w)) || !(w->seen = kiln_calloc((size_t)world, 1)) ||
-        !(w->expect = kiln_calloc((size_t)world, sizeof *w->expect))) {
-        if (w)
+        !(w->expect = kiln_calloc((size_t)world, sizeof *w->expect)) ||
+        !(w->done_at = kiln_calloc((size_t)world, sizeof *w->done_at))) {
+        if (w) {
             kiln_free(w->seen);
+            kiln_free(w->expect);
+        }
         kiln_free(w);
         return kiln_err_set(KILN_ERR_OOM, "tensor-parallel watch: out of memory");
     }
+    for (int32_t r = 0; r < world; r++)
+        w->done_at[r] = -1.0;
     if (o)
         w->o = *o;
     else
@@ -270,6 +302,7 @@ kiln_status comm_watch_start(const char *prefix, uint64_t group, int32_t rank, i
         st = kiln_err_set(KILN_ERR_INVALID_ARG, "tensor-parallel watch: period %g s, start "
                           "timeout %g s, grace %g s (period > 0, the others >= 0)",
                           w->o.period_s, w->o.start_timeout_s, w->o.grace_s);
+        kiln_free(w->done_at);
         kiln_free(w->expect);
         kiln_free(w->seen);
         kiln_free(w);
@@ -340,6 +373,44 @@ kiln_status comm_watch_finish(comm_watch *w)
     return KILN_OK;
 }
 
+/* Rank r's registration: its state ("up", "done") into state[16], or
+ * false when there is none of this group. */
+static bool read_state(const comm_watch *w, int32_t r, char state[16])
+{
+    char path[WATCH_MAX_PATH + 16];
+    unsigned long long group = 0, start = 0;
+    long pid = 0;
+    FILE *f;
+
+    rank_path(w, r, path, sizeof path);
+    if (!(f = fopen(path, "r")))
+        return false;
+    int got = fscanf(f, "%16llx %ld %llu %15s", &group, &pid, &start, state);
+    fclose(f);
+    return got == 4 && group == w->group;
+}
+
+/* A finished rank's files: a "done" registration stays until rank 0 has
+ * finished too (a peer that lives a moment longer must still read it as
+ * finished, not as never joined); rank 0 removes its own and every "done"
+ * one, a later finisher its own once rank 0's is gone. */
+static void watch_cleanup(comm_watch *w)
+{
+    char path[WATCH_MAX_PATH + 16], state[16];
+
+    if (w->rank == 0) {
+        for (int32_t r = 1; r < w->world; r++)
+            if (read_state(w, r, state) && !strcmp(state, "done")) {
+                rank_path(w, r, path, sizeof path);
+                remove(path);
+            }
+    } else if (read_state(w, 0, state)) {
+        return; /* rank 0 removes it */
+    }
+    rank_path(w, w->rank, path, sizeof path);
+    remove(path);
+}
+
 void comm_watch_free(comm_watch *w)
 {
     if (!w)
@@ -351,13 +422,11 @@ void comm_watch_free(comm_watch *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->th, NULL);
     }
-    if (w->finished) {
-        char path[WATCH_MAX_PATH + 16];
-        rank_path(w, w->rank, path, sizeof path);
-        remove(path);
-    }
+    if (w->finished)
+        watch_cleanup(w);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    kiln_free(w->done_at);
     kiln_free(w->expect);
     kiln_free(w->seen);
     kiln_free(w);

@@ -7,7 +7,8 @@
  * beside the group's id file (FILE.rank<R>: group, pid, process start
  * time, state) and a thread checks every peer's file and process a few times a
  * second.  A peer whose process is gone without having finished, a peer
- * that has not joined by the start timeout, or an error the communicator
+ * that has not joined by the start timeout, a peer finished for longer
+ * than that while this rank still runs, or an error the communicator
  * reports (comm_check) fails the group: the watch logs what happened,
  * aborts the communicator (every collective in progress or to come returns
  * KILN_ERR_DEVICE) and, if the process is still running after a grace
@@ -33,7 +34,8 @@ typedef struct comm_watch comm_watch;
 
 typedef struct comm_watch_opts {
     double period_s;        /* between checks (0.2)                                    */
-    double start_timeout_s; /* a peer that has not registered by then failed (120)     */
+    double start_timeout_s; /* a peer that has not registered by then failed, and
+                               one finished that long before this rank (120)      */
     double grace_s;         /* after the abort, _exit(1) if still running then (30); 0:
                                never (tests)                                             */
 } comm_watch_opts;
@@ -68,9 +70,10 @@ bool comm_watch_failed(comm_watch *w, char *why, size_t cap);
  * exit as a failure. */
 kiln_status comm_watch_finish(comm_watch *w);
 
-/* Stop the thread; a finished rank's registration file is removed, an
- * unfinished one's stays (its peers then see the process gone).  NULL is a
- * no-op. */
+/* Stop the thread.  A finished rank's registration is removed once rank 0
+ * has finished too (rank 0 removes every finished one; a rank finishing
+ * after rank 0 removes its own), an unfinished one's stays (its peers then
+ * see the process gone).  NULL is a no-op. */
 void comm_watch_free(comm_watch *w);
 
 #endif /* KILN_BACKEND_COMM_WATCH_H */

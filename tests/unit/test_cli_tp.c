@@ -277,6 +277,35 @@ static void test_rank_fails_to_load(void **state)
     kt_rmtree(tmp);
 }
 
+/* Ranks given different work (rank 1 stops after 2 tokens, rank 0 wants
+ * 24): rank 0 does not wait forever in the collective rank 1 never joins. */
+static void test_ranks_disagree(void **state)
+{
+    char dir[4096], tmp[256], id[300], o1[300], e1[300], *err = NULL;
+    (void)state;
+    model_dir(dir, sizeof dir, "llama");
+    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
+    snprintf(id, sizeof id, "%s/group.id", tmp);
+    snprintf(o1, sizeof o1, "%s/rank1.out", tmp);
+    snprintf(e1, sizeof e1, "%s/rank1.err", tmp);
+    const char *r1[] = {"run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
+                        "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "2", "--ignore-eos",
+                        "--tp-timeout", "2", NULL};
+    pid_t p1 = kiln_bg(o1, e1, NULL, r1);
+    double t0 = now_s();
+    int rc = kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
+                     "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
+                     "--tp-timeout", "2", (const char *)NULL);
+    print_message("rank 0 beside a rank 1 given less work: exit %d after %.1f s\n", rc,
+                  now_s() - t0);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "rank 1 finished"))
+        fail_msg("rank 0 beside a rank 1 given less work: %s", err);
+    assert_int_equal(wait_exit(p1, 60, "rank 1"), 0);
+    free(err);
+    kt_rmtree(tmp);
+}
+
 /* Killed mid-run: rank 1 (started by rank 0 with --tp-launch processes) is
  * SIGKILLed while rank 0 is stopped; rank 0, continued, ends with exit 1
  * naming rank 1.  Then the other way round with ranks started one by one:
@@ -344,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_rank_never_joins),
         cmocka_unit_test(test_rank_fails_to_load),
         cmocka_unit_test(test_rank_killed),
+        cmocka_unit_test(test_ranks_disagree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -175,6 +175,37 @@ static void test_finished_peer_is_fine(void **state)
     kt_rmtree(dir);
 }
 
+/* A peer that finished while this rank waits in a collective it never
+ * joins (the ranks were given different work): a failure once the peer
+ * has been finished for the start timeout. */
+static void test_peer_finished_early(void **state)
+{
+    char dir[256], prefix[300], why[512];
+    comm *cs[2];
+    comm_watch *w = NULL;
+    (void)state;
+
+    kt_mkdtemp(dir, sizeof dir, "watch");
+    snprintf(prefix, sizeof prefix, "%s/id", dir);
+    pid_t p = peer(prefix, 1, 2, 0, 0.1, true);
+    comm_watch_opts o = fast(0.5);
+    assert_int_equal(comm_threads_create(2, cs), KILN_OK);
+    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 2, &o, &w), KILN_OK);
+    comm_watch_set_comm(w, cs[0]);
+    alarm(60);
+    double s = blocked_collective(cs[0]);
+    alarm(0);
+    assert_true(s >= 0.4 && s < 20);
+    assert_true(comm_watch_failed(w, why, sizeof why));
+    if (!strstr(why, "rank 1 finished") || !strstr(why, "different work"))
+        fail_msg("%s", why);
+    assert_int_equal(child_status(p), 0);
+    comm_watch_free(w);
+    comm_free(cs[0]);
+    comm_free(cs[1]);
+    kt_rmtree(dir);
+}
+
 /* A registration left by an earlier group under the same prefix - "up",
  * naming a process that is gone - is not this group's peer: it neither
  * fails the group nor counts as joined. */
@@ -278,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_peer_never_joins),
         cmocka_unit_test(test_finished_peer_is_fine),
         cmocka_unit_test(test_stale_registration_ignored),
+        cmocka_unit_test(test_peer_finished_early),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
