@@ -92,17 +92,6 @@ static void shm_lock(shm_hdr *h)
     }
 }
 
-static void shm_deadline(struct timespec *ts, double s)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)s;
-    ts->tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Wait until every rank has arrived; KILN_ERR_DEVICE once aborted. */
 static kiln_status shm_barrier(shm_hdr *h)
 {
@@ -119,7 +108,7 @@ static kiln_status shm_barrier(shm_hdr *h)
         uint64_t gen = h->gen;
         while (h->gen == gen && !h->aborted) {
             struct timespec ts;
-            shm_deadline(&ts, SHM_POLL_S);
+            clock_deadline(&ts, SHM_POLL_S);
             if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == EOWNERDEAD) {
                 pthread_mutex_consistent(&h->mu);
                 h->aborted = 1;

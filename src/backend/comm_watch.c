@@ -220,17 +220,6 @@ static bool peers_ok(comm_watch *w, char *why, size_t cap)
     return true;
 }
 
-static void add_seconds(struct timespec *ts, double s)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)s;
-    ts->tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *watch_main(void *arg)
 {
     comm_watch *w = arg;
@@ -239,7 +228,7 @@ static void *watch_main(void *arg)
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         struct timespec ts;
-        add_seconds(&ts, w->o.period_s);
+        clock_deadline(&ts, w->o.period_s);
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         if (w->stop || w->finished)
             continue;
@@ -256,7 +245,7 @@ static void *watch_main(void *arg)
         /* failed and aborted: give the process grace_s to end by itself */
         if (w->o.grace_s <= 0)
             continue;
-        add_seconds(&ts, w->o.grace_s);
+        clock_deadline(&ts, w->o.grace_s);
         while (!w->stop && !w->finished &&
                pthread_cond_timedwait(&w->cv, &w->mu, &ts) != ETIMEDOUT) {
         }

@@ -31,3 +31,14 @@ char *clock_wall_iso8601(char *buf, size_t cap)
         buf[0] = '\0';
     return buf;
 }
+
+void clock_deadline(struct timespec *ts, double s)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)s;
+    ts->tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}

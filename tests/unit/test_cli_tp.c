@@ -135,6 +135,22 @@ static char *read_text(const char *path)
     return s;
 }
 
+/* A test's files: a temporary directory, the group's id file in it, and
+ * the output files of ranks started in the background. */
+typedef struct tp_files {
+    char tmp[256], id[300], o0[300], e0[300], o1[300], e1[300];
+} tp_files;
+
+static void tp_files_make(tp_files *f)
+{
+    kt_mkdtemp(f->tmp, sizeof f->tmp, "cli_tp");
+    snprintf(f->id, sizeof f->id, "%s/group.id", f->tmp);
+    snprintf(f->o0, sizeof f->o0, "%s/rank0.out", f->tmp);
+    snprintf(f->e0, sizeof f->e0, "%s/rank0.err", f->tmp);
+    snprintf(f->o1, sizeof f->o1, "%s/rank1.out", f->tmp);
+    snprintf(f->e1, sizeof f->e1, "%s/rank1.err", f->tmp);
+}
+
 #define PROMPT "The kiln"
 
 /* --tp-launch processes: 2 and 4 ranks print what one process prints,
@@ -195,45 +211,43 @@ static void test_spawned_ranks_match(void **state)
  * one process prints, rank 1 nothing; rank 0 removes the id file. */
 static void test_external_ranks_match(void **state)
 {
-    char dir[4096], tmp[256], id[300], o1[300], e1[300], *one = NULL, *got = NULL, *err = NULL;
+    char dir[4096], *one = NULL, *got = NULL, *err = NULL;
+    tp_files f;
     (void)state;
     model_dir(dir, sizeof dir, "llama");
-    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
-    snprintf(id, sizeof id, "%s/group.id", tmp);
-    snprintf(o1, sizeof o1, "%s/rank1.out", tmp);
-    snprintf(e1, sizeof e1, "%s/rank1.err", tmp);
+    tp_files_make(&f);
     assert_int_equal(kt_kiln(&one, NULL, "run", "--device", "cpu", "-m", dir, "-p", PROMPT, "-n",
                              "24", "--ignore-eos", (const char *)NULL), 0);
     const char *r1[] = {"run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
-                        "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
+                        "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
                         "--threads", "1", NULL};
-    pid_t p1 = kiln_bg(o1, e1, NULL, r1);
+    pid_t p1 = kiln_bg(f.o1, f.e1, NULL, r1);
     int rc = kt_kiln(&got, &err, "run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
-                     "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
+                     "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
                      "--threads", "1", (const char *)NULL);
     if (rc != 0)
         fail_msg("rank 0 exited %d: %s", rc, err);
     assert_int_equal(wait_exit(p1, 120, "rank 1"), 0);
     assert_string_equal(got, one);
-    char *out1 = read_text(o1);
+    char *out1 = read_text(f.o1);
     assert_string_equal(out1, "");
     free(out1), free(got), free(err), free(one);
-    assert_false(kt_exists(id));
-    kt_rmtree(tmp);
+    assert_false(kt_exists(f.id));
+    kt_rmtree(f.tmp);
 }
 
 /* A rank that never comes: rank 0 gives up after --tp-timeout and says
  * which rank. */
 static void test_rank_never_joins(void **state)
 {
-    char dir[4096], tmp[256], id[300], *err = NULL;
+    char dir[4096], *err = NULL;
+    tp_files f;
     (void)state;
     model_dir(dir, sizeof dir, "llama");
-    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
-    snprintf(id, sizeof id, "%s/group.id", tmp);
+    tp_files_make(&f);
     double t0 = now_s();
     int rc = kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
-                     "--tp-id", id, "--tp-timeout", "1", "-m", dir, "-p", PROMPT, "-n", "4",
+                     "--tp-id", f.id, "--tp-timeout", "1", "-m", dir, "-p", PROMPT, "-n", "4",
                      (const char *)NULL);
     double s = now_s() - t0;
     print_message("rank 0 alone: exit %d after %.1f s\n", rc, s);
@@ -244,57 +258,53 @@ static void test_rank_never_joins(void **state)
     free(err);
     /* rank 1 alone: no id from rank 0 */
     rc = kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
-                 "--tp-id", id, "--tp-timeout", "0.5", "-m", dir, "-p", PROMPT, "-n", "4",
+                 "--tp-id", f.id, "--tp-timeout", "0.5", "-m", dir, "-p", PROMPT, "-n", "4",
                  (const char *)NULL);
     assert_int_equal(rc, 1);
     if (!strstr(err, "no group id from rank 0"))
         fail_msg("rank 1 alone: %s", err);
     free(err);
-    kt_rmtree(tmp);
+    kt_rmtree(f.tmp);
 }
 
 /* Rank 1 fails to load (its model path is wrong) after it joined: rank 0
  * stops with a message naming it instead of waiting in a collective. */
 static void test_rank_fails_to_load(void **state)
 {
-    char dir[4096], tmp[256], id[300], o1[300], e1[300], *err = NULL;
+    char dir[4096], *err = NULL;
+    tp_files f;
     (void)state;
     model_dir(dir, sizeof dir, "llama");
-    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
-    snprintf(id, sizeof id, "%s/group.id", tmp);
-    snprintf(o1, sizeof o1, "%s/rank1.out", tmp);
-    snprintf(e1, sizeof e1, "%s/rank1.err", tmp);
+    tp_files_make(&f);
     const char *r1[] = {"run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
-                        "--tp-id", id, "-m", "/nonexistent/model", "-p", PROMPT, NULL};
-    pid_t p1 = kiln_bg(o1, e1, NULL, r1);
+                        "--tp-id", f.id, "-m", "/nonexistent/model", "-p", PROMPT, NULL};
+    pid_t p1 = kiln_bg(f.o1, f.e1, NULL, r1);
     int rc = kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
-                     "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "24", (const char *)NULL);
+                     "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "24", (const char *)NULL);
     assert_int_equal(rc, 1);
     if (!strstr(err, "rank 1") || !strstr(err, "exited before the group finished"))
         fail_msg("rank 0 beside a rank 1 that failed: %s", err);
     assert_int_equal(wait_exit(p1, 60, "rank 1"), 1);
     free(err);
-    kt_rmtree(tmp);
+    kt_rmtree(f.tmp);
 }
 
 /* Ranks given different work (rank 1 stops after 2 tokens, rank 0 wants
  * 24): rank 0 does not wait forever in the collective rank 1 never joins. */
 static void test_ranks_disagree(void **state)
 {
-    char dir[4096], tmp[256], id[300], o1[300], e1[300], *err = NULL;
+    char dir[4096], *err = NULL;
+    tp_files f;
     (void)state;
     model_dir(dir, sizeof dir, "llama");
-    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
-    snprintf(id, sizeof id, "%s/group.id", tmp);
-    snprintf(o1, sizeof o1, "%s/rank1.out", tmp);
-    snprintf(e1, sizeof e1, "%s/rank1.err", tmp);
+    tp_files_make(&f);
     const char *r1[] = {"run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
-                        "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "2", "--ignore-eos",
+                        "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "2", "--ignore-eos",
                         "--tp-timeout", "2", NULL};
-    pid_t p1 = kiln_bg(o1, e1, NULL, r1);
+    pid_t p1 = kiln_bg(f.o1, f.e1, NULL, r1);
     double t0 = now_s();
     int rc = kt_kiln(NULL, &err, "run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
-                     "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
+                     "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "24", "--ignore-eos",
                      "--tp-timeout", "2", (const char *)NULL);
     print_message("rank 0 beside a rank 1 given less work: exit %d after %.1f s\n", rc,
                   now_s() - t0);
@@ -303,7 +313,7 @@ static void test_ranks_disagree(void **state)
         fail_msg("rank 0 beside a rank 1 given less work: %s", err);
     assert_int_equal(wait_exit(p1, 60, "rank 1"), 0);
     free(err);
-    kt_rmtree(tmp);
+    kt_rmtree(f.tmp);
 }
 
 /* Killed mid-run: rank 1 (started by rank 0 with --tp-launch processes) is
@@ -312,20 +322,17 @@ static void test_ranks_disagree(void **state)
  * rank 0 killed, rank 1 ends. */
 static void test_rank_killed(void **state)
 {
-    char dir[4096], tmp[256], gdir[512], path[600], o0[300], e0[300], o1[300], e1[300];
+    char dir[4096], gdir[512], path[600];
+    tp_files f;
     (void)state;
     model_dir(dir, sizeof dir, "llama");
-    kt_mkdtemp(tmp, sizeof tmp, "cli_tp");
-    snprintf(o0, sizeof o0, "%s/rank0.out", tmp);
-    snprintf(e0, sizeof e0, "%s/rank0.err", tmp);
-    snprintf(o1, sizeof o1, "%s/rank1.out", tmp);
-    snprintf(e1, sizeof e1, "%s/rank1.err", tmp);
+    tp_files_make(&f);
 
     const char *spawn[] = {"run", "--device", "cpu", "--tensor-parallel-size", "2",
                            "--tp-launch", "processes", "-m", dir, "-p", PROMPT, "-n", "200",
                            "--ignore-eos", NULL};
-    pid_t p0 = kiln_bg(o0, e0, tmp, spawn);
-    find_group_dir(tmp, gdir, sizeof gdir, 60);
+    pid_t p0 = kiln_bg(f.o0, f.e0, f.tmp, spawn);
+    find_group_dir(f.tmp, gdir, sizeof gdir, 60);
     snprintf(path, sizeof path, "%s/id.rank0", gdir);
     assert_int_equal(wait_registered(path, 60), p0);
     kill(p0, SIGSTOP); /* from here no rank can finish */
@@ -334,35 +341,33 @@ static void test_rank_killed(void **state)
     assert_int_equal(kill(p1, SIGKILL), 0);
     kill(p0, SIGCONT);
     assert_int_equal(wait_exit(p0, 60, "rank 0 after rank 1 was killed"), 1);
-    char *err = read_text(e0);
+    char *err = read_text(f.e0);
     if (!strstr(err, "rank 1") || !strstr(err, "exited before the group finished"))
         fail_msg("rank 0 after rank 1 was killed: %s", err);
     free(err);
 
     /* ranks one by one; rank 0 killed */
-    char id[300];
-    snprintf(id, sizeof id, "%s/group.id", tmp);
     const char *r0[] = {"run", "--device", "cpu", "--tp-rank", "0", "--tp-world", "2",
-                        "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "200", "--ignore-eos",
+                        "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "200", "--ignore-eos",
                         NULL};
     const char *r1[] = {"run", "--device", "cpu", "--tp-rank", "1", "--tp-world", "2",
-                        "--tp-id", id, "-m", dir, "-p", PROMPT, "-n", "200", "--ignore-eos",
+                        "--tp-id", f.id, "-m", dir, "-p", PROMPT, "-n", "200", "--ignore-eos",
                         NULL};
-    p0 = kiln_bg(o0, e0, NULL, r0);
-    snprintf(path, sizeof path, "%s.rank0", id);
+    p0 = kiln_bg(f.o0, f.e0, NULL, r0);
+    snprintf(path, sizeof path, "%s.rank0", f.id);
     assert_int_equal(wait_registered(path, 60), p0);
     kill(p0, SIGSTOP);
-    p1 = kiln_bg(o1, e1, NULL, r1);
-    snprintf(path, sizeof path, "%s.rank1", id);
+    p1 = kiln_bg(f.o1, f.e1, NULL, r1);
+    snprintf(path, sizeof path, "%s.rank1", f.id);
     assert_int_equal(wait_registered(path, 60), p1);
     kill(p0, SIGKILL);
     assert_int_equal(wait_exit(p0, 60, "rank 0"), 128 + SIGKILL);
     assert_int_equal(wait_exit(p1, 60, "rank 1 after rank 0 was killed"), 1);
-    err = read_text(e1);
+    err = read_text(f.e1);
     if (!strstr(err, "rank 0") || !strstr(err, "exited before the group finished"))
         fail_msg("rank 1 after rank 0 was killed: %s", err);
     free(err);
-    kt_rmtree(tmp);
+    kt_rmtree(f.tmp);
 }
 
 int main(void)

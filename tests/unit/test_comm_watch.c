@@ -81,98 +81,109 @@ static double blocked_collective(comm *c)
     return (double)(clock_now_ns() - t0) * 1e-9;
 }
 
+/* One test's rank 0: a directory for the group's files, then a threads
+ * communicator of `world` ranks (rank 0's handle watched; the others never
+ * arrive, so only an abort ends a collective) and rank 0's watch. */
+typedef struct watch_fx {
+    char dir[256], prefix[300];
+    int world;
+    comm *cs[3];
+    comm_watch *w;
+} watch_fx;
+
+static void fx_dir(watch_fx *f)
+{
+    memset(f, 0, sizeof *f);
+    kt_mkdtemp(f->dir, sizeof f->dir, "watch");
+    snprintf(f->prefix, sizeof f->prefix, "%s/id", f->dir);
+}
+
+static void fx_start(watch_fx *f, int world, double start_timeout_s)
+{
+    comm_watch_opts o = fast(start_timeout_s);
+    f->world = world;
+    assert_int_equal(comm_threads_create(world, f->cs), KILN_OK);
+    assert_int_equal(comm_watch_start(f->prefix, GROUP, 0, world, &o, &f->w), KILN_OK);
+    comm_watch_set_comm(f->w, f->cs[0]);
+}
+
+static void fx_free(watch_fx *f)
+{
+    comm_watch_free(f->w);
+    for (int r = 0; r < f->world; r++)
+        comm_free(f->cs[r]);
+    kt_rmtree(f->dir);
+}
+
 static void test_dead_peer_aborts(void **state)
 {
-    char dir[256], prefix[300], why[512];
-    comm *cs[2];
-    comm_watch *w = NULL;
+    char why[512];
+    watch_fx f;
     (void)state;
 
-    kt_mkdtemp(dir, sizeof dir, "watch");
-    snprintf(prefix, sizeof prefix, "%s/id", dir);
-    pid_t p = peer(prefix, 1, 2, 0, 0.3, false); /* joins, then dies unfinished */
-    comm_watch_opts o = fast(30);
-    assert_int_equal(comm_threads_create(2, cs), KILN_OK);
-    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 2, &o, &w), KILN_OK);
-    comm_watch_set_comm(w, cs[0]);
+    fx_dir(&f);
+    pid_t p = peer(f.prefix, 1, 2, 0, 0.3, false); /* joins, then dies unfinished */
+    fx_start(&f, 2, 30);
     alarm(60); /* a hang fails the test */
-    double s = blocked_collective(cs[0]);
+    double s = blocked_collective(f.cs[0]);
     alarm(0);
     assert_true(s < 20);
-    assert_true(comm_watch_failed(w, why, sizeof why));
+    assert_true(comm_watch_failed(f.w, why, sizeof why));
     print_message("released after %.2f s: %s\n", s, why);
     assert_non_null(strstr(why, "rank 1"));
     assert_non_null(strstr(why, "exited before the group finished"));
-    assert_int_equal(comm_check(cs[0]), KILN_ERR_DEVICE);
+    assert_int_equal(comm_check(f.cs[0]), KILN_ERR_DEVICE);
     assert_int_equal(child_status(p), 3);
-    comm_watch_free(w);
-    comm_free(cs[0]);
-    comm_free(cs[1]);
-    kt_rmtree(dir);
+    fx_free(&f);
 }
 
 static void test_peer_never_joins(void **state)
 {
-    char dir[256], prefix[300], why[512];
-    comm *cs[3];
-    comm_watch *w = NULL;
+    char path[320], why[512];
+    watch_fx f;
     (void)state;
 
-    kt_mkdtemp(dir, sizeof dir, "watch");
-    snprintf(prefix, sizeof prefix, "%s/id", dir);
-    pid_t p = peer(prefix, 1, 3, 0, 30, true); /* rank 1 joins and lives; rank 2 never comes */
-    char path[320];
-    snprintf(path, sizeof path, "%s.rank1", prefix);
+    fx_dir(&f);
+    pid_t p = peer(f.prefix, 1, 3, 0, 30, true); /* rank 1 joins and lives; rank 2 never comes */
+    snprintf(path, sizeof path, "%s.rank1", f.prefix);
     for (int i = 0; i < 1000 && !kt_exists(path); i++) /* rank 1 is in before the clock runs */
         usleep(10 * 1000);
-    comm_watch_opts o = fast(0.5);
-    assert_int_equal(comm_threads_create(3, cs), KILN_OK);
-    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 3, &o, &w), KILN_OK);
-    comm_watch_set_comm(w, cs[0]);
+    fx_start(&f, 3, 0.5);
     alarm(60);
-    double s = blocked_collective(cs[0]);
+    double s = blocked_collective(f.cs[0]);
     alarm(0);
     assert_true(s >= 0.4 && s < 20);
-    assert_true(comm_watch_failed(w, why, sizeof why));
+    assert_true(comm_watch_failed(f.w, why, sizeof why));
     assert_non_null(strstr(why, "rank 2 did not join"));
     kill(p, SIGKILL);
     child_status(p);
-    comm_watch_free(w);
-    for (int r = 0; r < 3; r++)
-        comm_free(cs[r]);
-    kt_rmtree(dir);
+    fx_free(&f);
 }
 
 /* A peer that finishes and exits first is no failure; this rank finishes
  * after it and leaves no file behind. */
 static void test_finished_peer_is_fine(void **state)
 {
-    char dir[256], prefix[300], path[320];
-    comm *cs[2];
-    comm_watch *w = NULL;
+    char path[320];
+    watch_fx f;
     (void)state;
 
-    kt_mkdtemp(dir, sizeof dir, "watch");
-    snprintf(prefix, sizeof prefix, "%s/id", dir);
-    pid_t p = peer(prefix, 1, 2, 0, 0.2, true);
-    comm_watch_opts o = fast(30);
-    assert_int_equal(comm_threads_create(2, cs), KILN_OK);
-    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 2, &o, &w), KILN_OK);
-    comm_watch_set_comm(w, cs[0]);
+    fx_dir(&f);
+    pid_t p = peer(f.prefix, 1, 2, 0, 0.2, true);
+    fx_start(&f, 2, 30);
     assert_int_equal(child_status(p), 0);
     usleep(300 * 1000); /* many passes after the peer is gone */
-    assert_false(comm_watch_failed(w, NULL, 0));
-    assert_int_equal(comm_check(cs[0]), KILN_OK);
-    snprintf(path, sizeof path, "%s.rank0", prefix);
+    assert_false(comm_watch_failed(f.w, NULL, 0));
+    assert_int_equal(comm_check(f.cs[0]), KILN_OK);
+    snprintf(path, sizeof path, "%s.rank0", f.prefix);
     assert_true(kt_exists(path));
-    assert_int_equal(comm_watch_finish(w), KILN_OK);
-    comm_watch_free(w);
+    assert_int_equal(comm_watch_finish(f.w), KILN_OK);
+    comm_watch_free(f.w);
+    f.w = NULL;
     assert_false(kt_exists(path));
-    snprintf(path, sizeof path, "%s.rank1", prefix);
+    snprintf(path, sizeof path, "%s.rank1", f.prefix);
     assert_false(kt_exists(path));
-    comm_free(cs[0]);
-    comm_free(cs[1]);
-    kt_rmtree(dir);
+    fx_free(&f);
 }
 
 /* A peer that finished while this rank waits in a collective it never
@@ -180,30 +191,22 @@ static void test_finished_peer_is_fine(void **state)
  * has been finished for the start timeout. */
 static void test_peer_finished_early(void **state)
 {
-    char dir[256], prefix[300], why[512];
-    comm *cs[2];
-    comm_watch *w = NULL;
+    char why[512];
+    watch_fx f;
     (void)state;
 
-    kt_mkdtemp(dir, sizeof dir, "watch");
-    snprintf(prefix, sizeof prefix, "%s/id", dir);
-    pid_t p = peer(prefix, 1, 2, 0, 0.1, true);
-    comm_watch_opts o = fast(0.5);
-    assert_int_equal(comm_threads_create(2, cs), KILN_OK);
-    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 2, &o, &w), KILN_OK);
-    comm_watch_set_comm(w, cs[0]);
+    fx_dir(&f);
+    pid_t p = peer(f.prefix, 1, 2, 0, 0.1, true);
+    fx_start(&f, 2, 0.5);
     alarm(60);
-    double s = blocked_collective(cs[0]);
+    double s = blocked_collective(f.cs[0]);
     alarm(0);
     assert_true(s >= 0.4 && s < 20);
-    assert_true(comm_watch_failed(w, why, sizeof why));
+    assert_true(comm_watch_failed(f.w, why, sizeof why));
     if (!strstr(why, "rank 1 finished") || !strstr(why, "different work"))
         fail_msg("%s", why);
     assert_int_equal(child_status(p), 0);
-    comm_watch_free(w);
-    comm_free(cs[0]);
-    comm_free(cs[1]);
-    kt_rmtree(dir);
+    fx_free(&f);
 }
 
 /* A registration left by an earlier group under the same prefix - "up",
@@ -211,32 +214,24 @@ static void test_peer_finished_early(void **state)
  * fails the group nor counts as joined. */
 static void test_stale_registration_ignored(void **state)
 {
-    char dir[256], prefix[300], path[320], line[128], why[512];
-    comm *cs[2];
-    comm_watch *w = NULL;
+    char path[320], line[128], why[512];
+    watch_fx f;
     (void)state;
 
-    kt_mkdtemp(dir, sizeof dir, "watch");
-    snprintf(prefix, sizeof prefix, "%s/id", dir);
-    snprintf(path, sizeof path, "%s.rank1", prefix);
+    fx_dir(&f);
+    snprintf(path, sizeof path, "%s.rank1", f.prefix);
     snprintf(line, sizeof line, "%016llx 999999999 1 up\n", GROUP ^ 1);
     kt_write_file(path, line, strlen(line));
     /* this group's rank 1 replaces it after 0.3 s (forked now: no thread
      * here yet) */
-    pid_t p = peer(prefix, 1, 2, 0.3, 0.5, true);
-    comm_watch_opts o = fast(1.5);
-    assert_int_equal(comm_threads_create(2, cs), KILN_OK);
-    assert_int_equal(comm_watch_start(prefix, GROUP, 0, 2, &o, &w), KILN_OK);
-    comm_watch_set_comm(w, cs[0]);
+    pid_t p = peer(f.prefix, 1, 2, 0.3, 0.5, true);
+    fx_start(&f, 2, 1.5);
     usleep(200 * 1000); /* passes over the stale file */
-    assert_false(comm_watch_failed(w, NULL, 0));
+    assert_false(comm_watch_failed(f.w, NULL, 0));
     assert_int_equal(child_status(p), 0);
     usleep(300 * 1000);
-    assert_false(comm_watch_failed(w, why, sizeof why));
-    comm_watch_free(w);
-    comm_free(cs[0]);
-    comm_free(cs[1]);
-    kt_rmtree(dir);
+    assert_false(comm_watch_failed(f.w, why, sizeof why));
+    fx_free(&f);
 }
 
 /* A rank whose main thread never returns from the failed collective (a
