@@ -131,10 +131,11 @@ int cmd_chat(int argc, char **argv)
         fprintf(stderr, "kiln chat: -m MODEL is required\n");
         return chat_usage(stderr);
     }
-    if (g.tp_world || g.tp_rank || g.tp_id) {
+    if (g.tp_world || g.tp_rank || g.tp_id || g.tp_processes) {
         json_decref(msgs);
-        fprintf(stderr, "kiln chat: --tp-rank/--tp-world/--tp-id make a group of processes for "
-                        "kiln run; kiln chat takes --tensor-parallel-size\n");
+        fprintf(stderr, "kiln chat: --tp-rank/--tp-world/--tp-id and --tp-launch processes make "
+                        "a group of processes for kiln run; kiln chat takes "
+                        "--tensor-parallel-size (threads)\n");
         return chat_usage(stderr);
     }
     size_t first = 0;

@@ -198,6 +198,8 @@ static void test_spawned_ranks_match(void **state)
                              "2", "-m", dir, "-p", "hi", (const char *)NULL), 2);
     assert_int_equal(kt_kiln(NULL, NULL, "run", "--tp-timeout", "-1", "-m", dir, "-p", "hi",
                              (const char *)NULL), 2);
+    assert_int_equal(kt_kiln(NULL, NULL, "chat", "--tp-launch", "processes",
+                             "--tensor-parallel-size", "2", "-m", dir, (const char *)NULL), 2);
     assert_int_equal(kt_kiln(NULL, &err, "run", "--device", "cpu", "--tensor-parallel-size", "2",
                              "--tp-launch", "processes", "--tp-rank", "0", "--tp-world", "2",
                              "--tp-id", "/tmp/x", "-m", dir, "-p", "hi", (const char *)NULL), 1);
