@@ -17,6 +17,7 @@
 #include "base/error.h"
 
 #include <nccl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -130,11 +131,22 @@ static const comm_ops comm_nccl_ops = {
     .check = comm_nccl_check,
 };
 
+/* NVLink multicast stays off: set before the first NCCL call of the
+ * process (ncclGetUniqueId initialises NCCL and reads its environment),
+ * once, so threads joining a group do not race on the environment. */
+static pthread_once_t nccl_env_once = PTHREAD_ONCE_INIT;
+
+static void nccl_env_set(void)
+{
+    setenv("NCCL_NVLS_ENABLE", "0", 1);
+}
+
 kiln_status comm_nccl_unique_id(uint8_t id[COMM_NCCL_ID_BYTES])
 {
     ncclUniqueId u;
     kiln_status st = KILN_OK;
 
+    pthread_once(&nccl_env_once, nccl_env_set);
     KILN_NCCL_CHECK(ncclGetUniqueId(&u));
     memcpy(id, u.internal, COMM_NCCL_ID_BYTES);
 err:
@@ -161,8 +173,7 @@ kiln_status comm_nccl_open(const uint8_t id[COMM_NCCL_ID_BYTES], int32_t rank, i
     k->base.world = world;
     k->stream = cuda_of(be)->stream;
     memcpy(u.internal, id, COMM_NCCL_ID_BYTES);
-    /* NVLink multicast stays off (it must be off before NCCL reads it) */
-    setenv("NCCL_NVLS_ENABLE", "0", 1);
+    pthread_once(&nccl_env_once, nccl_env_set);
     KILN_CUDA_CHECK(cudaSetDevice(cuda_of(be)->device));
     KILN_NCCL_CHECK(ncclCommInitRank(&k->nc, world, u, rank));
     *out = &k->base;

@@ -9,11 +9,13 @@
  * Setup: one rank makes an id (comm_nccl_unique_id) and hands its bytes to
  * every other rank (a file, a socket: the launcher's business); each rank
  * then opens its handle with the same id.  NVLink multicast (NVLS) is kept
- * off: comm_nccl_open sets NCCL_NVLS_ENABLE=0 before NCCL starts.
+ * off: the first of comm_nccl_unique_id / comm_nccl_open sets
+ * NCCL_NVLS_ENABLE=0 (once per process) before NCCL reads its environment.
  *
  * comm_abort aborts this rank's NCCL communicator (its collectives in
- * flight return, later ones fail); ranks in other processes learn of it
- * through their own NCCL errors, or from the launcher.
+ * flight return, later ones fail; safe from a watch thread); ranks in
+ * other processes learn of it through their watch (comm_watch.h: this
+ * process gone, or NCCL's asynchronous error through comm_check).
  */
 #ifndef KILN_BACKEND_CUDA_COMM_NCCL_H
 #define KILN_BACKEND_CUDA_COMM_NCCL_H
