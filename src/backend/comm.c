@@ -78,7 +78,6 @@ kiln_status comm_check(comm *c)
 typedef struct comm_slot {
     void *buf;            /* all-reduce: the rank's buffer       */
     const void *send;     /* all-gather: the rank's contribution */
-    int64_t n;
 } comm_slot;
 
 typedef struct comm_shared {
@@ -91,6 +90,7 @@ typedef struct comm_shared {
     bool aborted;         /* invariant 4                          */
     int32_t abort_rank;
     comm_slot *slot;      /* (world)                              */
+    int64_t *n;           /* (world) each rank's element count    */
 } comm_shared;
 
 typedef struct comm_thread {
@@ -132,23 +132,21 @@ static kiln_status comm_barrier(comm_shared *sh)
     return st;
 }
 
-/* KILN_ERR_INVALID_ARG unless every rank published the same n (read
- * between the barriers). */
-static kiln_status comm_same_n(const comm_shared *sh, const char *op)
+kiln_status comm_counts_agree(const int64_t *n, int32_t world, const char *op)
 {
-    for (int32_t q = 1; q < sh->world; q++)
-        if (sh->slot[q].n != sh->slot[0].n)
+    for (int32_t q = 1; q < world; q++)
+        if (n[q] != n[0])
             return kiln_err_set(KILN_ERR_INVALID_ARG,
                                 "comm %s: rank 0 gives %lld elements, rank %d gives %lld", op,
-                                (long long)sh->slot[0].n, (int)q, (long long)sh->slot[q].n);
+                                (long long)n[0], (int)q, (long long)n[q]);
     return KILN_OK;
 }
 
-static kiln_status comm_threads_dtype(kiln_dtype dtype, const char *op)
+kiln_status comm_f32_only(kiln_dtype dtype, const char *op, const char *group)
 {
     if (dtype != KILN_DT_F32)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "comm %s: the thread group sums F32, not %s",
-                            op, dtype_name(dtype));
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "comm %s: the %s sums F32, not %s", op, group,
+                            dtype_name(dtype));
     return KILN_OK;
 }
 
@@ -158,13 +156,13 @@ static kiln_status comm_threads_all_reduce(comm *c, void *buf, int64_t n, kiln_d
     int32_t r = c->rank, w = c->world;
     kiln_status st, st2;
 
-    if ((st = comm_threads_dtype(dtype, "all-reduce")))
+    if ((st = comm_f32_only(dtype, "all-reduce", "thread group")))
         return st;
     sh->slot[r].buf = buf;
-    sh->slot[r].n = n;
+    sh->n[r] = n;
     if ((st = comm_barrier(sh)))
         return st;
-    if (!(st = comm_same_n(sh, "all-reduce"))) {
+    if (!(st = comm_counts_agree(sh->n, w, "all-reduce"))) {
         /* this rank's part of [0, n), summed in rank order (invariant 2) */
         int64_t lo = n * r / w, hi = n * (r + 1) / w;
         for (int64_t i = lo; i < hi; i++) {
@@ -185,13 +183,13 @@ static kiln_status comm_threads_all_gather(comm *c, const void *send, int64_t n,
     comm_shared *sh = comm_sh(c);
     kiln_status st, st2;
 
-    if ((st = comm_threads_dtype(dtype, "all-gather")))
+    if ((st = comm_f32_only(dtype, "all-gather", "thread group")))
         return st;
     sh->slot[c->rank].send = send;
-    sh->slot[c->rank].n = n;
+    sh->n[c->rank] = n;
     if ((st = comm_barrier(sh)))
         return st;
-    if (!(st = comm_same_n(sh, "all-gather")))
+    if (!(st = comm_counts_agree(sh->n, c->world, "all-gather")))
         for (int32_t q = 0; q < c->world; q++)
             memcpy((float *)recv + (size_t)q * (size_t)n, sh->slot[q].send,
                    (size_t)n * sizeof(float));
@@ -227,6 +225,7 @@ static void comm_shared_free(comm_shared *sh)
     pthread_cond_destroy(&sh->cv);
     pthread_mutex_destroy(&sh->mu);
     kiln_free(sh->slot);
+    kiln_free(sh->n);
     kiln_free(sh);
 }
 
@@ -259,7 +258,9 @@ kiln_status comm_threads_create(int32_t world, comm **comms)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "comm: world size %d is < 1", (int)world);
     if (!(sh = kiln_calloc(1, sizeof *sh)))
         return kiln_err_set(KILN_ERR_OOM, "comm: out of memory");
-    if (!(sh->slot = kiln_calloc((size_t)world, sizeof *sh->slot))) {
+    if (!(sh->slot = kiln_calloc((size_t)world, sizeof *sh->slot)) ||
+        !(sh->n = kiln_calloc((size_t)world, sizeof *sh->n))) {
+        kiln_free(sh->slot);
         kiln_free(sh);
         return kiln_err_set(KILN_ERR_OOM, "comm: out of memory");
     }

@@ -26,4 +26,12 @@ struct comm {
     int32_t rank, world;
 };
 
+/* Checks the host-memory groups (threads, shm) share (comm.c). */
+/* KILN_ERR_INVALID_ARG naming op unless n[0..world) are all equal (each
+ * rank's element count, read between a collective's barriers). */
+kiln_status comm_counts_agree(const int64_t *n, int32_t world, const char *op);
+/* KILN_ERR_INVALID_ARG naming op and the group ("thread group") unless
+ * dtype is F32. */
+kiln_status comm_f32_only(kiln_dtype dtype, const char *op, const char *group);
+
 #endif /* KILN_BACKEND_COMM_IMPL_H */

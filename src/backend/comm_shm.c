@@ -122,49 +122,30 @@ static kiln_status shm_barrier(shm_hdr *h)
     return st;
 }
 
-static kiln_status shm_same_n(const shm_hdr *h, const char *op)
-{
-    for (int32_t q = 1; q < h->world; q++)
-        if (h->n[q] != h->n[0])
-            return kiln_err_set(KILN_ERR_INVALID_ARG,
-                                "comm %s: rank 0 gives %lld elements, rank %d gives %lld", op,
-                                (long long)h->n[0], (int)q, (long long)h->n[q]);
-    return KILN_OK;
-}
+/* What a rank does with the slots in one round: chunk [off, off + m) of
+ * the collective, every rank's chunk in its slot. */
+typedef void (*shm_read_fn)(const comm_shm *k, int64_t off, int64_t m, void *arg);
 
-static kiln_status shm_dtype(kiln_dtype dtype, const char *op)
+/* A collective of n floats per rank (mine) in slot-sized rounds: publish
+ * this rank's chunk, a barrier, read (unless the ranks disagree on n), a
+ * barrier; at least one round, so every rank checks the others' n. */
+static kiln_status shm_rounds(comm_shm *k, const float *mine, int64_t n, const char *op,
+                              shm_read_fn read, void *arg)
 {
-    if (dtype != KILN_DT_F32)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "comm %s: the process group sums F32, not %s",
-                            op, dtype_name(dtype));
-    return KILN_OK;
-}
-
-static kiln_status comm_shm_all_reduce(comm *c, void *buf, int64_t n, kiln_dtype dtype)
-{
-    comm_shm *k = (comm_shm *)c;
     shm_hdr *h = k->h;
-    const int32_t r = c->rank, w = c->world;
-    float *x = buf;
+    const int32_t r = k->base.rank;
     kiln_status st;
-
-    if ((st = shm_dtype(dtype, "all-reduce")))
-        return st;
-    h->n[r] = n;
     int64_t off = 0;
-    do { /* at least one round: every rank checks the others' n */
+
+    h->n[r] = n;
+    do {
         int64_t m = n - off < h->slot_elems ? n - off : h->slot_elems;
-        memcpy(k->slots + (size_t)r * (size_t)h->slot_elems, x + off, (size_t)m * sizeof *x);
+        memcpy(k->slots + (size_t)r * (size_t)h->slot_elems, mine + off, (size_t)m * sizeof *mine);
         if ((st = shm_barrier(h)))
             return st;
-        kiln_status bad = shm_same_n(h, "all-reduce");
+        kiln_status bad = comm_counts_agree(h->n, h->world, op);
         if (!bad)
-            for (int64_t i = 0; i < m; i++) {
-                float s = k->slots[i];
-                for (int32_t q = 1; q < w; q++)
-                    s += k->slots[(size_t)q * (size_t)h->slot_elems + (size_t)i];
-                x[off + i] = s;
-            }
+            read(k, off, m, arg);
         if ((st = shm_barrier(h)))
             return st;
         if (bad)
@@ -172,38 +153,47 @@ static kiln_status comm_shm_all_reduce(comm *c, void *buf, int64_t n, kiln_dtype
         off += m;
     } while (off < n);
     return KILN_OK;
+}
+
+/* all-reduce: the chunk's sum over the ranks, in rank order, into x */
+static void shm_read_sum(const comm_shm *k, int64_t off, int64_t m, void *arg)
+{
+    const size_t se = (size_t)k->h->slot_elems;
+    float *x = (float *)arg + off;
+    for (int64_t i = 0; i < m; i++) {
+        float s = k->slots[i];
+        for (int32_t q = 1; q < k->base.world; q++)
+            s += k->slots[(size_t)q * se + (size_t)i];
+        x[i] = s;
+    }
+}
+
+typedef struct shm_gather {
+    float *recv; /* (world, n) */
+    int64_t n;
+} shm_gather;
+
+/* all-gather: every rank's chunk to its row of recv */
+static void shm_read_rows(const comm_shm *k, int64_t off, int64_t m, void *arg)
+{
+    const shm_gather *g = arg;
+    for (int32_t q = 0; q < k->base.world; q++)
+        memcpy(g->recv + (size_t)q * (size_t)g->n + (size_t)off,
+               k->slots + (size_t)q * (size_t)k->h->slot_elems, (size_t)m * sizeof(float));
+}
+
+static kiln_status comm_shm_all_reduce(comm *c, void *buf, int64_t n, kiln_dtype dtype)
+{
+    kiln_status st = comm_f32_only(dtype, "all-reduce", "process group");
+    return st ? st : shm_rounds((comm_shm *)c, buf, n, "all-reduce", shm_read_sum, buf);
 }
 
 static kiln_status comm_shm_all_gather(comm *c, const void *send, int64_t n, kiln_dtype dtype,
                                        void *recv)
 {
-    comm_shm *k = (comm_shm *)c;
-    shm_hdr *h = k->h;
-    const int32_t r = c->rank, w = c->world;
-    kiln_status st;
-
-    if ((st = shm_dtype(dtype, "all-gather")))
-        return st;
-    h->n[r] = n;
-    int64_t off = 0;
-    do {
-        int64_t m = n - off < h->slot_elems ? n - off : h->slot_elems;
-        memcpy(k->slots + (size_t)r * (size_t)h->slot_elems, (const float *)send + off,
-               (size_t)m * sizeof(float));
-        if ((st = shm_barrier(h)))
-            return st;
-        kiln_status bad = shm_same_n(h, "all-gather");
-        if (!bad)
-            for (int32_t q = 0; q < w; q++)
-                memcpy((float *)recv + (size_t)q * (size_t)n + (size_t)off,
-                       k->slots + (size_t)q * (size_t)h->slot_elems, (size_t)m * sizeof(float));
-        if ((st = shm_barrier(h)))
-            return st;
-        if (bad)
-            return bad;
-        off += m;
-    } while (off < n);
-    return KILN_OK;
+    shm_gather g = {recv, n};
+    kiln_status st = comm_f32_only(dtype, "all-gather", "process group");
+    return st ? st : shm_rounds((comm_shm *)c, send, n, "all-gather", shm_read_rows, &g);
 }
 
 static void comm_shm_abort(comm *c)
