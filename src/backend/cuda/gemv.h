@@ -22,12 +22,13 @@ extern "C" {
 /* Most rows of x the kernel takes. */
 #define GEMV_MAX_ROWS 8
 /* Largest W (elements) cuda_matmul gives it at 2..8 rows of x; at one row
- * it takes every size.  Measured on an H200 (L2-cold, bench/NOTES.md):
- * at one row gemv streams every 8B and 1B matrix faster than cuBLASLt
- * (4.1-4.6 TB/s against 2.3-4.4 for the large ones, 1.9 against 0.6 for
- * 1024x4096); at 4 and 8 rows it still wins on matrices up to ~8M elements
- * and falls behind cuBLASLt's tensor-core tiles on the 16M-element ones and
- * larger (gate/up at 8 rows: 1.8 against 3.5 TB/s). */
+ * it takes every size.  Measured on an H200, L2-cold
+ * (bench/results/cuda-matmul-2026-12-02T04-36-33Z.json): at one row gemv
+ * streams every 8B and 1B matrix faster than cuBLASLt (3.5-4.5 TB/s
+ * against 2.4-4.3 for the 8B ones, 1.9 against 0.8 for 1024x4096); at 4
+ * and 8 rows it still wins on matrices up to ~8M elements and falls behind
+ * cuBLASLt's tensor-core tiles on the 16M-element ones and larger (gate/up
+ * at 8 rows: 1.8 against 3.6 TB/s). */
 #define GEMV_MAX_ELEMS ((int64_t)8 << 20)
 
 /* How one launch splits the work: each block of up to 256 threads computes
