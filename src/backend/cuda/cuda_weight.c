@@ -153,7 +153,7 @@ kiln_status cuda_weight_rows(backend *be, kiln_dtype dtype, int64_t ne0, int64_t
                              const void *src, size_t src_bytes, bk_tensor *dst, int64_t row0)
 {
     cuda_backend *cb = cuda_of(be);
-    uint64_t n_blocks;
+    uint64_t n_blocks = 0; /* set by weight_src_check */
     kiln_status st;
 
     if (!dst || !dst->data || dst->ne0 != ne0 || row0 < 0 || ne1 > dst->ne1 - row0)
@@ -170,7 +170,7 @@ kiln_status cuda_weight_rows(backend *be, kiln_dtype dtype, int64_t ne0, int64_t
 kiln_status cuda_weight(backend *be, kiln_dtype dtype, int64_t ne0, int64_t ne1,
                         const void *src, size_t src_bytes, bk_tensor *out)
 {
-    uint64_t n_blocks;
+    uint64_t n_blocks = 0; /* set by weight_src_check */
     kiln_status st;
 
     memset(out, 0, sizeof *out);
