@@ -15,11 +15,16 @@
 #   KILN_GPU_BENCH which benchmarks (below): none, quick (default), full,
 #                  or a list of names
 #   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
-#   KILN_GPU_KERNELS  0 skips the kernel lab (bench/kernels/cuda_*)
+#   KILN_GPU_KERNELS  0 skips the kernel lab (bench/kernels/), or a list of
+#                     its parts: matmul attention (default: both)
 #   KILN_GPU_NO_PEER  1 runs the latency/prefill/embed-model benchmarks
 #                     without their transformers peer (short calls)
 #   KILN_GPU_NCU      1 times one decode step's kernels with Nsight Compute
 #                     (logs/ncu-*-step.txt)
+#   KILN_GPU_NCU_RUNS names of benchmarks below whose whole run Nsight
+#                     Compute times kernel by kernel, summed by kernel name
+#                     (logs/ncu-run-NAME.txt; prefill and embed-model runs
+#                     are cut to one timed repeat and 400 documents)
 #
 # What comes back under $OUT: summary.txt (the table printed last),
 # logs.tgz (device, build, test and benchmark logs) and results.tgz (the
@@ -120,13 +125,26 @@ fi
 # ---- kernel lab: decode-row matmul, gemv.cu vs cuBLASLt -------------------------
 res=$root/build-gpu/results
 mkdir -p "$res" "$OUT/logs"
-if [ "${KILN_GPU_BENCH:-quick}" != none ] && [ "${KILN_GPU_KERNELS:-1}" != 0 ]; then
+lab=${KILN_GPU_KERNELS:-matmul attention}
+[ "$lab" = 1 ] && lab="matmul attention"
+[ "${KILN_GPU_BENCH:-quick}" = none ] && lab=""
+if grep -qw matmul <<<"$lab"; then
     if cmake --build build-gpu --target cuda_matmul_bench >>"$OUT/build.log" 2>&1 &&
        build-gpu/cuda_matmul_bench 200 >"$res/cuda-matmul-$(date -u +%Y-%m-%dT%H-%M-%SZ).json" \
            2>"$OUT/logs/cuda-matmul-bench.log"; then
         row "kernel cuda_matmul_bench" "ok" "$(grep -m1 'n=1 gemv pick ' "$OUT/logs/cuda-matmul-bench.log" | tr -s ' ')"
     else
         row "kernel cuda_matmul_bench" "FAIL" "see logs/cuda-matmul-bench.log"
+        status=1
+    fi
+fi
+if grep -qw attention <<<"$lab"; then
+    af=$res/attention-kernels-$(date -u +%Y-%m-%dT%H-%M-%SZ).jsonl
+    if cmake --build build-gpu --target attention_bench >>"$OUT/build.log" 2>&1 &&
+       build-gpu/attention_bench --json "$af" >"$OUT/logs/attention-bench.log" 2>&1; then
+        row "kernel attention_bench" "ok" "$(awk '$1 == 1 && $2 == 2048 {print "prefill 1x2048 " $4 " TFLOP/s"}' "$OUT/logs/attention-bench.log")"
+    else
+        row "kernel attention_bench" "FAIL" "see logs/attention-bench.log"
         status=1
     fi
 fi
@@ -206,6 +224,30 @@ if [ "${KILN_GPU_NCU:-0}" != 0 ] && [ -x "$ncu" ]; then
             row "ncu $shape b1 step" "ok" "$(grep -m1 'kernel time in one step' "$OUT/logs/ncu-$shape-step.txt") ($(( $(date +%s) - t0 )) s)"
         else
             row "ncu $shape b1 step" "FAIL" "see logs/ncu-$shape.log"
+        fi
+    done
+fi
+
+# KILN_GPU_NCU_RUNS="pre-8b-1x2048 emb-bge-base ...": every kernel of the
+# named benchmark's run (warm-up included), timed alone, summed by name.
+if [ -n "${KILN_GPU_NCU_RUNS:-}" ] && [ -x "$ncu" ]; then
+    for b in "${BENCHES[@]}"; do
+        name=${b%%|*}
+        grep -qw -- "$name" <<<"$KILN_GPU_NCU_RUNS" || continue
+        args=${b#*|}
+        args=$(sed -E 's/--docs [0-9]+/--docs 400/; s/--repeat [0-9]+//' <<<"$args")
+        grep -qE '^(prefill|embed-model) ' <<<"$args" && args="$args --repeat 1"
+        t0=$(date +%s)
+        csvf=$OUT/logs/ncu-run-$name.csv
+        # shellcheck disable=SC2086 # the arguments are split on purpose
+        if timeout 420 "$ncu" --clock-control none --csv --print-units base \
+               --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size \
+               build-gpu/kiln bench $args --no-peer --device cuda --out "$OUT/logs" \
+               >"$csvf" 2>"$OUT/logs/ncu-run-$name.log" &&
+           python3 scripts/ncu-step.py "$csvf" --all >"$OUT/logs/ncu-run-$name.txt" 2>&1; then
+            row "ncu run $name" "ok" "$(grep -m1 'kernel time' "$OUT/logs/ncu-run-$name.txt") ($(( $(date +%s) - t0 )) s)"
+        else
+            row "ncu run $name" "FAIL" "see logs/ncu-run-$name.log"
         fi
     done
 fi

@@ -8,6 +8,9 @@ the kernels between the last two launches of the step's closing kernel
 and summed by kernel name, with the step's total kernel time.
 
 usage: ncu-step.py FILE.csv [--end KERNEL_SUBSTRING] [--record BENCH.json OUT.json]
+       ncu-step.py FILE.csv --all
+
+--all: every kernel of the file (a whole run), summed by kernel name only.
 
 --record: also write OUT.json, one record of the step's kernels (benchmark
 decode_step_kernels) with the device, driver, commit, shape and ceilings
@@ -30,25 +33,14 @@ def main():
         e = rows.setdefault(k, {"name": r["Kernel Name"]})
         e[r["Metric Name"]] = r["Metric Value"]
     ks = list(rows.values())
+    if "--all" in sys.argv:
+        summarize(ks, "kernel time in the whole run", listing=False)
+        return
     ends = [i for i, k in enumerate(ks) if end in k["name"]]
     if len(ends) < 2:
         sys.exit(f"ncu-step: fewer than two '{end}' kernels in {path}")
     step = ks[ends[-2] + 1: ends[-1] + 1]
-    total = 0.0
-    by = OrderedDict()
-    print(f"{'us':>9}  {'grid':>7} {'block':>5}  kernel")
-    for k in step:
-        us = float(k["gpu__time_duration.sum"].replace(",", "")) * 1e-3
-        total += us
-        name = k["name"].split("(")[0].replace("void ", "")[:90]
-        print(f"{us:9.2f}  {k.get('launch__grid_size', ''):>7} {k.get('launch__block_size', ''):>5}  {name}")
-        c = by.setdefault(name, [0, 0.0])
-        c[0] += 1
-        c[1] += us
-    print(f"\n{len(step)} kernels, {total:.1f} us of kernel time in one step\n")
-    print(f"{'us':>9} {'share':>6} {'count':>5}  kernel")
-    for name, (n, us) in sorted(by.items(), key=lambda x: -x[1][1]):
-        print(f"{us:9.1f} {100 * us / total:5.1f}% {n:5d}  {name}")
+    total, by = summarize(step, "kernel time in one step", listing=True)
     if "--record" in sys.argv:
         i = sys.argv.index("--record")
         bench, out = sys.argv[i + 1], sys.argv[i + 2]
@@ -77,6 +69,30 @@ def main():
                         sorted(by.items(), key=lambda x: -x[1][1])],
         }
         json.dump(rec, open(out, "w"), indent=1)
+
+
+def summarize(ks, what, listing):
+    """Prints the kernels (in order when listing) and their sums by name;
+    returns (total us, {name: [count, us]})."""
+    total = 0.0
+    by = OrderedDict()
+    if listing:
+        print(f"{'us':>9}  {'grid':>7} {'block':>5}  kernel")
+    for k in ks:
+        us = float(k["gpu__time_duration.sum"].replace(",", "")) * 1e-3
+        total += us
+        name = k["name"].split("(")[0].replace("void ", "")[:90]
+        if listing:
+            print(f"{us:9.2f}  {k.get('launch__grid_size', ''):>7} "
+                  f"{k.get('launch__block_size', ''):>5}  {name}")
+        c = by.setdefault(name, [0, 0.0])
+        c[0] += 1
+        c[1] += us
+    print(f"\n{len(ks)} kernels, {total:.1f} us of {what}\n")
+    print(f"{'us':>9} {'share':>6} {'count':>5}  kernel")
+    for name, (n, us) in sorted(by.items(), key=lambda x: -x[1][1]):
+        print(f"{us:9.1f} {100 * us / total:5.1f}% {n:5d}  {name}")
+    return total, by
 
 
 if __name__ == "__main__":
