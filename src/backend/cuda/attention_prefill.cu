@@ -90,7 +90,12 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
 }
 
 /* Queue the copies of keys [j0, j0 + BN) of sequence s (batch rows from
- * row0 without a cache) into stage `st`; keys at or past j_end are zeros. */
+ * row0 without a cache) into stage `st`; keys at or past j_end are zeros.
+ * A thread copies the same 16-byte column c of rows r0, r0 + RPI, ...: the
+ * addresses of all its rows are found first (the block-table loads are
+ * independent and all in flight together), then the copies are queued -
+ * each copy is an asm statement that orders memory, so a table load placed
+ * between two copies would wait for the first. */
 template <typename T, int D>
 static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
                                                        int32_t *kpos_s, int st, int32_t j0,
@@ -98,22 +103,31 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
                                                        int32_t kvh)
 {
     constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
+    constexpr int RPI = PF_THREADS / VPR;         /* rows per pass of the block        */
+    constexpr int NPASS = BN * VPR / PF_THREADS;  /* passes: rows a thread copies      */
+    static_assert(BN * VPR % PF_THREADS == 0, "whole passes");
     const T *kc = (const T *)(a.use_cache ? a.k_cache : a.k);
     const T *vc = (const T *)(a.use_cache ? a.v_cache : a.v);
     const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
+    const int r0 = threadIdx.x / VPR, c = threadIdx.x % VPR;
 
-    for (int i = threadIdx.x; i < BN * VPR; i += PF_THREADS) {
-        int r = i / VPR, c = i % VPR;
-        int32_t j = j0 + r;
-        int64_t off = -1;
+    int64_t off[NPASS];
+#pragma unroll
+    for (int i = 0; i < NPASS; i++) {
+        const int32_t j = j0 + r0 + i * RPI;
+        off[i] = -1;
         if (j < j_end)
-            off = a.use_cache ? attn_key_offset(a, table, j, kvh)
-                              : ((int64_t)(row0 + j) * a.n_kv_heads + kvh) * D;
-        bool ok = off >= 0;
+            off[i] = a.use_cache ? attn_key_offset(a, table, j, kvh)
+                                 : ((int64_t)(row0 + j) * a.n_kv_heads + kvh) * D;
+    }
+#pragma unroll
+    for (int i = 0; i < NPASS; i++) {
+        const int r = r0 + i * RPI;
+        const bool ok = off[i] >= 0;
         T *kd = K_s + (st * BN + r) * STR + c * 8;
         T *vd = V_s + (st * BN + r) * STR + c * 8;
-        attn_cp16(kd, ok ? kc + off + c * 8 : kc, ok);
-        attn_cp16(vd, ok ? vc + off + c * 8 : vc, ok);
+        attn_cp16(kd, ok ? kc + off[i] + c * 8 : kc, ok);
+        attn_cp16(vd, ok ? vc + off[i] + c * 8 : vc, ok);
     }
     if (!a.use_cache)
         for (int i = threadIdx.x; i < BN; i += PF_THREADS)
@@ -123,13 +137,26 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
 /* Grid (n_tiles, n_heads), PF_THREADS threads, pf_cfg<D>::smem_bytes<T>()
  * bytes of dynamic shared memory.  Tensors as in attn_args:
  * q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
- * caches (n_blocks, block_size, n_kv_heads, D). */
+ * caches (n_blocks, block_size, n_kv_heads, D).
+ *
+ * Per key tile, a warp takes one of three paths, decided for its 16 rows
+ * together (the decision is warp-uniform):
+ *   skip   no key of the tile is visible to any of its rows (past a causal
+ *          diagonal, before a window, or rows past the sequence's end);
+ *   full   every key is visible to every row and there is no softcap: the
+ *          scale folds into one FMA per score, p = 2^(S sl2 - m), with no
+ *          mask and no -inf test (the running max is finite from here on);
+ *   masked the visibility rule per (row, key), scores shaped by attn_score.
+ * Only tiles on a causal diagonal, at a window's edge or at the end of the
+ * keys take the masked path. */
 template <typename T, int D>
 static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const attn_args a)
 {
     constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
     constexpr int NT = BN / 8;          /* n-tiles of S per warp      */
     constexpr int DT = D / 8;           /* n-tiles of O per warp      */
+    constexpr int KD = D / 16;          /* k-steps of Q K^T           */
+    constexpr bool QREG = D <= 128;     /* Q fragments held in registers */
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T *Q_s = (T *)attn_smem;            /* (BM, STR)                 */
     T *K_s = Q_s + PF_BM * STR;         /* (2, BN, STR)              */
@@ -165,6 +192,17 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
         int row = warp * 16 + g + 8 * r;
         qp[r] = row < nq ? pos[q0 + row] : qpos_hi;
     }
+    /* The warp's rows: whether any is in the sequence, and (cache mode,
+     * where a key's position is its index) the lowest and highest query
+     * position among them, for the skip and full tests. */
+    const bool warp_live = warp * 16 < nq;
+    int32_t wq_lo = min(qp[0], qp[1]), wq_hi = max(qp[0], qp[1]);
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        wq_lo = min(wq_lo, __shfl_xor_sync(PF_FULL, wq_lo, off));
+        wq_hi = max(wq_hi, __shfl_xor_sync(PF_FULL, wq_hi, off));
+    }
+    const float sl2 = a.scale * ATTN_LOG2E;
 
     /* Q_i, then the first key tile: one copy group. */
     const T *q_src = (const T *)a.q + ((int64_t)(row0 + q0) * a.n_heads + h) * D;
@@ -183,6 +221,7 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
     for (int dt = 0; dt < DT; dt++)
         O[dt][0] = O[dt][1] = O[dt][2] = O[dt][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    uint32_t qf[QREG ? KD : 1][4];
 
     int st = 0;
     for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st ^= 1) {
@@ -192,85 +231,136 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
         attn_cp_wait<1>();
         __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
 
-        /* S = Q_i K_j^T */
-        float S[NT][4];
+        if (QREG && j0 == j_begin) {
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            S[nt][0] = S[nt][1] = S[nt][2] = S[nt][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t qa[4];
-            attn_ldsm_x4(qa, Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
+            for (int kk = 0; kk < KD; kk++)
+                attn_ldsm_x4(qf[QREG ? kk : 0],
+                             Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
                                  kk * 16 + 8 * (lane >> 4));
-#pragma unroll
-            for (int np = 0; np < NT / 2; np++) {
-                uint32_t kb[4];
-                attn_ldsm_x4(kb, K_s + (st * BN + np * 16 + (lane & 7) + 8 * (lane >> 4)) * STR +
-                                     kk * 16 + 8 * ((lane >> 3) & 1));
-                attn_mma<T>(S[2 * np], qa, kb[0], kb[1]);
-                attn_mma<T>(S[2 * np + 1], qa, kb[2], kb[3]);
-            }
         }
 
-        /* scale, softcap, mask; row maxima over the 4 lanes of a row */
-        float mx[2] = {-INFINITY, -INFINITY};
+        /* the warp's path for this tile (see above) */
+        const int32_t j_last = min(j0 + BN, j_end) - 1;
+        bool skip = !warp_live, full = false;
+        if (a.use_cache) {
+            skip = skip || (a.causal && j0 > wq_hi) ||
+                   (a.window > 0 && j_last <= wq_lo - a.window);
+            full = j0 + BN <= j_end && a.softcap <= 0.0f && (!a.causal || j_last <= wq_lo) &&
+                   (a.window <= 0 || j0 > wq_hi - a.window);
+        } else {
+            full = j0 + BN <= j_end && a.softcap <= 0.0f && !a.causal && a.window <= 0;
+        }
+        if (!skip) {
+            /* S = Q_i K_j^T */
+            float S[NT][4];
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
+            for (int nt = 0; nt < NT; nt++)
+                S[nt][0] = S[nt][1] = S[nt][2] = S[nt][3] = 0.0f;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, jj = nt * 8 + 2 * t + (e & 1);
-                int32_t j = j0 + jj;
-                int32_t kp = a.use_cache ? j : kpos_s[st * BN + jj];
-                bool vis = j < j_end && (!a.causal || kp <= qp[r]) &&
-                           (a.window <= 0 || kp > qp[r] - a.window);
-                float x = vis ? attn_score(a, S[nt][e]) : -INFINITY;
-                S[nt][e] = x;
-                mx[r] = fmaxf(mx[r], x);
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t qa[4];
+                if (QREG) {
+                    qa[0] = qf[QREG ? kk : 0][0];
+                    qa[1] = qf[QREG ? kk : 0][1];
+                    qa[2] = qf[QREG ? kk : 0][2];
+                    qa[3] = qf[QREG ? kk : 0][3];
+                } else {
+                    attn_ldsm_x4(qa, Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) *
+                                               STR + kk * 16 + 8 * (lane >> 4));
+                }
+#pragma unroll
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t kb[4];
+                    attn_ldsm_x4(kb, K_s + (st * BN + np * 16 + (lane & 7) + 8 * (lane >> 4)) *
+                                               STR + kk * 16 + 8 * ((lane >> 3) & 1));
+                    attn_mma<T>(S[2 * np], qa, kb[0], kb[1]);
+                    attn_mma<T>(S[2 * np + 1], qa, kb[2], kb[3]);
+                }
             }
-        }
-        float alpha[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
-            float m_new = fmaxf(m[r], mx[r]);
-            alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
-            m[r] = m_new;
-            l[r] *= alpha[r];
-        }
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1;
-                float p = m[r] == -INFINITY ? 0.0f : exp2f(S[nt][e] - m[r]);
-                S[nt][e] = p;
-                l[r] += p;
-            }
-        }
-#pragma unroll
-        for (int dt = 0; dt < DT; dt++) {
-            O[dt][0] *= alpha[0];
-            O[dt][1] *= alpha[0];
-            O[dt][2] *= alpha[1];
-            O[dt][3] *= alpha[1];
-        }
 
-        /* O += P V_j: P's accumulator layout is the A layout of the next mma */
+            /* row maxima over the 4 lanes of a row, in base-2 score units */
+            float mx[2] = {-INFINITY, -INFINITY};
+            if (full) {
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            uint32_t pa[4] = {attn_pack2<T>(S[2 * kk][0], S[2 * kk][1]),
-                              attn_pack2<T>(S[2 * kk][2], S[2 * kk][3]),
-                              attn_pack2<T>(S[2 * kk + 1][0], S[2 * kk + 1][1]),
-                              attn_pack2<T>(S[2 * kk + 1][2], S[2 * kk + 1][3])};
+                for (int nt = 0; nt < NT; nt++) {
+                    mx[0] = fmaxf(mx[0], fmaxf(S[nt][0], S[nt][1]));
+                    mx[1] = fmaxf(mx[1], fmaxf(S[nt][2], S[nt][3]));
+                }
+                mx[0] *= sl2;
+                mx[1] *= sl2;
+            } else {
 #pragma unroll
-            for (int dp = 0; dp < DT / 2; dp++) {
-                uint32_t vb[4];
-                attn_ldsm_x4_trans(vb, V_s + (st * BN + kk * 16 + (lane & 7) +
-                                              8 * ((lane >> 3) & 1)) * STR +
-                                           dp * 16 + 8 * (lane >> 4));
-                attn_mma<T>(O[2 * dp], pa, vb[0], vb[1]);
-                attn_mma<T>(O[2 * dp + 1], pa, vb[2], vb[3]);
+                for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int r = e >> 1, jj = nt * 8 + 2 * t + (e & 1);
+                        int32_t j = j0 + jj;
+                        int32_t kp = a.use_cache ? j : kpos_s[st * BN + jj];
+                        bool vis = j < j_end && (!a.causal || kp <= qp[r]) &&
+                                   (a.window <= 0 || kp > qp[r] - a.window);
+                        float x = vis ? attn_score(a, S[nt][e]) : -INFINITY;
+                        S[nt][e] = x;
+                        mx[r] = fmaxf(mx[r], x);
+                    }
+                }
+            }
+            float alpha[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
+                float m_new = fmaxf(m[r], mx[r]);
+                alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
+                m[r] = m_new;
+                l[r] *= alpha[r];
+            }
+            if (full) {
+                /* m is finite: this tile has a visible key in every row */
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float p = exp2f(fmaf(S[nt][e], sl2, -m[e >> 1]));
+                        S[nt][e] = p;
+                        l[e >> 1] += p;
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int r = e >> 1;
+                        float p = m[r] == -INFINITY ? 0.0f : exp2f(S[nt][e] - m[r]);
+                        S[nt][e] = p;
+                        l[r] += p;
+                    }
+                }
+            }
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++) {
+                O[dt][0] *= alpha[0];
+                O[dt][1] *= alpha[0];
+                O[dt][2] *= alpha[1];
+                O[dt][3] *= alpha[1];
+            }
+
+            /* O += P V_j: P's accumulator layout is the A layout of the next mma */
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                uint32_t pa[4] = {attn_pack2<T>(S[2 * kk][0], S[2 * kk][1]),
+                                  attn_pack2<T>(S[2 * kk][2], S[2 * kk][3]),
+                                  attn_pack2<T>(S[2 * kk + 1][0], S[2 * kk + 1][1]),
+                                  attn_pack2<T>(S[2 * kk + 1][2], S[2 * kk + 1][3])};
+#pragma unroll
+                for (int dp = 0; dp < DT / 2; dp++) {
+                    uint32_t vb[4];
+                    attn_ldsm_x4_trans(vb, V_s + (st * BN + kk * 16 + (lane & 7) +
+                                                  8 * ((lane >> 3) & 1)) * STR +
+                                               dp * 16 + 8 * (lane >> 4));
+                    attn_mma<T>(O[2 * dp], pa, vb[0], vb[1]);
+                    attn_mma<T>(O[2 * dp + 1], pa, vb[2], vb[3]);
+                }
             }
         }
         __syncthreads(); /* all warps are done with stage st before it is refilled */
