@@ -142,7 +142,7 @@ if grep -qw attention <<<"$lab"; then
     af=$res/attention-kernels-$(date -u +%Y-%m-%dT%H-%M-%SZ).jsonl
     if cmake --build build-gpu --target attention_bench >>"$OUT/build.log" 2>&1 &&
        build-gpu/attention_bench --json "$af" >"$OUT/logs/attention-bench.log" 2>&1; then
-        row "kernel attention_bench" "ok" "$(awk '$1 == 1 && $2 == 2048 {print "prefill 1x2048 " $4 " TFLOP/s"}' "$OUT/logs/attention-bench.log")"
+        row "kernel attention_bench" "ok" "$(awk '$2 == 1 && $3 == 2048 {printf "%s %s, ", $1, $5} END {print "TFLOP/s at 1x2048"}' "$OUT/logs/attention-bench.log")"
     else
         row "kernel attention_bench" "FAIL" "see logs/attention-bench.log"
         status=1

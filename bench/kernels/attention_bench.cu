@@ -14,7 +14,9 @@
  * Block tables are shuffled through the pool.  A table goes to stdout and
  * one JSON line per figure to stdout, or to --json FILE (appended).
  *
- *   make attention_bench && ./attention_bench [--json FILE] [--iters N]
+ * Prefill runs every kernel variant (KILN_CUDA_PREFILL), the default first.
+ *
+ *   make attention_bench && ./attention_bench [--json FILE] [--iters N] [--prefill-only]
  */
 #include "backend/cuda/attention.h"
 #include "backend/cuda/attention_impl.h"
@@ -44,6 +46,7 @@
     } while (0)
 
 static int iters = 20;
+static bool prefill_only;
 static FILE *json;
 static cudev_info dev;
 static cudaStream_t stream;
@@ -288,25 +291,39 @@ static void bench_decode(double copy_bw)
     }
 }
 
+/* Every prefill kernel variant (KILN_CUDA_PREFILL, attention_prefill.cu),
+ * "default" being the one the engine runs. */
 static void bench_prefill(void)
 {
     static const int seqs[] = {1, 8}, lens[] = {2048, 512};
+    static const char *const variants[] = {"default", "k64q", "k64s", "k32q", "k32s"};
     const bk_attn a = bench_attn();
+    const char *commit = getenv("KILN_COMMIT");
 
     printf("\nprefill (causal, from an empty cache)\n");
-    printf("%6s %7s %10s %9s\n", "seqs", "len", "us", "TFLOP/s");
+    printf("%8s %6s %7s %10s %9s\n", "variant", "seqs", "len", "us", "TFLOP/s");
     for (int i = 0; i < 2; i++) {
         bench_batch bb;
         bench_batch_make(&bb, seqs[i], lens[i], lens[i]);
-        const double sec = bench_time(&bb, &a);
-        const double pairs = (double)seqs[i] * lens[i] * (lens[i] + 1.0) / 2.0;
-        const double flops = 4.0 * B_DIM * B_HEADS * pairs;
-        const double tflops = flops / sec / 1e12;
-        printf("%6d %7d %10.1f %9.1f\n", seqs[i], lens[i], sec * 1e6, tflops);
-        fprintf(json, "{\"bench\":\"attention\",\"op\":\"prefill\",\"device\":\"%s\","
-                "\"dtype\":\"bf16\",\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":%d,"
-                "\"causal\":true,\"seqs\":%d,\"len\":%d,\"us\":%.2f,\"tflops\":%.2f}\n",
-                dev.name, B_HEADS, B_KV_HEADS, B_DIM, seqs[i], lens[i], sec * 1e6, tflops);
+        for (int v = 0; v < 5; v++) {
+            if (v == 0)
+                unsetenv("KILN_CUDA_PREFILL");
+            else
+                setenv("KILN_CUDA_PREFILL", variants[v], 1);
+            const double sec = bench_time(&bb, &a);
+            const double pairs = (double)seqs[i] * lens[i] * (lens[i] + 1.0) / 2.0;
+            const double flops = 4.0 * B_DIM * B_HEADS * pairs;
+            const double tflops = flops / sec / 1e12;
+            printf("%8s %6d %7d %10.1f %9.1f\n", variants[v], seqs[i], lens[i], sec * 1e6,
+                   tflops);
+            fprintf(json, "{\"bench\":\"attention\",\"op\":\"prefill\",\"device\":\"%s\","
+                    "\"commit\":\"%s\",\"variant\":\"%s\",\"dtype\":\"bf16\",\"n_heads\":%d,"
+                    "\"n_kv_heads\":%d,\"head_dim\":%d,\"causal\":true,\"seqs\":%d,"
+                    "\"len\":%d,\"us\":%.2f,\"tflops\":%.2f}\n",
+                    dev.name, commit ? commit : "unknown", variants[v], B_HEADS, B_KV_HEADS,
+                    B_DIM, seqs[i], lens[i], sec * 1e6, tflops);
+        }
+        unsetenv("KILN_CUDA_PREFILL");
         bench_batch_free(&bb);
     }
 }
@@ -322,11 +339,13 @@ int main(int argc, char **argv)
                 perror(argv[i]);
                 return 1;
             }
+        } else if (!strcmp(argv[i], "--prefill-only")) {
+            prefill_only = true;
         } else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
             iters = atoi(argv[++i]);
             iters = iters < 1 ? 1 : iters;
         } else {
-            fprintf(stderr, "usage: %s [--json FILE] [--iters N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--prefill-only]\n", argv[0]);
             return 2;
         }
     }
@@ -344,7 +363,8 @@ int main(int argc, char **argv)
     fprintf(json, "{\"bench\":\"attention\",\"op\":\"copy\",\"device\":\"%s\","
             "\"copy_gbps\":%.1f,\"peak_gbps\":%.1f}\n", dev.name, copy_bw / 1e9,
             dev.mem_bw_bytes_s / 1e9);
-    bench_decode(copy_bw);
+    if (!prefill_only)
+        bench_decode(copy_bw);
     bench_prefill();
 
     attn_workspace_release();

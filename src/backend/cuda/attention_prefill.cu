@@ -36,14 +36,17 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define PF_THREADS 128
 #define PF_BM ATTN_PREFILL_BM
 #define PF_FULL 0xffffffffu
 
-/* Keys per tile: 64, or 32 at head_dim 256 (register room for O). */
-template <int D> struct pf_cfg {
-    static constexpr int BN = D >= 256 ? 32 : 64;
+/* A kernel variant: BN keys per tile, Q fragments held in registers or
+ * read from shared memory at every tile, at least MINB CTAs an SM (a
+ * register bound for the compiler). */
+template <int D, int BN, bool QREG, int MINB> struct pf_cfg {
     static constexpr int STR = D + 8;   /* shared row stride in elements (16-byte pad) */
     static constexpr int VPR = D / 8;   /* 16-byte vectors per row                      */
     template <typename T> static constexpr size_t smem_bytes()
@@ -96,13 +99,13 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
  * independent and all in flight together), then the copies are queued -
  * each copy is an asm statement that orders memory, so a table load placed
  * between two copies would wait for the first. */
-template <typename T, int D>
+template <typename T, int D, int BN>
 static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
                                                        int32_t *kpos_s, int st, int32_t j0,
                                                        int32_t j_end, int32_t s, int32_t row0,
                                                        int32_t kvh)
 {
-    constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
+    constexpr int STR = D + 8, VPR = D / 8;
     constexpr int RPI = PF_THREADS / VPR;         /* rows per pass of the block        */
     constexpr int NPASS = BN * VPR / PF_THREADS;  /* passes: rows a thread copies      */
     static_assert(BN * VPR % PF_THREADS == 0, "whole passes");
@@ -134,7 +137,7 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
             kpos_s[st * BN + i] = j0 + i < j_end ? a.positions[row0 + j0 + i] : 0;
 }
 
-/* Grid (n_tiles, n_heads), PF_THREADS threads, pf_cfg<D>::smem_bytes<T>()
+/* Grid (n_tiles, n_heads), PF_THREADS threads, pf_cfg<...>::smem_bytes<T>()
  * bytes of dynamic shared memory.  Tensors as in attn_args:
  * q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
  * caches (n_blocks, block_size, n_kv_heads, D).
@@ -149,14 +152,13 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
  *   masked the visibility rule per (row, key), scores shaped by attn_score.
  * Only tiles on a causal diagonal, at a window's edge or at the end of the
  * keys take the masked path. */
-template <typename T, int D>
-static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const attn_args a)
+template <typename T, int D, int BN, bool QREG, int MINB>
+static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(const attn_args a)
 {
-    constexpr int BN = pf_cfg<D>::BN, STR = pf_cfg<D>::STR, VPR = pf_cfg<D>::VPR;
+    constexpr int STR = pf_cfg<D, BN, QREG, MINB>::STR, VPR = pf_cfg<D, BN, QREG, MINB>::VPR;
     constexpr int NT = BN / 8;          /* n-tiles of S per warp      */
     constexpr int DT = D / 8;           /* n-tiles of O per warp      */
     constexpr int KD = D / 16;          /* k-steps of Q K^T           */
-    constexpr bool QREG = D <= 128;     /* Q fragments held in registers */
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T *Q_s = (T *)attn_smem;            /* (BM, STR)                 */
     T *K_s = Q_s + PF_BM * STR;         /* (2, BN, STR)              */
@@ -213,7 +215,7 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
                   ok);
     }
     if (j_begin < j_end)
-        prefill_load_kv<T, D>(a, K_s, V_s, kpos_s, 0, j_begin, j_end, s, row0, kvh);
+        prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, 0, j_begin, j_end, s, row0, kvh);
     attn_cp_commit();
 
     float O[DT][4];
@@ -226,7 +228,7 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
     int st = 0;
     for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st ^= 1) {
         if (j0 + BN < j_end)
-            prefill_load_kv<T, D>(a, K_s, V_s, kpos_s, st ^ 1, j0 + BN, j_end, s, row0, kvh);
+            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, st ^ 1, j0 + BN, j_end, s, row0, kvh);
         attn_cp_commit();
         attn_cp_wait<1>();
         __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
@@ -388,30 +390,59 @@ static __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(const a
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int BN, bool QREG, int MINB>
 static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
-    const size_t smem = pf_cfg<D>::template smem_bytes<T>();
+    const size_t smem = pf_cfg<D, BN, QREG, MINB>::template smem_bytes<T>();
     dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
 
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D>,
+    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_prefill_kernel<T, D><<<grid, PF_THREADS, smem, stream>>>(*a);
+    attn_prefill_kernel<T, D, BN, QREG, MINB><<<grid, PF_THREADS, smem, stream>>>(*a);
     KILN_CUDA_LAUNCH_CHECK("attention_prefill", stream);
 err:
     return st;
+}
+
+/* The variant for head_dims 64 and 128: KILN_CUDA_PREFILL = k64q (64 keys
+ * a tile, Q in registers), k64s (Q from shared memory), k32q or k32s (32
+ * keys, smaller shared and register footprint: 3 CTAs an SM); default
+ * ATTN_PREFILL_DEFAULT.  Read at every launch (a host getenv), so the lab
+ * can switch between calls. */
+#define ATTN_PREFILL_DEFAULT 0
+static int prefill_variant(void)
+{
+    static const char *const names[] = {"k64q", "k64s", "k32q", "k32s"};
+    const char *e = getenv("KILN_CUDA_PREFILL");
+    if (e)
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(e, names[i]))
+                return i;
+    return ATTN_PREFILL_DEFAULT;
+}
+
+template <typename T, int D>
+static kiln_status prefill_run_variant(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
+{
+    switch (prefill_variant()) {
+    case 1: return prefill_run<T, D, 64, false, 2>(a, n_tiles, stream);
+    case 2: return prefill_run<T, D, 32, true, 3>(a, n_tiles, stream);
+    case 3: return prefill_run<T, D, 32, false, 3>(a, n_tiles, stream);
+    default: return prefill_run<T, D, 64, true, 2>(a, n_tiles, stream);
+    }
 }
 
 template <typename T>
 static kiln_status prefill_dispatch_dim(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     switch (a->head_dim) {
-    case 16: return prefill_run<T, 16>(a, n_tiles, stream);
-    case 32: return prefill_run<T, 32>(a, n_tiles, stream);
-    case 64: return prefill_run<T, 64>(a, n_tiles, stream);
-    case 128: return prefill_run<T, 128>(a, n_tiles, stream);
-    case 256: return prefill_run<T, 256>(a, n_tiles, stream);
+    case 16: return prefill_run<T, 16, 64, true, 2>(a, n_tiles, stream);
+    case 32: return prefill_run<T, 32, 64, true, 2>(a, n_tiles, stream);
+    case 64: return prefill_run_variant<T, 64>(a, n_tiles, stream);
+    case 128: return prefill_run_variant<T, 128>(a, n_tiles, stream);
+    /* 32 keys and Q from shared memory: O alone is 128 registers a thread */
+    case 256: return prefill_run<T, 256, 32, false, 1>(a, n_tiles, stream);
     default:
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
                             "(16, 32, 64, 128, 256)", a->head_dim);
