@@ -803,6 +803,111 @@ static void test_elementwise(void **state)
     }
 }
 
+/* Shapes that take the other work splits of cuda_ops.cu: many rows of a
+ * multiple of 8 (one to four warps per row, the row in registers), the
+ * same with one row (a block per row), widths that are not a multiple of 8
+ * with many rows (a block per row), and element counts with a vector tail. */
+static void test_norm_wide(void **state)
+{
+    static const int64_t shapes[][2] = {{3000, 768}, {300, 4096}, {257, 8192}, {300, 1000},
+                                        {300, 16},   {300, 1004}, {1, 4096},   {3, 2048}};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t n = shapes[s][0], d = shapes[s][1], cnt = n * d;
+            bool add_one = rnd_int(2), with_bias = rnd_int(2);
+            vec_pair w, b = {0};
+            vec_make(g, d, 0.5f, 1.5f, &w);
+            if (with_bias)
+                vec_make(g, d, -0.5f, 0.5f, &b);
+            float *x = rnd_act(dt, cnt, -2.0f, 2.0f), *res = rnd_act(dt, cnt, -1.0f, 1.0f);
+            float *ref = host_nan(cnt), *res_ref = host_copy(res, cnt);
+            void *gx = dev_put(g, x, cnt), *gres = dev_put(g, res, cnt), *gy = dev_nan(g, cnt);
+
+            /* rmsnorm */
+            OK(cpu->ops->rmsnorm(cpu, x, n, d, &w.c, 1e-6f, add_one, ref));
+            OK(g->ops->rmsnorm(g, gx, n, d, &w.g, 1e-6f, add_one, gy));
+            float *got = dev_get(g, gy, cnt);
+            check("rmsnorm wide", dt, n, d, got, ref, cnt);
+            free(got);
+
+            /* add_rmsnorm, y aliasing the residual */
+            OK(cpu->ops->add_rmsnorm(cpu, res_ref, x, n, d, &w.c, 1e-5f, add_one, ref));
+            OK(g->ops->add_rmsnorm(g, gres, gx, n, d, &w.g, 1e-5f, add_one, gres));
+            got = dev_get(g, gres, cnt);
+            check("add_rmsnorm wide (y = res)", dt, n, d, got, ref, cnt);
+            free(got);
+
+            /* layernorm + residual, y aliasing the residual */
+            g->ops->free(g, gres);
+            gres = dev_put(g, res, cnt);
+            OK(cpu->ops->layernorm(cpu, x, res, n, d, &w.c, with_bias ? &b.c : NULL, 1e-12f, ref));
+            OK(g->ops->layernorm(g, gx, gres, n, d, &w.g, with_bias ? &b.g : NULL, 1e-12f, gres));
+            got = dev_get(g, gres, cnt);
+            check("layernorm wide (y = res)", dt, n, d, got, ref, cnt);
+            free(got);
+
+            /* element-wise over n * d - 5 elements: vectors and a tail */
+            int64_t m = cnt - 5;
+            g->ops->free(g, gres);
+            gres = dev_put(g, res, cnt);
+            OK(cpu->ops->glu(cpu, x, res, 1, m, BK_ACT_SILU, ref));
+            OK(g->ops->glu(g, gx, gres, 1, m, BK_ACT_SILU, gy));
+            got = dev_get(g, gy, m);
+            check("glu wide", dt, 1, m, got, ref, m);
+            free(got);
+
+            free(x), free(res), free(ref), free(res_ref);
+            g->ops->free(g, gx), g->ops->free(g, gres), g->ops->free(g, gy);
+            vec_free(g, &w);
+            if (with_bias)
+                vec_free(g, &b);
+        }
+    }
+}
+
+/* split3 is a bit copy: the outputs equal the host's split exactly, for
+ * widths that are multiples of 8 (16-byte form) and not. */
+static void test_split3(void **state)
+{
+    static const int64_t shapes[][4] = {{1, 4096, 1024, 1024}, {300, 64, 8, 24},
+                                        {3, 7, 5, 9},          {130, 768, 768, 768},
+                                        {17, 16, 8, 12}};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t n = shapes[s][0], w[3] = {shapes[s][1], shapes[s][2], shapes[s][3]};
+            int64_t wt = w[0] + w[1] + w[2];
+            float *x = rnd_act(dt, n * wt, -2.0f, 2.0f);
+            void *gx = dev_put(g, x, n * wt), *gy[3];
+            for (int o = 0; o < 3; o++)
+                gy[o] = dev_nan(g, n * w[o]);
+            OK(g->ops->split3(g, gx, n, w[0], w[1], w[2], gy[0], gy[1], gy[2]));
+            for (int o = 0, c0 = 0; o < 3; c0 += (int)w[o], o++) {
+                float *got = dev_get(g, gy[o], n * w[o]);
+                for (int64_t t = 0; t < n; t++)
+                    for (int64_t c = 0; c < w[o]; c++)
+                        if (got[t * w[o] + c] != x[t * wt + c0 + c])
+                            fail_msg("split3 %s n=%lld %lld/%lld/%lld: output %d (%lld, %lld) is "
+                                     "%g, want %g", dtype_name(dt), (long long)n,
+                                     (long long)w[0], (long long)w[1], (long long)w[2], o,
+                                     (long long)t, (long long)c, (double)got[t * w[o] + c],
+                                     (double)x[t * wt + c0 + c]);
+                free(got);
+                g->ops->free(g, gy[o]);
+            }
+            free(x);
+            g->ops->free(g, gx);
+        }
+    }
+}
+
 /* ==== batch ops: embed, gather, pool ========================================================= */
 
 static void test_embed(void **state)
@@ -989,6 +1094,9 @@ static void test_rope(void **state)
                 run_rope(gpus[a], n, 3, 1, 128, 128, BK_ROPE_NORM, scalings[s]);
                 run_rope(gpus[a], n, 2, 2, 80, 20, BK_ROPE_NEOX, scalings[s]); /* partial */
                 run_rope(gpus[a], n, 5, 1, 18, 10, BK_ROPE_NORM, scalings[s]);
+                /* partial rotations the 16-byte form takes */
+                run_rope(gpus[a], n, 3, 1, 128, 64, BK_ROPE_NEOX, scalings[s]);
+                run_rope(gpus[a], n, 2, 1, 64, 32, BK_ROPE_NORM, scalings[s]);
             }
 }
 
@@ -1055,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_norm_wide),
+        cmocka_unit_test(test_split3),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_gather_pool),
         cmocka_unit_test(test_rope),
