@@ -296,7 +296,9 @@ static void bench_decode(double copy_bw)
 static void bench_prefill(void)
 {
     static const int seqs[] = {1, 8}, lens[] = {2048, 512};
-    static const char *const variants[] = {"default", "k64q", "k64s", "k32q", "k32s"};
+    static const char *const variants[] = {"default", "k64q", "k64s", "k32q",
+                                           "k32s",    "m2k32", "m2k64"};
+    const int n_variants = (int)(sizeof variants / sizeof variants[0]);
     const bk_attn a = bench_attn();
     const char *commit = getenv("KILN_COMMIT");
 
@@ -305,7 +307,7 @@ static void bench_prefill(void)
     for (int i = 0; i < 2; i++) {
         bench_batch bb;
         bench_batch_make(&bb, seqs[i], lens[i], lens[i]);
-        for (int v = 0; v < 5; v++) {
+        for (int v = 0; v < n_variants; v++) {
             if (v == 0)
                 unsetenv("KILN_CUDA_PREFILL");
             else

@@ -256,6 +256,7 @@ static int32_t attn_block_shift(int32_t block_size)
 static void attn_plan(const bk_batch_host *hb, const bk_attn *a, int32_t *n_tiles,
                       int32_t *n_dec, int32_t *max_keys)
 {
+    const int32_t bm = attn_prefill_bm(a->head_dim);
     *n_tiles = *n_dec = *max_keys = 0;
     for (int32_t s = 0; s < hb->n_seqs; s++) {
         const int32_t r0 = hb->seq_start[s], len = hb->seq_start[s + 1] - r0;
@@ -268,7 +269,7 @@ static void attn_plan(const bk_batch_host *hb, const bk_attn *a, int32_t *n_tile
             if (j_end - j_begin > *max_keys)
                 *max_keys = j_end - j_begin;
         } else if (len > 0) {
-            *n_tiles += (len + ATTN_PREFILL_BM - 1) / ATTN_PREFILL_BM;
+            *n_tiles += (len + bm - 1) / bm;
         }
     }
 }

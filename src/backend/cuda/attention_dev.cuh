@@ -69,6 +69,32 @@ static __device__ __forceinline__ void attn_ldsm_x4_trans(uint32_t r[4], const v
                  : "r"(attn_smem_addr(p)));
 }
 
+/* The same from a shared-memory address already in the .shared window
+ * (attn_smem_addr), for loops that step one base address by constants. */
+static __device__ __forceinline__ void attn_ldsm_x4_at(uint32_t r[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+static __device__ __forceinline__ void attn_ldsm_x4_trans_at(uint32_t r[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* 2^x in one MUFU instruction (ex2.approx.ftz: about 2 ulp, denormal
+ * results flushed to 0, 2^-inf = 0).  The softmax weights it makes are
+ * rounded to bf16/fp16 right after, far coarser than its error. */
+static __device__ __forceinline__ float attn_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* c(16x8) += A(16x16) B(16x8), inputs of type T (bf16 or half). */
 template <typename T>
 static __device__ __forceinline__ void attn_mma(float c[4], const uint32_t a[4], uint32_t b0,

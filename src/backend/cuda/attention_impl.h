@@ -8,7 +8,7 @@
  *   - a sequence with exactly one new token, with a cache, is a decode
  *     sequence (attn_decode_*);
  *   - every other sequence with new tokens goes to the prefill kernel, one
- *     CTA per (tile of ATTN_PREFILL_BM rows, query head);
+ *     CTA per (tile of attn_prefill_bm rows, query head);
  *   - without a cache every sequence is a prefill sequence.
  * Both kernels apply the same visibility rule per (query, key):
  *   key index j of sequence s is visible to the query at q_pos when
@@ -32,8 +32,6 @@ extern "C" {
 #include "format/dtype.h"
 #include "kiln.h"
 
-/* Query rows per prefill CTA (16 per warp, 4 warps). */
-#define ATTN_PREFILL_BM 64
 /* Most query heads one decode CTA serves (heads sharing one KV head). */
 #define ATTN_DECODE_GMAX 8
 /* Most splits of one sequence's keys in the decode kernel. */
@@ -73,8 +71,12 @@ typedef struct attn_split_ws {
     float *ml;                    /* (n_seqs, n_heads, n_split, 2): m (base 2), l */
 } attn_split_ws;
 
+/* Query rows a prefill CTA takes at this head_dim with the kernel variant
+ * in force (64, or 128 for the variants of 32 rows a warp). */
+int32_t attn_prefill_bm(int32_t head_dim);
+
 /* Prefill kernel over `n_tiles` (tile, sequence) pairs, the exact count of
- * ceil(rows / ATTN_PREFILL_BM) over prefill sequences.  Errors:
+ * ceil(rows / attn_prefill_bm(head_dim)) over prefill sequences.  Errors:
  * KILN_ERR_UNSUPPORTED (head_dim or dtype), KILN_ERR_DEVICE. */
 kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_tiles,
                                 cudaStream_t stream);

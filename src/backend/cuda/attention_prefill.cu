@@ -40,24 +40,25 @@
 #include <string.h>
 
 #define PF_THREADS 128
-#define PF_BM ATTN_PREFILL_BM
 #define PF_FULL 0xffffffffu
 
 /* A kernel variant: BN keys per tile, Q fragments held in registers or
  * read from shared memory at every tile, at least MINB CTAs an SM (a
- * register bound for the compiler). */
-template <int D, int BN, bool QREG, int MINB> struct pf_cfg {
+ * register bound for the compiler), MT m-tiles of 16 rows a warp. */
+template <int D, int BN, bool QREG, int MINB, int MT> struct pf_cfg {
+    static constexpr int BM = 64 * MT;  /* query rows of a CTA (4 warps)                */
     static constexpr int STR = D + 8;   /* shared row stride in elements (16-byte pad) */
     static constexpr int VPR = D / 8;   /* 16-byte vectors per row                      */
     template <typename T> static constexpr size_t smem_bytes()
     {
-        return (size_t)(PF_BM * STR + 4 * BN * STR) * sizeof(T) + 2 * BN * sizeof(int32_t);
+        return (size_t)(BM * STR + 4 * BN * STR) * sizeof(T) + 2 * BN * sizeof(int32_t);
     }
 };
 
 /* The (sequence, tile) that grid index `target` stands for, counting
  * ceil(rows / BM) tiles for each prefill sequence in order.  Every lane of
  * the warp gets the answer; false when target is past the last tile. */
+template <int BM>
 static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int32_t *s_out,
                                          int32_t *tile_out)
 {
@@ -69,7 +70,7 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
         if (s < a.n_seqs) {
             int32_t len = a.seq_start[s + 1] - a.seq_start[s];
             if (len > 1 || (len == 1 && !a.use_cache))
-                n = (len + PF_BM - 1) / PF_BM;
+                n = (len + BM - 1) / BM;
         }
         int32_t x = n; /* inclusive prefix sum over the lanes */
 #pragma unroll
@@ -142,7 +143,12 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
  * q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
  * caches (n_blocks, block_size, n_kv_heads, D).
  *
- * Per key tile, a warp takes one of three paths, decided for its 16 rows
+ * A warp owns MT m-tiles of 16 query rows (BM = 64 MT rows a CTA): each K
+ * and V fragment read from shared memory feeds MT independent mma, which
+ * halves the shared-memory reads per mma at MT = 2 and gives the tensor
+ * pipe two chains to interleave.
+ *
+ * Per key tile, a warp takes one of three paths, decided for its rows
  * together (the decision is warp-uniform):
  *   skip   no key of the tile is visible to any of its rows (past a causal
  *          diagonal, before a window, or rows past the sequence's end);
@@ -152,16 +158,18 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
  *   masked the visibility rule per (row, key), scores shaped by attn_score.
  * Only tiles on a causal diagonal, at a window's edge or at the end of the
  * keys take the masked path. */
-template <typename T, int D, int BN, bool QREG, int MINB>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT>
 static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(const attn_args a)
 {
-    constexpr int STR = pf_cfg<D, BN, QREG, MINB>::STR, VPR = pf_cfg<D, BN, QREG, MINB>::VPR;
-    constexpr int NT = BN / 8;          /* n-tiles of S per warp      */
-    constexpr int DT = D / 8;           /* n-tiles of O per warp      */
+    using cfg = pf_cfg<D, BN, QREG, MINB, MT>;
+    constexpr int STR = cfg::STR, VPR = cfg::VPR, BM = cfg::BM;
+    constexpr int NT = BN / 8;          /* n-tiles of S per m-tile    */
+    constexpr int DT = D / 8;           /* n-tiles of O per m-tile    */
     constexpr int KD = D / 16;          /* k-steps of Q K^T           */
+    constexpr int WR = 16 * MT;         /* query rows of a warp       */
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T *Q_s = (T *)attn_smem;            /* (BM, STR)                 */
-    T *K_s = Q_s + PF_BM * STR;         /* (2, BN, STR)              */
+    T *K_s = Q_s + BM * STR;            /* (2, BN, STR)              */
     T *V_s = K_s + 2 * BN * STR;        /* (2, BN, STR)              */
     int32_t *kpos_s = (int32_t *)(V_s + 2 * BN * STR); /* (2, BN): key positions, no cache */
 
@@ -170,10 +178,10 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     const int32_t h = blockIdx.y, kvh = h / a.group;
 
     int32_t s, tile;
-    if (!prefill_find_tile(a, (int32_t)(gridDim.x - 1 - blockIdx.x), &s, &tile))
+    if (!prefill_find_tile<BM>(a, (int32_t)(gridDim.x - 1 - blockIdx.x), &s, &tile))
         return;
     const int32_t row0 = a.seq_start[s], n_rows = a.seq_start[s + 1] - row0;
-    const int32_t q0 = tile * PF_BM, nq = min(PF_BM, n_rows - q0);
+    const int32_t q0 = tile * BM, nq = min(BM, n_rows - q0);
     const int32_t *pos = a.positions + row0;
 
     /* Key range of the whole tile; each row masks its own part of it. */
@@ -188,27 +196,41 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         j_end = a.causal ? min(n_rows, qpos_hi - p0 + 1) : n_rows;
         j_begin = a.window > 0 ? max(0, qpos_lo - p0 - a.window + 1) : 0;
     }
-    int32_t qp[2]; /* positions of this lane's rows g and g + 8 */
+    /* positions of this lane's rows g and g + 8 of each m-tile */
+    int32_t qp[MT][2];
+    int32_t wq_lo = INT32_MAX, wq_hi = INT32_MIN;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int row = warp * 16 + g + 8 * r;
-        qp[r] = row < nq ? pos[q0 + row] : qpos_hi;
-    }
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int row = warp * WR + mt * 16 + g + 8 * r;
+            qp[mt][r] = row < nq ? pos[q0 + row] : qpos_hi;
+            wq_lo = min(wq_lo, qp[mt][r]);
+            wq_hi = max(wq_hi, qp[mt][r]);
+        }
     /* The warp's rows: whether any is in the sequence, and (cache mode,
      * where a key's position is its index) the lowest and highest query
      * position among them, for the skip and full tests. */
-    const bool warp_live = warp * 16 < nq;
-    int32_t wq_lo = min(qp[0], qp[1]), wq_hi = max(qp[0], qp[1]);
+    const bool warp_live = warp * WR < nq;
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) {
         wq_lo = min(wq_lo, __shfl_xor_sync(PF_FULL, wq_lo, off));
         wq_hi = max(wq_hi, __shfl_xor_sync(PF_FULL, wq_hi, off));
     }
     const float sl2 = a.scale * ATTN_LOG2E;
+    /* this lane's row addresses for the Q fragment of the warp's first
+     * m-tile and the K and V fragments of stage 0, key block 0, column
+     * block 0: every fragment is a constant away */
+    const uint32_t q_lane = attn_smem_addr(Q_s + (warp * WR + (lane & 7) + 8 * ((lane >> 3) & 1)) *
+                                                     STR + 8 * (lane >> 4));
+    const uint32_t k_lane = attn_smem_addr(K_s + ((lane & 7) + 8 * (lane >> 4)) * STR +
+                                           8 * ((lane >> 3) & 1));
+    const uint32_t v_lane = attn_smem_addr(V_s + ((lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
+                                           8 * (lane >> 4));
 
     /* Q_i, then the first key tile: one copy group. */
     const T *q_src = (const T *)a.q + ((int64_t)(row0 + q0) * a.n_heads + h) * D;
-    for (int i = tid; i < PF_BM * VPR; i += PF_THREADS) {
+    for (int i = tid; i < BM * VPR; i += PF_THREADS) {
         int r = i / VPR, c = i % VPR;
         bool ok = r < nq;
         attn_cp16(Q_s + r * STR + c * 8, ok ? q_src + (int64_t)r * a.n_heads * D + c * 8 : q_src,
@@ -218,12 +240,17 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, 0, j_begin, j_end, s, row0, kvh);
     attn_cp_commit();
 
-    float O[DT][4];
+    float O[MT][DT][4];
 #pragma unroll
-    for (int dt = 0; dt < DT; dt++)
-        O[dt][0] = O[dt][1] = O[dt][2] = O[dt][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    uint32_t qf[QREG ? KD : 1][4];
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+            O[mt][dt][0] = O[mt][dt][1] = O[mt][dt][2] = O[mt][dt][3] = 0.0f;
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+    uint32_t qf[QREG ? MT * KD : 1][4];
 
     int st = 0;
     for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st ^= 1) {
@@ -235,10 +262,11 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 
         if (QREG && j0 == j_begin) {
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
-                attn_ldsm_x4(qf[QREG ? kk : 0],
-                             Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
-                                 kk * 16 + 8 * (lane >> 4));
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int kk = 0; kk < KD; kk++)
+                    attn_ldsm_x4_at(qf[QREG ? mt * KD + kk : 0],
+                                    q_lane + (uint32_t)((mt * 16 * STR + kk * 16) * sizeof(T)));
         }
 
         /* the warp's path for this tile (see above) */
@@ -254,114 +282,139 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         }
         if (!skip) {
             /* S = Q_i K_j^T */
-            float S[NT][4];
+            float S[MT][NT][4];
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-                S[nt][0] = S[nt][1] = S[nt][2] = S[nt][3] = 0.0f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    S[mt][nt][0] = S[mt][nt][1] = S[mt][nt][2] = S[mt][nt][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < KD; kk++) {
-                uint32_t qa[4];
-                if (QREG) {
-                    qa[0] = qf[QREG ? kk : 0][0];
-                    qa[1] = qf[QREG ? kk : 0][1];
-                    qa[2] = qf[QREG ? kk : 0][2];
-                    qa[3] = qf[QREG ? kk : 0][3];
-                } else {
-                    attn_ldsm_x4(qa, Q_s + (warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) *
-                                               STR + kk * 16 + 8 * (lane >> 4));
+                uint32_t qa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    if (QREG) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++)
+                            qa[mt][e] = qf[QREG ? mt * KD + kk : 0][e];
+                    } else {
+                        attn_ldsm_x4_at(qa[mt], q_lane + (uint32_t)((mt * 16 * STR + kk * 16) *
+                                                                    sizeof(T)));
+                    }
                 }
 #pragma unroll
                 for (int np = 0; np < NT / 2; np++) {
                     uint32_t kb[4];
-                    attn_ldsm_x4(kb, K_s + (st * BN + np * 16 + (lane & 7) + 8 * (lane >> 4)) *
-                                               STR + kk * 16 + 8 * ((lane >> 3) & 1));
-                    attn_mma<T>(S[2 * np], qa, kb[0], kb[1]);
-                    attn_mma<T>(S[2 * np + 1], qa, kb[2], kb[3]);
+                    attn_ldsm_x4_at(kb, k_lane + (uint32_t)(((st * BN + np * 16) * STR +
+                                                              kk * 16) * sizeof(T)));
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        attn_mma<T>(S[mt][2 * np], qa[mt], kb[0], kb[1]);
+                        attn_mma<T>(S[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+                    }
                 }
             }
 
             /* row maxima over the 4 lanes of a row, in base-2 score units */
-            float mx[2] = {-INFINITY, -INFINITY};
-            if (full) {
+            float alpha[MT][2];
+            bool moved = false;
 #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    mx[0] = fmaxf(mx[0], fmaxf(S[nt][0], S[nt][1]));
-                    mx[1] = fmaxf(mx[1], fmaxf(S[nt][2], S[nt][3]));
+            for (int mt = 0; mt < MT; mt++) {
+                float mx[2] = {-INFINITY, -INFINITY};
+                if (full) {
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        mx[0] = fmaxf(mx[0], fmaxf(S[mt][nt][0], S[mt][nt][1]));
+                        mx[1] = fmaxf(mx[1], fmaxf(S[mt][nt][2], S[mt][nt][3]));
+                    }
+                    mx[0] *= sl2;
+                    mx[1] *= sl2;
+                } else {
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int r = e >> 1, jj = nt * 8 + 2 * t + (e & 1);
+                            int32_t j = j0 + jj;
+                            int32_t kp = a.use_cache ? j : kpos_s[st * BN + jj];
+                            bool vis = j < j_end && (!a.causal || kp <= qp[mt][r]) &&
+                                       (a.window <= 0 || kp > qp[mt][r] - a.window);
+                            float x = vis ? attn_score(a, S[mt][nt][e]) : -INFINITY;
+                            S[mt][nt][e] = x;
+                            mx[r] = fmaxf(mx[r], x);
+                        }
+                    }
                 }
-                mx[0] *= sl2;
-                mx[1] *= sl2;
-            } else {
 #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
+                for (int r = 0; r < 2; r++) {
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
+                    float m_new = fmaxf(m[mt][r], mx[r]);
+                    alpha[mt][r] = m_new == -INFINITY ? 1.0f : attn_exp2(m[mt][r] - m_new);
+                    moved = moved || alpha[mt][r] != 1.0f;
+                    m[mt][r] = m_new;
+                    l[mt][r] *= alpha[mt][r];
+                }
+                if (full) {
+                    /* m is finite: this tile has a visible key in every row */
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int r = e >> 1, jj = nt * 8 + 2 * t + (e & 1);
-                        int32_t j = j0 + jj;
-                        int32_t kp = a.use_cache ? j : kpos_s[st * BN + jj];
-                        bool vis = j < j_end && (!a.causal || kp <= qp[r]) &&
-                                   (a.window <= 0 || kp > qp[r] - a.window);
-                        float x = vis ? attn_score(a, S[nt][e]) : -INFINITY;
-                        S[nt][e] = x;
-                        mx[r] = fmaxf(mx[r], x);
+                    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            float p = attn_exp2(fmaf(S[mt][nt][e], sl2, -m[mt][e >> 1]));
+                            S[mt][nt][e] = p;
+                            l[mt][e >> 1] += p;
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int r = e >> 1;
+                            float p = m[mt][r] == -INFINITY ? 0.0f
+                                                            : attn_exp2(S[mt][nt][e] - m[mt][r]);
+                            S[mt][nt][e] = p;
+                            l[mt][r] += p;
+                        }
                     }
                 }
             }
-            float alpha[2];
+            /* a row's running max rarely moves after its first tiles: the
+             * warp skips the rescale when no row of it moved */
+            if (__any_sync(PF_FULL, moved)) {
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
-                float m_new = fmaxf(m[r], mx[r]);
-                alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
-                m[r] = m_new;
-                l[r] *= alpha[r];
-            }
-            if (full) {
-                /* m is finite: this tile has a visible key in every row */
+                for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float p = exp2f(fmaf(S[nt][e], sl2, -m[e >> 1]));
-                        S[nt][e] = p;
-                        l[e >> 1] += p;
+                    for (int dt = 0; dt < DT; dt++) {
+                        O[mt][dt][0] *= alpha[mt][0];
+                        O[mt][dt][1] *= alpha[mt][0];
+                        O[mt][dt][2] *= alpha[mt][1];
+                        O[mt][dt][3] *= alpha[mt][1];
                     }
-                }
-            } else {
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int r = e >> 1;
-                        float p = m[r] == -INFINITY ? 0.0f : exp2f(S[nt][e] - m[r]);
-                        S[nt][e] = p;
-                        l[r] += p;
-                    }
-                }
-            }
-#pragma unroll
-            for (int dt = 0; dt < DT; dt++) {
-                O[dt][0] *= alpha[0];
-                O[dt][1] *= alpha[0];
-                O[dt][2] *= alpha[1];
-                O[dt][3] *= alpha[1];
             }
 
             /* O += P V_j: P's accumulator layout is the A layout of the next mma */
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++) {
-                uint32_t pa[4] = {attn_pack2<T>(S[2 * kk][0], S[2 * kk][1]),
-                                  attn_pack2<T>(S[2 * kk][2], S[2 * kk][3]),
-                                  attn_pack2<T>(S[2 * kk + 1][0], S[2 * kk + 1][1]),
-                                  attn_pack2<T>(S[2 * kk + 1][2], S[2 * kk + 1][3])};
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    pa[mt][0] = attn_pack2<T>(S[mt][2 * kk][0], S[mt][2 * kk][1]);
+                    pa[mt][1] = attn_pack2<T>(S[mt][2 * kk][2], S[mt][2 * kk][3]);
+                    pa[mt][2] = attn_pack2<T>(S[mt][2 * kk + 1][0], S[mt][2 * kk + 1][1]);
+                    pa[mt][3] = attn_pack2<T>(S[mt][2 * kk + 1][2], S[mt][2 * kk + 1][3]);
+                }
 #pragma unroll
                 for (int dp = 0; dp < DT / 2; dp++) {
                     uint32_t vb[4];
-                    attn_ldsm_x4_trans(vb, V_s + (st * BN + kk * 16 + (lane & 7) +
-                                                  8 * ((lane >> 3) & 1)) * STR +
-                                               dp * 16 + 8 * (lane >> 4));
-                    attn_mma<T>(O[2 * dp], pa, vb[0], vb[1]);
-                    attn_mma<T>(O[2 * dp + 1], pa, vb[2], vb[3]);
+                    attn_ldsm_x4_trans_at(vb, v_lane + (uint32_t)(((st * BN + kk * 16) * STR +
+                                                                   dp * 16) * sizeof(T)));
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        attn_mma<T>(O[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                        attn_mma<T>(O[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                    }
                 }
             }
         }
@@ -370,79 +423,93 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     attn_cp_wait<0>();
 
     /* O / l, row sums first completed across the 4 lanes of a row */
-    float inv[2];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(PF_FULL, l[r], 1);
-        l[r] += __shfl_xor_sync(PF_FULL, l[r], 2);
-        inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-    }
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int row = warp * 16 + g + 8 * r;
-        if (row >= nq)
-            continue;
-        T *o = (T *)a.out + ((int64_t)(row0 + q0 + row) * a.n_heads + h) * D;
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(PF_FULL, lr, 1);
+            lr += __shfl_xor_sync(PF_FULL, lr, 2);
+            const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+            const int row = warp * WR + mt * 16 + g + 8 * r;
+            if (row >= nq)
+                continue;
+            T *o = (T *)a.out + ((int64_t)(row0 + q0 + row) * a.n_heads + h) * D;
 #pragma unroll
-        for (int dt = 0; dt < DT; dt++)
-            *(uint32_t *)(o + dt * 8 + 2 * t) =
-                attn_pack2<T>(O[dt][2 * r] * inv[r], O[dt][2 * r + 1] * inv[r]);
-    }
+            for (int dt = 0; dt < DT; dt++)
+                *(uint32_t *)(o + dt * 8 + 2 * t) =
+                    attn_pack2<T>(O[mt][dt][2 * r] * inv, O[mt][dt][2 * r + 1] * inv);
+        }
 }
 
-template <typename T, int D, int BN, bool QREG, int MINB>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT>
 static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
-    const size_t smem = pf_cfg<D, BN, QREG, MINB>::template smem_bytes<T>();
+    const size_t smem = pf_cfg<D, BN, QREG, MINB, MT>::template smem_bytes<T>();
     dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
 
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB>,
+    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_prefill_kernel<T, D, BN, QREG, MINB><<<grid, PF_THREADS, smem, stream>>>(*a);
+    attn_prefill_kernel<T, D, BN, QREG, MINB, MT><<<grid, PF_THREADS, smem, stream>>>(*a);
     KILN_CUDA_LAUNCH_CHECK("attention_prefill", stream);
 err:
     return st;
 }
 
-/* The variant for head_dims 64 and 128: KILN_CUDA_PREFILL = k64q (64 keys
- * a tile, Q in registers), k64s (Q from shared memory), k32q or k32s (32
- * keys, smaller shared and register footprint: 3 CTAs an SM); default
- * ATTN_PREFILL_DEFAULT.  Read at every launch (a host getenv), so the lab
- * can switch between calls. */
-#define ATTN_PREFILL_DEFAULT 0
+/* The variants for head_dims 64 and 128, by KILN_CUDA_PREFILL:
+ *   k64q   64 keys a tile, Q in registers, 16 rows a warp
+ *   k64s   64 keys, Q read from shared memory
+ *   k32q   32 keys, Q in registers (3 CTAs an SM)
+ *   k32s   32 keys, Q from shared memory (3 CTAs an SM)
+ *   m2k32  32 rows a warp (BM 128), 32 keys, Q in registers at D 64
+ *   m2k64  32 rows a warp, 64 keys
+ * Default PF_DEFAULT.  Read at every launch and tile count (a host
+ * getenv), so the lab can switch between calls. */
+#define PF_DEFAULT 0
+#define PF_N_VARIANTS 6
 static int prefill_variant(void)
 {
-    static const char *const names[] = {"k64q", "k64s", "k32q", "k32s"};
+    static const char *const names[PF_N_VARIANTS] = {"k64q", "k64s", "k32q",
+                                                     "k32s", "m2k32", "m2k64"};
     const char *e = getenv("KILN_CUDA_PREFILL");
     if (e)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < PF_N_VARIANTS; i++)
             if (!strcmp(e, names[i]))
                 return i;
-    return ATTN_PREFILL_DEFAULT;
+    return PF_DEFAULT;
 }
 
 template <typename T, int D>
 static kiln_status prefill_run_variant(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     switch (prefill_variant()) {
-    case 1: return prefill_run<T, D, 64, false, 2>(a, n_tiles, stream);
-    case 2: return prefill_run<T, D, 32, true, 3>(a, n_tiles, stream);
-    case 3: return prefill_run<T, D, 32, false, 3>(a, n_tiles, stream);
-    default: return prefill_run<T, D, 64, true, 2>(a, n_tiles, stream);
+    case 1: return prefill_run<T, D, 64, false, 2, 1>(a, n_tiles, stream);
+    case 2: return prefill_run<T, D, 32, true, 3, 1>(a, n_tiles, stream);
+    case 3: return prefill_run<T, D, 32, false, 3, 1>(a, n_tiles, stream);
+    case 4: return prefill_run<T, D, 32, D <= 64, 2, 2>(a, n_tiles, stream);
+    case 5: return prefill_run<T, D, 64, D <= 64, 1, 2>(a, n_tiles, stream);
+    default: return prefill_run<T, D, 64, true, 2, 1>(a, n_tiles, stream);
     }
+}
+
+extern "C" int32_t attn_prefill_bm(int32_t head_dim)
+{
+    if (head_dim != 64 && head_dim != 128)
+        return 64;
+    return prefill_variant() >= 4 ? 128 : 64;
 }
 
 template <typename T>
 static kiln_status prefill_dispatch_dim(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     switch (a->head_dim) {
-    case 16: return prefill_run<T, 16, 64, true, 2>(a, n_tiles, stream);
-    case 32: return prefill_run<T, 32, 64, true, 2>(a, n_tiles, stream);
+    case 16: return prefill_run<T, 16, 64, true, 2, 1>(a, n_tiles, stream);
+    case 32: return prefill_run<T, 32, 64, true, 2, 1>(a, n_tiles, stream);
     case 64: return prefill_run_variant<T, 64>(a, n_tiles, stream);
     case 128: return prefill_run_variant<T, 128>(a, n_tiles, stream);
     /* 32 keys and Q from shared memory: O alone is 128 registers a thread */
-    case 256: return prefill_run<T, 256, 32, false, 1>(a, n_tiles, stream);
+    case 256: return prefill_run<T, 256, 32, false, 1, 1>(a, n_tiles, stream);
     default:
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
                             "(16, 32, 64, 128, 256)", a->head_dim);
