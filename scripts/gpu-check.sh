@@ -244,7 +244,10 @@ if [ -n "${KILN_GPU_NCU_RUNS:-}" ] && [ -x "$ncu" ]; then
                --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size \
                build-gpu/kiln bench $args --no-peer --device cuda --out "$OUT/logs" \
                >"$csvf" 2>"$OUT/logs/ncu-run-$name.log" &&
-           python3 scripts/ncu-step.py "$csvf" --all >"$OUT/logs/ncu-run-$name.txt" 2>&1; then
+           rec=$(ls -t "$OUT"/logs/*.json | head -1) &&
+           python3 scripts/ncu-step.py "$csvf" --all --record "$rec" \
+               "$res/ncu-run-$name-$(basename "$rec" .json | sed 's/^[a-z-]*-\(20\)/\1/').json" \
+               >"$OUT/logs/ncu-run-$name.txt" 2>&1; then
             row "ncu run $name" "ok" "$(grep -m1 'kernel time' "$OUT/logs/ncu-run-$name.txt") ($(( $(date +%s) - t0 )) s)"
         else
             row "ncu run $name" "FAIL" "see logs/ncu-run-$name.log"

@@ -8,9 +8,10 @@ the kernels between the last two launches of the step's closing kernel
 and summed by kernel name, with the step's total kernel time.
 
 usage: ncu-step.py FILE.csv [--end KERNEL_SUBSTRING] [--record BENCH.json OUT.json]
-       ncu-step.py FILE.csv --all
+       ncu-step.py FILE.csv --all [--record BENCH.json OUT.json]
 
---all: every kernel of the file (a whole run), summed by kernel name only.
+--all: every kernel of the file (a whole run), summed by kernel name only;
+with --record, OUT.json is a run_kernels record of the sums.
 
 --record: also write OUT.json, one record of the step's kernels (benchmark
 decode_step_kernels) with the device, driver, commit, shape and ceilings
@@ -34,7 +35,11 @@ def main():
         e[r["Metric Name"]] = r["Metric Value"]
     ks = list(rows.values())
     if "--all" in sys.argv:
-        summarize(ks, "kernel time in the whole run", listing=False)
+        total, by = summarize(ks, "kernel time in the whole run", listing=False)
+        if "--record" in sys.argv:
+            write_record(total, by, "run_kernels", "us of kernel time in the whole run",
+                         "every kernel of the run: warm-up, timed runs and ceilings", None,
+                         "none: a breakdown, not a rate")
         return
     ends = [i for i, k in enumerate(ks) if end in k["name"]]
     if len(ends) < 2:
@@ -42,33 +47,44 @@ def main():
     step = ks[ends[-2] + 1: ends[-1] + 1]
     total, by = summarize(step, "kernel time in one step", listing=True)
     if "--record" in sys.argv:
-        i = sys.argv.index("--record")
-        bench, out = sys.argv[i + 1], sys.argv[i + 2]
-        b = json.load(open(bench))
-        b = b if isinstance(b, dict) and "benchmark" in b else (b[0] if isinstance(b, list)
-                                                                 else b["results"][0])
-        rec = {
-            "benchmark": "decode_step_kernels",
-            "shape": b["shape"],
-            "device": b["device"],
-            "driver": b["driver"],
-            "commit": b["commit"],
-            "date": b["date"],
-            "settings": {
-                "profiler": "Nsight Compute, --clock-control none, each kernel timed alone "
-                            "(gpu__time_duration.sum)",
-                "run": b["settings"],
-                "step": f"the kernels after the next-to-last '{end}' up to the last",
-            },
-            "value": total,
-            "unit": "us of kernel time in one step",
-            "ceiling": b["ceiling"],
-            "ceiling_what": "the decode roofline of the same run, tokens/s: " + b["ceiling_what"],
-            "peer": None,
-            "kernels": [{"kernel": n, "count": c, "us": u} for n, (c, u) in
-                        sorted(by.items(), key=lambda x: -x[1][1])],
-        }
-        json.dump(rec, open(out, "w"), indent=1)
+        write_record(total, by, "decode_step_kernels", "us of kernel time in one step",
+                     f"the kernels after the next-to-last '{end}' up to the last", True,
+                     "the decode roofline of the same run, tokens/s: ")
+
+
+def write_record(total, by, benchmark, unit, what, ceiling, ceiling_what):
+    """The --record BENCH.json OUT.json record: device, driver, commit,
+    shape and settings from BENCH.json (the profiled run's own record);
+    ceiling True takes BENCH.json's, with ceiling_what as its prefix."""
+    i = sys.argv.index("--record")
+    bench, out = sys.argv[i + 1], sys.argv[i + 2]
+    b = json.load(open(bench))
+    b = b if isinstance(b, dict) and "benchmark" in b else (b[0] if isinstance(b, list)
+                                                             else b["results"][0])
+    if ceiling is True:
+        ceiling, ceiling_what = b["ceiling"], ceiling_what + b["ceiling_what"]
+    rec = {
+        "benchmark": benchmark,
+        "shape": b["shape"],
+        "device": b["device"],
+        "driver": b["driver"],
+        "commit": b["commit"],
+        "date": b["date"],
+        "settings": {
+            "profiler": "Nsight Compute, --clock-control none, each kernel timed alone "
+                        "(gpu__time_duration.sum)",
+            "run": b["settings"],
+            "kernels": what,
+        },
+        "value": total,
+        "unit": unit,
+        "ceiling": ceiling,
+        "ceiling_what": ceiling_what,
+        "peer": None,
+        "kernels": [{"kernel": n, "count": c, "us": u} for n, (c, u) in
+                    sorted(by.items(), key=lambda x: -x[1][1])],
+    }
+    json.dump(rec, open(out, "w"), indent=1)
 
 
 def summarize(ks, what, listing):
