@@ -42,6 +42,11 @@
 extern "C" {
 #endif
 
+/* KILN_ERR_INVALID_ARG naming the value when KILN_CUDA_PREFILL (the
+ * prefill kernel variant, attention_prefill.cu) is set to something other
+ * than a variant's name; the backend refuses to start then. */
+kiln_status attn_prefill_check_env(void);
+
 /* Queue attention for one layer on `stream` (see the file comment).
  * dtype is the activation and KV type: KILN_DT_BF16 or KILN_DT_F16.
  * k_cache and v_cache are the layer's pools (NULL, with n_blocks and

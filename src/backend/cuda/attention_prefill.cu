@@ -41,6 +41,7 @@
  *   3. The new tokens' keys are in the cache before this kernel runs (the
  *      cache write precedes it on the same stream).
  */
+#include "backend/cuda/attention.h"
 #include "backend/cuda/attention_dev.cuh"
 #include "backend/cuda/cuda_check.h"
 
@@ -479,16 +480,33 @@ err:
  * getenv), so the lab can switch between calls. */
 #define PF_DEFAULT 2
 #define PF_N_VARIANTS 6
+static const char *const pf_variant_names[PF_N_VARIANTS] = {"k64q", "k64s", "k32q",
+                                                            "k32s", "m2k32", "m2k64"};
+
+/* Index of variant `name`, -1 when it is none of them. */
+static int prefill_variant_index(const char *name)
+{
+    for (int i = 0; i < PF_N_VARIANTS; i++)
+        if (!strcmp(name, pf_variant_names[i]))
+            return i;
+    return -1;
+}
+
 static int prefill_variant(void)
 {
-    static const char *const names[PF_N_VARIANTS] = {"k64q", "k64s", "k32q",
-                                                     "k32s", "m2k32", "m2k64"};
     const char *e = getenv("KILN_CUDA_PREFILL");
-    if (e)
-        for (int i = 0; i < PF_N_VARIANTS; i++)
-            if (!strcmp(e, names[i]))
-                return i;
-    return PF_DEFAULT;
+    const int i = e && *e ? prefill_variant_index(e) : -1;
+    return i >= 0 ? i : PF_DEFAULT;
+}
+
+extern "C" kiln_status attn_prefill_check_env(void)
+{
+    const char *e = getenv("KILN_CUDA_PREFILL");
+    if (e && *e && prefill_variant_index(e) < 0)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
+                            "variant (k64q k64s k32q k32s m2k32 m2k64)", e);
+    return KILN_OK;
 }
 
 template <typename T, int D>

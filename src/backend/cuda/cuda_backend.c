@@ -20,6 +20,7 @@
  */
 #include "backend/cuda/cuda_impl.h"
 
+#include "backend/cuda/attention.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/sample.h"
@@ -577,6 +578,10 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
             }
             cb->gemv_split = c;
         }
+    }
+    if ((st = attn_prefill_check_env())) {
+        cuda_destroy(&cb->base);
+        return st;
     }
     *out = &cb->base;
     return KILN_OK;
