@@ -422,6 +422,31 @@ static void test_encoder(void **state)
     random_cases(KILN_DT_F16, false, 8);
 }
 
+/* Every prefill kernel variant (KILN_CUDA_PREFILL) at the head dims that
+ * have variants, with and without a cache, both types, against the CPU;
+ * an unknown variant name is refused by the backend. */
+static void test_prefill_variants(void **state)
+{
+    static const char *const variants[] = {"k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64"};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t v = 0; v < KILN_ARRAY_LEN(variants); v++) {
+        setenv("KILN_CUDA_PREFILL", variants[v], 1);
+        for (int i = 0; i < 6; i++) {
+            attn_case c;
+            random_case(&c, i % 2 ? KILN_DT_F16 : KILN_DT_BF16, i < 4);
+            c.head_dim = i % 3 == 0 ? 64 : 128;
+            c.scale = 1.0f / sqrtf((float)c.head_dim);
+            run_case(&c);
+        }
+    }
+    setenv("KILN_CUDA_PREFILL", "k48", 1);
+    assert_int_equal(attn_prefill_check_env(), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "KILN_CUDA_PREFILL=k48"));
+    unsetenv("KILN_CUDA_PREFILL");
+    assert_int_equal(attn_prefill_check_env(), KILN_OK);
+}
+
 /* ==== fixed shapes ============================================================ */
 
 /* One long decode per KV head count: few CTAs, so the keys are split and the
@@ -604,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_random_bf16),
         cmocka_unit_test(test_random_f16),
         cmocka_unit_test(test_encoder),
+        cmocka_unit_test(test_prefill_variants),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
