@@ -296,8 +296,8 @@ static void bench_decode(double copy_bw)
 static void bench_prefill(void)
 {
     static const int seqs[] = {1, 8}, lens[] = {2048, 512};
-    static const char *const variants[] = {"default", "k64q", "k64s", "k32q",
-                                           "k32s",    "m2k32", "m2k64"};
+    static const char *const variants[] = {"default", "k64q",  "k64s",  "k32q", "k32s",
+                                           "m2k32",   "m2k64", "k32q3", "k32s4"};
     const int n_variants = (int)(sizeof variants / sizeof variants[0]);
     const bk_attn a = bench_attn();
     const char *commit = getenv("KILN_COMMIT");

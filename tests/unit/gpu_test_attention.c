@@ -427,7 +427,8 @@ static void test_encoder(void **state)
  * an unknown variant name is refused by the backend. */
 static void test_prefill_variants(void **state)
 {
-    static const char *const variants[] = {"k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64"};
+    static const char *const variants[] = {"k64q",  "k64s",  "k32q",  "k32s",
+                                           "m2k32", "m2k64", "k32q3", "k32s4"};
     (void)state;
     SKIP_WITHOUT_GPU();
     for (size_t v = 0; v < KILN_ARRAY_LEN(variants); v++) {

@@ -13,8 +13,9 @@
  * memory is needed.  Tiles are handed out last first: the late tiles of a
  * causal sequence see the most keys.
  *
- * Per key tile K_j, V_j (BN keys, two shared-memory stages filled by
- * cp.async while the other is in use), every warp computes for its rows
+ * Per key tile K_j, V_j (BN keys, NS shared-memory stages filled by
+ * cp.async while another is in use; NS = 2 but in the lab's deeper
+ * variants), every warp computes for its rows
  *   S = Q_i K_j^T                        (mma.m16n8k16, f32 accumulators)
  *   S = scale, softcap, mask, in base 2
  *   m' = max(m, rowmax S);  P = 2^(S - m');  l = l 2^(m - m') + rowsum P
@@ -54,14 +55,17 @@
 
 /* A kernel variant: BN keys per tile, Q fragments held in registers or
  * read from shared memory at every tile, at least MINB CTAs an SM (a
- * register bound for the compiler), MT m-tiles of 16 rows a warp. */
-template <int D, int BN, bool QREG, int MINB, int MT> struct pf_cfg {
+ * register bound for the compiler), MT m-tiles of 16 rows a warp, NS
+ * shared-memory stages of K/V (NS - 1 tiles in flight while one computes). */
+template <int D, int BN, bool QREG, int MINB, int MT, int NS> struct pf_cfg {
+    static_assert(NS >= 2, "at least double buffering");
     static constexpr int BM = 64 * MT;  /* query rows of a CTA (4 warps)                */
     static constexpr int STR = D + 8;   /* shared row stride in elements (16-byte pad) */
     static constexpr int VPR = D / 8;   /* 16-byte vectors per row                      */
     template <typename T> static constexpr size_t smem_bytes()
     {
-        return (size_t)(BM * STR + 4 * BN * STR) * sizeof(T) + 2 * BN * sizeof(int32_t);
+        return (size_t)(BM * STR + 2 * NS * BN * STR) * sizeof(T) +
+               (size_t)NS * BN * sizeof(int32_t);
     }
 };
 
@@ -168,10 +172,10 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
  *   masked the visibility rule per (row, key), scores shaped by attn_score.
  * Only tiles on a causal diagonal, at a window's edge or at the end of the
  * keys take the masked path. */
-template <typename T, int D, int BN, bool QREG, int MINB, int MT>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS>
 static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(const attn_args a)
 {
-    using cfg = pf_cfg<D, BN, QREG, MINB, MT>;
+    using cfg = pf_cfg<D, BN, QREG, MINB, MT, NS>;
     constexpr int STR = cfg::STR, VPR = cfg::VPR, BM = cfg::BM;
     constexpr int NT = BN / 8;          /* n-tiles of S per m-tile    */
     constexpr int DT = D / 8;           /* n-tiles of O per m-tile    */
@@ -179,9 +183,9 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     constexpr int WR = 16 * MT;         /* query rows of a warp       */
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T *Q_s = (T *)attn_smem;            /* (BM, STR)                 */
-    T *K_s = Q_s + BM * STR;            /* (2, BN, STR)              */
-    T *V_s = K_s + 2 * BN * STR;        /* (2, BN, STR)              */
-    int32_t *kpos_s = (int32_t *)(V_s + 2 * BN * STR); /* (2, BN): key positions, no cache */
+    T *K_s = Q_s + BM * STR;            /* (NS, BN, STR)             */
+    T *V_s = K_s + NS * BN * STR;       /* (NS, BN, STR)             */
+    int32_t *kpos_s = (int32_t *)(V_s + NS * BN * STR); /* (NS, BN): key positions, no cache */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -238,7 +242,8 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     const uint32_t v_lane = attn_smem_addr(V_s + ((lane & 7) + 8 * ((lane >> 3) & 1)) * STR +
                                            8 * (lane >> 4));
 
-    /* Q_i, then the first key tile: one copy group. */
+    /* Q_i and the first key tile: one copy group; then one group for each
+     * of the next NS - 2 tiles (an empty group past the last key). */
     const T *q_src = (const T *)a.q + ((int64_t)(row0 + q0) * a.n_heads + h) * D;
     for (int i = tid; i < BM * VPR; i += PF_THREADS) {
         int r = i / VPR, c = i % VPR;
@@ -246,9 +251,13 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         attn_cp16(Q_s + r * STR + c * 8, ok ? q_src + (int64_t)r * a.n_heads * D + c * 8 : q_src,
                   ok);
     }
-    if (j_begin < j_end)
-        prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, 0, j_begin, j_end, s, row0, kvh);
-    attn_cp_commit();
+#pragma unroll
+    for (int p = 0; p < NS - 1; p++) {
+        if (j_begin + p * BN < j_end)
+            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s, row0,
+                                      kvh);
+        attn_cp_commit();
+    }
 
     float O[MT][DT][4];
 #pragma unroll
@@ -262,12 +271,18 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
     uint32_t qf[QREG ? MT * KD : 1][4];
 
-    int st = 0;
-    for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st ^= 1) {
-        if (j0 + BN < j_end)
-            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, st ^ 1, j0 + BN, j_end, s, row0, kvh);
+    int st = 0; /* the stage of tile j0 */
+    for (int32_t j0 = j_begin; j0 < j_end; j0 += BN, st = st + 1 == NS ? 0 : st + 1) {
+        /* tile j0 + (NS - 1) BN into the stage tile j0 - BN used (the
+         * barrier closing the last iteration freed it); then the group of
+         * tile j0 is NS - 1 groups back, and waiting for all but NS - 1
+         * groups waits for it */
+        const int32_t jn = j0 + (NS - 1) * BN;
+        if (jn < j_end)
+            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn, j_end,
+                                      s, row0, kvh);
         attn_cp_commit();
-        attn_cp_wait<1>();
+        attn_cp_wait<NS - 1>();
         __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
 
         if (QREG && j0 == j_begin) {
@@ -452,16 +467,16 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         }
 }
 
-template <typename T, int D, int BN, bool QREG, int MINB, int MT>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS = 2>
 static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
-    const size_t smem = pf_cfg<D, BN, QREG, MINB, MT>::template smem_bytes<T>();
+    const size_t smem = pf_cfg<D, BN, QREG, MINB, MT, NS>::template smem_bytes<T>();
     dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
 
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT>,
+    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_prefill_kernel<T, D, BN, QREG, MINB, MT><<<grid, PF_THREADS, smem, stream>>>(*a);
+    attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS><<<grid, PF_THREADS, smem, stream>>>(*a);
     KILN_CUDA_LAUNCH_CHECK("attention_prefill", stream);
 err:
     return st;
@@ -474,14 +489,16 @@ err:
  *   k32s   32 keys, Q from shared memory (3 CTAs an SM)
  *   m2k32  32 rows a warp (BM 128), 32 keys, Q in registers at D 64
  *   m2k64  32 rows a warp, 64 keys
+ *   k32q3  as k32q with three stages: two tiles in flight while one computes
+ *   k32s4  as k32s bounded to 128 registers: 4 CTAs an SM
  * Default PF_DEFAULT, k32q: the fastest of them in the lab at 1 x 2048 and
  * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*).  Read at
  * every launch and tile count (a host
  * getenv), so the lab can switch between calls. */
 #define PF_DEFAULT 2
-#define PF_N_VARIANTS 6
-static const char *const pf_variant_names[PF_N_VARIANTS] = {"k64q", "k64s", "k32q",
-                                                            "k32s", "m2k32", "m2k64"};
+#define PF_N_VARIANTS 8
+static const char *const pf_variant_names[PF_N_VARIANTS] = {
+    "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4"};
 
 /* Index of variant `name`, -1 when it is none of them. */
 static int prefill_variant_index(const char *name)
@@ -505,7 +522,7 @@ extern "C" kiln_status attn_prefill_check_env(void)
     if (e && *e && prefill_variant_index(e) < 0)
         return kiln_err_set(KILN_ERR_INVALID_ARG,
                             "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
-                            "variant (k64q k64s k32q k32s m2k32 m2k64)", e);
+                            "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4)", e);
     return KILN_OK;
 }
 
@@ -518,6 +535,8 @@ static kiln_status prefill_run_variant(const attn_args *a, int32_t n_tiles, cuda
     case 3: return prefill_run<T, D, 32, false, 3, 1>(a, n_tiles, stream);
     case 4: return prefill_run<T, D, 32, D <= 64, 2, 2>(a, n_tiles, stream);
     case 5: return prefill_run<T, D, 64, D <= 64, 1, 2>(a, n_tiles, stream);
+    case 6: return prefill_run<T, D, 32, true, 3, 1, 3>(a, n_tiles, stream);
+    case 7: return prefill_run<T, D, 32, false, 4, 1>(a, n_tiles, stream);
     default: return prefill_run<T, D, 64, true, 2, 1>(a, n_tiles, stream);
     }
 }
