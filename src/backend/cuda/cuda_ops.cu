@@ -877,6 +877,23 @@ static __device__ void rope_table(float *cs, const int32_t *positions, const int
     }
 }
 
+/* The start both rope kernels share: the dependent-launch handshake, the
+ * block's heads [*h_lo, *h_hi) of the `heads` (q's then k's; group
+ * blockIdx.y of `per`), and token blockIdx.x's cos/sin table in cs,
+ * complete for every thread on return. */
+static __device__ void rope_begin(float *cs, const int32_t *positions, const int32_t *seq_start,
+                                  const int32_t *seq_len, int32_t n_seqs, int32_t heads,
+                                  int32_t per, const cuops_rope_args &a, int32_t *h_lo,
+                                  int32_t *h_hi)
+{
+    pdl_trigger();
+    pdl_wait();
+    *h_lo = (int32_t)blockIdx.y * per;
+    *h_hi = *h_lo + per < heads ? *h_lo + per : heads;
+    rope_table(cs, positions, seq_start, seq_len, n_seqs, (int32_t)blockIdx.x, a);
+    __syncthreads(); /* the cos/sin table is complete before any thread reads it */
+}
+
 /* Head h of token t: q's heads then k's. */
 template <typename T>
 static __device__ __forceinline__ T *rope_head(T *q, T *k, int32_t t, int32_t h, int32_t n_heads,
@@ -899,16 +916,11 @@ static __global__ void rope_kernel(T *q,                     /* (n, n_heads, hea
 {
     extern __shared__ float4 cs4[]; /* (2, half): cos then sin of each frequency */
     float *cs = (float *)cs4;
-    int32_t t = blockIdx.x, half = a.rot_dims / 2;
-    pdl_trigger();
-    pdl_wait();
-    int32_t heads = n_heads + (k ? n_kv_heads : 0);
-    int32_t h_lo = (int32_t)blockIdx.y * per;
-    int32_t h_hi = h_lo + per < heads ? h_lo + per : heads;
+    int32_t t = blockIdx.x, half = a.rot_dims / 2, h_lo, h_hi;
     const float *sn = cs + half;
 
-    rope_table(cs, positions, seq_start, seq_len, n_seqs, t, a);
-    __syncthreads(); /* the cos/sin table is complete before any pair reads it */
+    rope_begin(cs, positions, seq_start, seq_len, n_seqs, n_heads + (k ? n_kv_heads : 0), per,
+               a, &h_lo, &h_hi);
 
     for (int32_t p = threadIdx.x; p < (h_hi - h_lo) * half; p += blockDim.x) {
         int32_t i = p % half;
@@ -936,17 +948,12 @@ static __global__ void rope_vec_kernel(T *q,                     /* (n, n_heads,
 {
     extern __shared__ float4 cs4[]; /* (2, half): cos then sin of each frequency */
     float *cs = (float *)cs4;
-    int32_t t = blockIdx.x, half = a.rot_dims / 2;
-    pdl_trigger();
-    pdl_wait();
-    int32_t heads = n_heads + (k ? n_kv_heads : 0);
+    int32_t t = blockIdx.x, half = a.rot_dims / 2, h_lo, h_hi;
     int32_t units = a.neox ? half / 8 : a.rot_dims / 8; /* 16-byte units a head rotates */
-    int32_t h_lo = (int32_t)blockIdx.y * per;
-    int32_t h_hi = h_lo + per < heads ? h_lo + per : heads;
     const float *sn = cs + half;
 
-    rope_table(cs, positions, seq_start, seq_len, n_seqs, t, a);
-    __syncthreads(); /* the cos/sin table is complete before any unit reads it */
+    rope_begin(cs, positions, seq_start, seq_len, n_seqs, n_heads + (k ? n_kv_heads : 0), per,
+               a, &h_lo, &h_hi);
 
     for (int32_t p = threadIdx.x; p < (h_hi - h_lo) * units; p += blockDim.x) {
         int32_t u = p % units;
