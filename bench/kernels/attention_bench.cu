@@ -14,7 +14,8 @@
  * Block tables are shuffled through the pool.  A table goes to stdout and
  * one JSON line per figure to stdout, or to --json FILE (appended).
  *
- * Prefill runs every kernel variant (KILN_CUDA_PREFILL), the default first.
+ * Prefill runs every kernel variant (those KILN_CUDA_PREFILL names), the
+ * default first.
  *
  *   make attention_bench && ./attention_bench [--json FILE] [--iters N] [--prefill-only]
  */
@@ -291,8 +292,8 @@ static void bench_decode(double copy_bw)
     }
 }
 
-/* Every prefill kernel variant (KILN_CUDA_PREFILL, attention_prefill.cu),
- * "default" being the one the engine runs. */
+/* Every prefill kernel variant (attn_prefill_set_variant, the names of
+ * KILN_CUDA_PREFILL), "default" being the one the engine runs. */
 static void bench_prefill(void)
 {
     static const int seqs[] = {1, 8}, lens[] = {2048, 512};
@@ -308,10 +309,10 @@ static void bench_prefill(void)
         bench_batch bb;
         bench_batch_make(&bb, seqs[i], lens[i], lens[i]);
         for (int v = 0; v < n_variants; v++) {
-            if (v == 0)
-                unsetenv("KILN_CUDA_PREFILL");
-            else
-                setenv("KILN_CUDA_PREFILL", variants[v], 1);
+            if (attn_prefill_set_variant(v ? variants[v] : NULL) != KILN_OK) {
+                fprintf(stderr, "attention_bench: %s\n", kiln_last_error());
+                exit(1);
+            }
             const double sec = bench_time(&bb, &a);
             const double pairs = (double)seqs[i] * lens[i] * (lens[i] + 1.0) / 2.0;
             const double flops = 4.0 * B_DIM * B_HEADS * pairs;
@@ -325,7 +326,7 @@ static void bench_prefill(void)
                     dev.name, commit ? commit : "unknown", variants[v], B_HEADS, B_KV_HEADS,
                     B_DIM, seqs[i], lens[i], sec * 1e6, tflops);
         }
-        unsetenv("KILN_CUDA_PREFILL");
+        attn_prefill_set_variant(NULL);
         bench_batch_free(&bb);
     }
 }

@@ -42,10 +42,12 @@
 extern "C" {
 #endif
 
-/* KILN_ERR_INVALID_ARG naming the value when KILN_CUDA_PREFILL (the
- * prefill kernel variant, attention_prefill.cu) is set to something other
- * than a variant's name; the backend refuses to start then. */
-kiln_status attn_prefill_check_env(void);
+/* The prefill kernel variant for the process (attention_prefill.cu lists
+ * them): `name`, or the default for NULL or "".  The CUDA backend passes
+ * KILN_CUDA_PREFILL when it is created, and refuses to start on an error;
+ * the kernel lab switches between calls.  Errors: KILN_ERR_INVALID_ARG (not
+ * a variant's name; the variant in force is kept). */
+kiln_status attn_prefill_set_variant(const char *name);
 
 /* Queue attention for one layer on `stream` (see the file comment).
  * dtype is the activation and KV type: KILN_DT_BF16 or KILN_DT_F16.

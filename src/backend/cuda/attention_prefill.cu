@@ -47,7 +47,6 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define PF_THREADS 128
@@ -59,6 +58,8 @@
  * shared-memory stages of K/V (NS - 1 tiles in flight while one computes). */
 template <int D, int BN, bool QREG, int MINB, int MT, int NS> struct pf_cfg {
     static_assert(NS >= 2, "at least double buffering");
+    static constexpr int HD = D;        /* head_dim                                     */
+    static constexpr int KT = BN;       /* keys a tile                                  */
     static constexpr int BM = 64 * MT;  /* query rows of a CTA (4 warps)                */
     static constexpr int STR = D + 8;   /* shared row stride in elements (16-byte pad) */
     static constexpr int VPR = D / 8;   /* 16-byte vectors per row                      */
@@ -114,13 +115,13 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
  * independent and all in flight together), then the copies are queued -
  * each copy is an asm statement that orders memory, so a table load placed
  * between two copies would wait for the first. */
-template <typename T, int D, int BN>
+template <typename T, typename cfg>
 static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
                                                        int32_t *kpos_s, int st, int32_t j0,
                                                        int32_t j_end, int32_t s, int32_t row0,
                                                        int32_t kvh)
 {
-    constexpr int STR = D + 8, VPR = D / 8;
+    constexpr int D = cfg::HD, BN = cfg::KT, STR = cfg::STR, VPR = cfg::VPR;
     constexpr int RPI = PF_THREADS / VPR;         /* rows per pass of the block        */
     constexpr int NPASS = BN * VPR / PF_THREADS;  /* passes: rows a thread copies      */
     static_assert(BN * VPR % PF_THREADS == 0, "whole passes");
@@ -254,7 +255,7 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 #pragma unroll
     for (int p = 0; p < NS - 1; p++) {
         if (j_begin + p * BN < j_end)
-            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s, row0,
+            prefill_load_kv<T, cfg>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s, row0,
                                       kvh);
         attn_cp_commit();
     }
@@ -279,7 +280,7 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
          * groups waits for it */
         const int32_t jn = j0 + (NS - 1) * BN;
         if (jn < j_end)
-            prefill_load_kv<T, D, BN>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn, j_end,
+            prefill_load_kv<T, cfg>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn, j_end,
                                       s, row0, kvh);
         attn_cp_commit();
         attn_cp_wait<NS - 1>();
@@ -482,7 +483,8 @@ err:
     return st;
 }
 
-/* The variants for head_dims 64 and 128, by KILN_CUDA_PREFILL:
+/* The variants for head_dims 64 and 128 (attn_prefill_set_variant, from
+ * KILN_CUDA_PREFILL at backend creation):
  *   k64q   64 keys a tile, Q in registers, 16 rows a warp
  *   k64s   64 keys, Q read from shared memory
  *   k32q   32 keys, Q in registers (3 CTAs an SM)
@@ -492,76 +494,77 @@ err:
  *   k32q3  as k32q with three stages: two tiles in flight while one computes
  *   k32s4  as k32s bounded to 128 registers: 4 CTAs an SM
  * Default PF_DEFAULT, k32q: the fastest of them in the lab at 1 x 2048 and
- * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*).  Read at
- * every launch and tile count (a host
- * getenv), so the lab can switch between calls. */
+ * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*). */
 #define PF_DEFAULT 2
 #define PF_N_VARIANTS 8
 static const char *const pf_variant_names[PF_N_VARIANTS] = {
     "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4"};
 
-/* Index of variant `name`, -1 when it is none of them. */
-static int prefill_variant_index(const char *name)
-{
-    for (int i = 0; i < PF_N_VARIANTS; i++)
-        if (!strcmp(name, pf_variant_names[i]))
-            return i;
-    return -1;
-}
+/* The variant in force for the process (an index of pf_variant_names). */
+static int pf_variant = PF_DEFAULT;
 
-static int prefill_variant(void)
+extern "C" kiln_status attn_prefill_set_variant(const char *name)
 {
-    const char *e = getenv("KILN_CUDA_PREFILL");
-    const int i = e && *e ? prefill_variant_index(e) : -1;
-    return i >= 0 ? i : PF_DEFAULT;
-}
-
-extern "C" kiln_status attn_prefill_check_env(void)
-{
-    const char *e = getenv("KILN_CUDA_PREFILL");
-    if (e && *e && prefill_variant_index(e) < 0)
-        return kiln_err_set(KILN_ERR_INVALID_ARG,
-                            "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
-                            "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4)", e);
+    int v = PF_DEFAULT;
+    if (name && *name) {
+        for (v = 0; v < PF_N_VARIANTS && strcmp(name, pf_variant_names[v]); v++)
+            ;
+        if (v == PF_N_VARIANTS)
+            return kiln_err_set(KILN_ERR_INVALID_ARG,
+                                "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
+                                "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4)", name);
+    }
+    __atomic_store_n(&pf_variant, v, __ATOMIC_RELAXED);
     return KILN_OK;
 }
 
-template <typename T, int D>
-static kiln_status prefill_run_variant(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
+/* A kernel instantiation and the query rows its CTAs take, so the tile
+ * count (attn_prefill_bm) and the launch can never disagree. */
+typedef kiln_status (*pf_run_fn)(const attn_args *, int32_t, cudaStream_t);
+typedef struct pf_pick {
+    pf_run_fn run;  /* NULL: no kernel for the head_dim */
+    int32_t bm;
+} pf_pick;
+
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS = 2>
+static pf_pick pf_kernel(void)
 {
-    switch (prefill_variant()) {
-    case 1: return prefill_run<T, D, 64, false, 2, 1>(a, n_tiles, stream);
-    case 2: return prefill_run<T, D, 32, true, 3, 1>(a, n_tiles, stream);
-    case 3: return prefill_run<T, D, 32, false, 3, 1>(a, n_tiles, stream);
-    case 4: return prefill_run<T, D, 32, D <= 64, 2, 2>(a, n_tiles, stream);
-    case 5: return prefill_run<T, D, 64, D <= 64, 1, 2>(a, n_tiles, stream);
-    case 6: return prefill_run<T, D, 32, true, 3, 1, 3>(a, n_tiles, stream);
-    case 7: return prefill_run<T, D, 32, false, 4, 1>(a, n_tiles, stream);
-    default: return prefill_run<T, D, 64, true, 2, 1>(a, n_tiles, stream);
+    return pf_pick{prefill_run<T, D, BN, QREG, MINB, MT, NS>,
+                   pf_cfg<D, BN, QREG, MINB, MT, NS>::BM};
+}
+
+template <typename T, int D> static pf_pick prefill_pick_variant(int v)
+{
+    switch (v) {
+    case 1: return pf_kernel<T, D, 64, false, 2, 1>();
+    case 2: return pf_kernel<T, D, 32, true, 3, 1>();
+    case 3: return pf_kernel<T, D, 32, false, 3, 1>();
+    case 4: return pf_kernel<T, D, 32, D <= 64, 2, 2>();
+    case 5: return pf_kernel<T, D, 64, D <= 64, 1, 2>();
+    case 6: return pf_kernel<T, D, 32, true, 3, 1, 3>();
+    case 7: return pf_kernel<T, D, 32, false, 4, 1>();
+    default: return pf_kernel<T, D, 64, true, 2, 1>();
+    }
+}
+
+template <typename T> static pf_pick prefill_pick(int32_t head_dim)
+{
+    const int v = __atomic_load_n(&pf_variant, __ATOMIC_RELAXED);
+    switch (head_dim) {
+    case 16: return pf_kernel<T, 16, 64, true, 2, 1>();
+    case 32: return pf_kernel<T, 32, 64, true, 2, 1>();
+    case 64: return prefill_pick_variant<T, 64>(v);
+    case 128: return prefill_pick_variant<T, 128>(v);
+    /* 32 keys and Q from shared memory: O alone is 128 registers a thread */
+    case 256: return pf_kernel<T, 256, 32, false, 1, 1>();
+    default: return pf_pick{NULL, 0};
     }
 }
 
 extern "C" int32_t attn_prefill_bm(int32_t head_dim)
 {
-    if (head_dim != 64 && head_dim != 128)
-        return 64;
-    return prefill_variant() >= 4 ? 128 : 64;
-}
-
-template <typename T>
-static kiln_status prefill_dispatch_dim(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
-{
-    switch (a->head_dim) {
-    case 16: return prefill_run<T, 16, 64, true, 2, 1>(a, n_tiles, stream);
-    case 32: return prefill_run<T, 32, 64, true, 2, 1>(a, n_tiles, stream);
-    case 64: return prefill_run_variant<T, 64>(a, n_tiles, stream);
-    case 128: return prefill_run_variant<T, 128>(a, n_tiles, stream);
-    /* 32 keys and Q from shared memory: O alone is 128 registers a thread */
-    case 256: return prefill_run<T, 256, 32, false, 1, 1>(a, n_tiles, stream);
-    default:
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
-                            "(16, 32, 64, 128, 256)", a->head_dim);
-    }
+    const pf_pick p = prefill_pick<__nv_bfloat16>(head_dim); /* BM does not depend on T */
+    return p.run ? p.bm : 64;
 }
 
 extern "C" kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_tiles,
@@ -572,10 +575,13 @@ extern "C" kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype,
     if (a->n_heads > 65535)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query heads (at most 65535)",
                             a->n_heads);
-    if (dtype == KILN_DT_BF16)
-        return prefill_dispatch_dim<__nv_bfloat16>(a, n_tiles, stream);
-    if (dtype == KILN_DT_F16)
-        return prefill_dispatch_dim<__half>(a, n_tiles, stream);
-    return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: activation type %s has no kernel "
-                        "(bf16, f16)", dtype_name(dtype));
+    if (dtype != KILN_DT_BF16 && dtype != KILN_DT_F16)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: activation type %s has no kernel "
+                            "(bf16, f16)", dtype_name(dtype));
+    const pf_pick p = dtype == KILN_DT_BF16 ? prefill_pick<__nv_bfloat16>(a->head_dim)
+                                            : prefill_pick<__half>(a->head_dim);
+    if (!p.run)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
+                            "(16, 32, 64, 128, 256)", a->head_dim);
+    return p.run(a, n_tiles, stream);
 }

@@ -579,7 +579,7 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
             cb->gemv_split = c;
         }
     }
-    if ((st = attn_prefill_check_env())) {
+    if ((st = attn_prefill_set_variant(getenv("KILN_CUDA_PREFILL")))) {
         cuda_destroy(&cb->base);
         return st;
     }
