@@ -148,6 +148,11 @@ typedef struct bk_attn {
     int32_t window;         /* keys with pos <= q_pos - window are masked; 0 = none  */
     float softcap;          /* tanh soft-capping of scores; 0 = none                 */
     bool use_cache;         /* false: encoders attend within the batch's own tokens  */
+    int64_t qkv_stride;     /* elements from one token's row of q, k and v to the
+                               next, the same for all three (q, k, v inside one
+                               fused projection output); 0: each is packed,
+                               n_heads * head_dim for q and n_kv_heads *
+                               head_dim for k and v.  out is always packed.   */
 } bk_attn;
 
 typedef enum bk_act {
@@ -230,7 +235,8 @@ typedef struct bk_ops {
                         int32_t n_kv_heads, const bk_rope *r);
     /* Store k/v of the batch into the cache layer (slot_mapping), then
      * out(n, n_heads, head_dim) = softmax(q K^T * scale + mask) V per token
-     * over its sequence's context. */
+     * over its sequence's context.  q, k, v rows are a->qkv_stride apart
+     * (0: packed). */
     kiln_status (*attention)(backend *be, const bk_batch *b, const bk_attn *a, const void *q,
                              const void *k, const void *v, bk_kv_cache *kv, int32_t layer,
                              void *out);

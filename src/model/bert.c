@@ -44,20 +44,26 @@ static kiln_status bert_load_pair(kiln_model *m, model_loader *ld, const char *h
                              true, b);
 }
 
+static const model_qkv_names bert_qkv_names = {
+    .hf = {"encoder.layer.%d.attention.self.query.weight",
+           "encoder.layer.%d.attention.self.key.weight",
+           "encoder.layer.%d.attention.self.value.weight"},
+    .gguf = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.attn_v.weight"},
+    .hf_bias = {"encoder.layer.%d.attention.self.query.bias",
+                "encoder.layer.%d.attention.self.key.bias",
+                "encoder.layer.%d.attention.self.value.bias"},
+    .gguf_bias = {"blk.%d.attn_q.bias", "blk.%d.attn_k.bias", "blk.%d.attn_v.bias"},
+    .bias_always = true,
+};
+
 static kiln_status bert_load_layer(kiln_model *m, model_loader *ld, int i)
 {
     const model_config *c = &m->cfg;
     model_layer *L = &m->layers[i];
-    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    int64_t ff = c->intermediate_size;
+    int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, ff = c->intermediate_size;
     kiln_status st;
 
-    if ((st = bert_load_pair(m, ld, "encoder.layer.%d.attention.self.query", "blk.%d.attn_q", i,
-                             q, d, &L->wq, &L->bq)) ||
-        (st = bert_load_pair(m, ld, "encoder.layer.%d.attention.self.key", "blk.%d.attn_k", i, kv,
-                             d, &L->wk, &L->bk)) ||
-        (st = bert_load_pair(m, ld, "encoder.layer.%d.attention.self.value", "blk.%d.attn_v", i,
-                             kv, d, &L->wv, &L->bv)) ||
+    if ((st = model_load_qkv(m, ld, i, &bert_qkv_names)) ||
         (st = bert_load_pair(m, ld, "encoder.layer.%d.attention.output.dense",
                              "blk.%d.attn_output", i, d, q, &L->wo, &L->bo)) ||
         (st = bert_load_pair(m, ld, "encoder.layer.%d.attention.output.LayerNorm",
@@ -128,14 +134,14 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
     for (int32_t l = 0; l < (int32_t)c->n_layers; l++) {
         const model_layer *L = &m->layers[l];
 
-        /* 2. q, k, v projections */
-        if ((st = op->matmul(be, w->h, n, &L->wq, &L->bq, w->q)) ||
-            (st = op->matmul(be, w->h, n, &L->wk, &L->bk, w->k)) ||
-            (st = op->matmul(be, w->h, n, &L->wv, &L->bv, w->v)))
+        /* 2. q, k, v projections (one fused matmul where the backend fuses:
+         * the attention reads q, k, v inside its output) */
+        void *q, *k, *v;
+        if ((st = model_qkv(m, L, w->h, n, &q, &k, &v, &attn.qkv_stride)))
             return st;
 
         /* 3. bidirectional attention within each sequence of the batch */
-        if ((st = op->attention(be, b, &attn, w->q, w->k, w->v, NULL, l, w->att)))
+        if ((st = op->attention(be, b, &attn, q, k, v, NULL, l, w->att)))
             return st;
 
         /* 4. output projection, residual, LayerNorm: the stream moves to x */

@@ -40,7 +40,7 @@ static kiln_status gemma3_load_layer(kiln_model *m, model_loader *ld, int i)
     if ((st = model_load_weight(m, ld, "layers.%d.input_layernorm.weight",
                                 "blk.%d.attn_norm.weight", i, MODEL_VEC, d, true,
                                 &L->attn_norm)) ||
-        (st = model_load_qkv(m, ld, i)) ||
+        (st = model_load_qkv(m, ld, i, &model_qkv_decoder)) ||
         (st = model_load_part(m, ld, "layers.%d.self_attn.o_proj.weight",
                               "blk.%d.attn_output.weight", i, d, q, true, MODEL_SPLIT_IN,
                               MODEL_DIM_Q, &L->wo)) ||
@@ -118,7 +118,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
 
         /* 2. q, k, v projections */
         void *q, *k, *v;
-        if ((st = model_qkv(m, L, n, &q, &k, &v)))
+        if ((st = model_qkv(m, L, w->x, n, &q, &k, &v, NULL)))
             return st;
 
         /* 3. per-head RMSNorm of q and k */

@@ -358,23 +358,74 @@ static kiln_status model_find(kiln_model *m, model_loader *ld, const char *hf, c
     return KILN_OK;
 }
 
+const model_qkv_names model_qkv_decoder = {
+    .hf = {"layers.%d.self_attn.q_proj.weight", "layers.%d.self_attn.k_proj.weight",
+           "layers.%d.self_attn.v_proj.weight"},
+    .gguf = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.attn_v.weight"},
+    .hf_bias = {"layers.%d.self_attn.q_proj.bias", "layers.%d.self_attn.k_proj.bias",
+                "layers.%d.self_attn.v_proj.bias"},
+    .gguf_bias = {"blk.%d.attn_q.bias", "blk.%d.attn_k.bias", "blk.%d.attn_v.bias"},
+    .bias_always = false,
+};
+
 /* True when q, k and v are one fused weight: the backend takes fused
- * weights and the projections have no biases. */
+ * weights (and vectors, as rows of one element, for fused biases). */
 static bool model_fuses_qkv(const kiln_model *m)
 {
     const bk_ops *op = m->be->ops;
-    return op->weight_empty && op->weight_rows && op->split3 && !m->cfg.attention_bias;
+    return op->weight_empty && op->weight_rows && op->split3;
 }
 
-/* L->wqkv from the three file tensors (or random rows for a dummy model),
- * and wq, wk, wv as views of it. */
-static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, model_layer *L)
+/* Part p's rows of a fused tensor f (rows of q, then k, then v) as *part,
+ * a view: a matrix of rows[p] rows of a weight, or a vector of rows[p]
+ * elements of a bias (f then one element a row). */
+static void model_fused_view(const bk_tensor *f, bool vec, int64_t row0, int64_t n_rows,
+                             bk_tensor *part)
 {
-    static const char *const hf[3] = {"layers.%d.self_attn.q_proj.weight",
-                                      "layers.%d.self_attn.k_proj.weight",
-                                      "layers.%d.self_attn.v_proj.weight"};
-    static const char *const gguf[3] = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
-                                        "blk.%d.attn_v.weight"};
+    *part = *f;
+    part->ne1 = vec ? 1 : n_rows;
+    if (vec) {
+        part->ne0 = n_rows;
+        part->row_bytes = (size_t)n_rows * f->row_bytes;
+    }
+    part->data = (const char *)f->data + (size_t)row0 * f->row_bytes;
+    part->storage = NULL;
+}
+
+/* An unfilled fused tensor of n_rows rows of ne0 (owned by the model), or
+ * random values for a dummy model (a bias: a vector of n_rows). */
+static kiln_status model_fused_alloc(kiln_model *m, model_loader *ld, const char *dummy_name,
+                                     int i, int64_t n_rows, int64_t ne0, bk_tensor *out)
+{
+    const bk_ops *op = m->be->ops;
+    kiln_status st;
+
+    if (m->dummy) {
+        st = ne0 == 1 ? model_dummy_weight(m, ld, dummy_name, i, MODEL_VEC, n_rows, out)
+                      : model_dummy_weight(m, ld, dummy_name, i, n_rows, ne0, out);
+        if (!st && ne0 == 1) {
+            /* the dummy vector is one row of n_rows; as rows of one element */
+            out->row_bytes /= (size_t)n_rows;
+            out->ne0 = 1;
+            out->ne1 = n_rows;
+        }
+        return st;
+    }
+    if ((st = op->weight_empty(m->be, ne0, n_rows, out)))
+        return st;
+    if ((st = model_own(m, out))) {
+        op->weight_free(m->be, out);
+        memset(out, 0, sizeof *out);
+    }
+    return st;
+}
+
+/* L->wqkv (and L->bqkv when there are biases) from the three file tensors
+ * each (or random rows for a dummy model); wq, wk, wv (bq, bk, bv) become
+ * views of them. */
+static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i,
+                                        const model_qkv_names *nm, model_layer *L)
+{
     const model_config *c = &m->cfg;
     const bk_ops *op = m->be->ops;
     int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
@@ -384,75 +435,76 @@ static kiln_status model_load_fused_qkv(kiln_model *m, model_loader *ld, int i, 
                         model_part_of(m, MODEL_SPLIT_OUT, MODEL_DIM_KV),
                         model_part_of(m, MODEL_SPLIT_OUT, MODEL_DIM_KV)};
     int64_t rows[3] = {pr[0].len, pr[1].len, pr[2].len}, n_rows = rows[0] + rows[1] + rows[2];
-    bk_tensor *parts[3] = {&L->wq, &L->wk, &L->wv};
+    bk_tensor *parts[3] = {&L->wq, &L->wk, &L->wv}, *bparts[3] = {&L->bq, &L->bk, &L->bv};
+    bool bias = nm->bias_always || c->attention_bias;
     kiln_status st;
 
-    if (m->dummy) {
-        st = model_dummy_weight(m, ld, "layers.%d.self_attn.qkv_proj.weight", i, n_rows, d,
-                                &L->wqkv);
-    } else if (!(st = op->weight_empty(m->be, d, n_rows, &L->wqkv)) &&
-               (st = model_own(m, &L->wqkv))) {
-        op->weight_free(m->be, &L->wqkv);
-        memset(&L->wqkv, 0, sizeof L->wqkv);
-    }
-    if (st)
+    /* biases the config does not announce are still the model's */
+    if (!bias && !m->dummy)
+        bias = model_has_weight(m, ld, nm->hf_bias[0], nm->gguf_bias[0], i);
+    if ((st = model_fused_alloc(m, ld, "layers.%d.self_attn.qkv_proj.weight", i, n_rows, d,
+                                &L->wqkv)) ||
+        (bias && (st = model_fused_alloc(m, ld, "layers.%d.self_attn.qkv_proj.bias", i, n_rows,
+                                         1, &L->bqkv))))
         return kiln_err_wrap(st, "model: fused q/k/v of layer %d", i);
     for (int p = 0; p < 3; p++) {
-        const msrc_tensor *t = NULL;
-        model_bytes mb;
-        if (!m->dummy) {
-            if ((st = model_find(m, ld, hf[p], gguf[p], i, whole[p], d, true, &t)) ||
-                (st = model_part_bytes(m, ld, t, whole[p], d, &pr[p], &mb)))
+        for (int b = 0; b < (bias ? 2 : 1) && !m->dummy; b++) {
+            const msrc_tensor *t = NULL;
+            model_bytes mb;
+            int64_t frows = b ? MODEL_VEC : whole[p], fcols = b ? whole[p] : d;
+            if ((st = model_find(m, ld, b ? nm->hf_bias[p] : nm->hf[p],
+                                 b ? nm->gguf_bias[p] : nm->gguf[p], i, frows, fcols, true,
+                                 &t)) ||
+                (st = model_part_bytes(m, ld, t, frows, fcols, &pr[p], &mb)))
                 return st; /* their messages name the tensor */
-            if ((st = op->weight_rows(m->be, t->dtype, d, rows[p], mb.src, mb.bytes, &L->wqkv,
-                                      row0)))
+            st = op->weight_rows(m->be, t->dtype, b ? 1 : d, rows[p], mb.src, mb.bytes,
+                                 b ? &L->bqkv : &L->wqkv, row0);
+            kiln_free(mb.host);
+            if (st)
                 return kiln_err_wrap(st, "model: tensor '%s' (%s)", ld->name,
                                      dtype_name(t->dtype));
         }
-        *parts[p] = L->wqkv;
-        parts[p]->ne1 = rows[p];
-        parts[p]->data = (const char *)L->wqkv.data + (size_t)row0 * L->wqkv.row_bytes;
+        model_fused_view(&L->wqkv, false, row0, rows[p], parts[p]);
+        if (bias)
+            model_fused_view(&L->bqkv, true, row0, rows[p], bparts[p]);
         row0 += rows[p];
+    }
+    if (bias) { /* one vector of n_rows, as the matmul takes a bias */
+        L->bqkv.row_bytes *= (size_t)n_rows;
+        L->bqkv.ne0 = n_rows;
+        L->bqkv.ne1 = 1;
     }
     return KILN_OK;
 }
 
-kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i)
+kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i, const model_qkv_names *nm)
 {
     const model_config *c = &m->cfg;
     model_layer *L = &m->layers[i];
     int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    bool ab = c->attention_bias;
+    bool ab = nm->bias_always || c->attention_bias;
     kiln_status st;
 
-    /* column-parallel: this rank's heads, rows of the weights */
     if (model_fuses_qkv(m))
-        st = model_load_fused_qkv(m, ld, i, L);
-    else if (!(st = model_load_part(m, ld, "layers.%d.self_attn.q_proj.weight",
-                                    "blk.%d.attn_q.weight", i, q, d, true, MODEL_SPLIT_OUT,
-                                    MODEL_DIM_Q, &L->wq)) &&
-             !(st = model_load_part(m, ld, "layers.%d.self_attn.k_proj.weight",
-                                    "blk.%d.attn_k.weight", i, kv, d, true, MODEL_SPLIT_OUT,
-                                    MODEL_DIM_KV, &L->wk)))
-        st = model_load_part(m, ld, "layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight",
-                             i, kv, d, true, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->wv);
-    if (st)
+        return model_load_fused_qkv(m, ld, i, nm, L);
+    /* column-parallel: this rank's heads, rows of the weights */
+    if ((st = model_load_part(m, ld, nm->hf[0], nm->gguf[0], i, q, d, true, MODEL_SPLIT_OUT,
+                              MODEL_DIM_Q, &L->wq)) ||
+        (st = model_load_part(m, ld, nm->hf[1], nm->gguf[1], i, kv, d, true, MODEL_SPLIT_OUT,
+                              MODEL_DIM_KV, &L->wk)) ||
+        (st = model_load_part(m, ld, nm->hf[2], nm->gguf[2], i, kv, d, true, MODEL_SPLIT_OUT,
+                              MODEL_DIM_KV, &L->wv)) ||
+        (st = model_load_part(m, ld, nm->hf_bias[0], nm->gguf_bias[0], i, MODEL_VEC, q, ab,
+                              MODEL_SPLIT_OUT, MODEL_DIM_Q, &L->bq)) ||
+        (st = model_load_part(m, ld, nm->hf_bias[1], nm->gguf_bias[1], i, MODEL_VEC, kv, ab,
+                              MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bk)))
         return st;
-    if ((st = model_load_part(m, ld, "layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", i,
-                              MODEL_VEC, q, ab, MODEL_SPLIT_OUT, MODEL_DIM_Q, &L->bq)) ||
-        (st = model_load_part(m, ld, "layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", i,
-                              MODEL_VEC, kv, ab, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bk)) ||
-        (st = model_load_part(m, ld, "layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", i,
-                              MODEL_VEC, kv, ab, MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bv)))
-        return st;
-    if (L->wqkv.data && (L->bq.data || L->bk.data || L->bv.data))
-        return kiln_err_set(KILN_ERR_FORMAT, "model: layer %d has q/k/v biases the config does "
-                            "not announce (attention_bias)", i);
-    return KILN_OK;
+    return model_load_part(m, ld, nm->hf_bias[2], nm->gguf_bias[2], i, MODEL_VEC, kv, ab,
+                           MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bv);
 }
 
-kiln_status model_qkv(kiln_model *m, const model_layer *L, int64_t n, void **q, void **k,
-                      void **v)
+kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n, void **q,
+                      void **k, void **v, int64_t *stride)
 {
     const bk_ops *op = m->be->ops;
     const model_ws *w = &m->ws;
@@ -462,19 +514,24 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, int64_t n, void **q, 
     *q = w->q;
     *k = w->k;
     *v = w->v;
+    if (stride)
+        *stride = 0;
     if (!L->wqkv.data) {
-        if ((st = op->matmul(m->be, w->x, n, &L->wq, model_opt(&L->bq), w->q)) ||
-            (st = op->matmul(m->be, w->x, n, &L->wk, model_opt(&L->bk), w->k)))
+        if ((st = op->matmul(m->be, x, n, &L->wq, model_opt(&L->bq), w->q)) ||
+            (st = op->matmul(m->be, x, n, &L->wk, model_opt(&L->bk), w->k)))
             return st;
-        return op->matmul(m->be, w->x, n, &L->wv, model_opt(&L->bv), w->v);
+        return op->matmul(m->be, x, n, &L->wv, model_opt(&L->bv), w->v);
     }
-    if ((st = op->matmul(m->be, w->x, n, &L->wqkv, NULL, w->qkv)))
+    if ((st = op->matmul(m->be, x, n, &L->wqkv, model_opt(&L->bqkv), w->qkv)))
         return st;
-    if (n == 1 && qd % 8 == 0 && kvd % 8 == 0) {
-        /* one row is q, k, v back to back already (16-byte aligned parts) */
+    if ((n == 1 || stride) && qd % 8 == 0 && kvd % 8 == 0) {
+        /* q, k, v in place, 16-byte aligned parts: one row is them back to
+         * back already; more rows are rows of qd + 2 kvd apart */
         *q = w->qkv;
         *k = model_row(m, w->qkv, 1, qd);
         *v = model_row(m, *k, 1, kvd);
+        if (stride && n > 1)
+            *stride = qd + 2 * kvd;
         return KILN_OK;
     }
     return op->split3(m->be, w->qkv, n, qd, kvd, kvd, w->q, w->k, w->v);

@@ -41,6 +41,8 @@ typedef struct model_layer {
     bk_tensor bk;             /* (kv) optional bias                                  */
     bk_tensor bv;             /* (kv) optional bias                                  */
     bk_tensor bo;             /* (hidden) optional bias                              */
+    bk_tensor bqkv;           /* (q + 2 kv) biases of wqkv, when it has them; bq, bk,
+                                 bv are then views of it                             */
     bk_tensor q_norm;         /* (head_dim) per-head RMSNorm of q (qwen3, gemma3)    */
     bk_tensor k_norm;         /* (head_dim) per-head RMSNorm of k                    */
     bk_tensor post_attn_norm; /* (hidden) gemma3: RMSNorm of the attention output    */
@@ -220,18 +222,37 @@ model_part model_part_of(const kiln_model *m, model_split split, model_dim dim);
 bool model_has_weight(kiln_model *m, model_loader *ld, const char *hf, const char *gguf,
                       int layer);
 
-/* Layer i's q, k, v projections and their optional biases (llama.c and
- * gemma3.c name them alike).  Where the backend takes fused weights (bk
- * weight_rows) and there are no biases, the three are one (q + 2 kv,
- * hidden) weight L->wqkv - rows of q, then k, then v - and wq, wk, wv are
- * views of it (not owned).  Errors as model_load_weight. */
-kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i);
+/* File names of a layer's q, k, v projections (%d: the layer), hf and
+ * gguf, weights and biases; bias_always: the biases are required whatever
+ * the config's attention_bias says. */
+typedef struct model_qkv_names {
+    const char *hf[3], *gguf[3];
+    const char *hf_bias[3], *gguf_bias[3];
+    bool bias_always;
+} model_qkv_names;
 
-/* q, k, v (n rows) of the normed input ws.x through layer L's projections:
- * one matmul and a split with a fused weight, else three matmuls.  The
- * pointers are workspace buffers (at n == 1, parts of ws.qkv). */
-kiln_status model_qkv(kiln_model *m, const model_layer *L, int64_t n, void **q, void **k,
-                      void **v);
+/* llama.c's and gemma3.c's names ("layers.%d.self_attn.q_proj.weight",
+ * "blk.%d.attn_q.weight", ...; biases as attention_bias says). */
+extern const model_qkv_names model_qkv_decoder;
+
+/* Layer i's q, k, v projections and their biases (required when
+ * nm->bias_always or attention_bias, else loaded when the file has them).
+ * Where the backend takes fused weights (bk weight_rows), the three are
+ * one (q + 2 kv, hidden) weight L->wqkv - rows of q, then k, then v - and
+ * wq, wk, wv are views of it (not owned); their biases likewise one
+ * vector L->bqkv with bq, bk, bv views of it.  Errors as
+ * model_load_weight. */
+kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i, const model_qkv_names *nm);
+
+/* q, k, v (n rows) of the normed input x (a workspace buffer) through layer L's projections:
+ * one matmul with a fused weight, else three matmuls.  With a fused
+ * weight, a caller that passes `stride` takes q, k, v in place inside the
+ * fused output, rows *stride elements apart (the bk_attn.qkv_stride of an
+ * attention that reads them: no split); else they are split into ws.q,
+ * ws.k, ws.v (at n == 1, parts of ws.qkv).  *stride is 0 when they are
+ * packed. */
+kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n, void **q,
+                      void **k, void **v, int64_t *stride);
 
 /* The final norm and the output head of a decoder: out_norm (hf "norm",
  * gguf "output_norm"), and lm_head ("lm_head" / "output"), which shares the

@@ -112,6 +112,7 @@ typedef struct attn_case {
     kiln_dtype dtype;
     int head_dim, n_kv_heads, group, block_size;
     bool use_cache, causal;
+    bool fused;                            /* GPU: q, k, v rows inside one buffer */
     int window;
     float softcap, scale, amp;             /* amp: q magnitude (peakier softmax) */
     int n_seqs;
@@ -120,10 +121,11 @@ typedef struct attn_case {
 
 static void describe(const attn_case *c, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s D=%d kv=%d group=%d bs=%d %s%s window=%d softcap=%g "
+    int n = snprintf(buf, cap, "%s D=%d kv=%d group=%d bs=%d %s%s%s window=%d softcap=%g "
                      "scale=%g seqs:", c->dtype == KILN_DT_BF16 ? "bf16" : "f16", c->head_dim,
                      c->n_kv_heads, c->group, c->block_size, c->use_cache ? "cache" : "nocache",
-                     c->causal ? " causal" : "", c->window, (double)c->softcap,
+                     c->causal ? " causal" : "", c->fused ? " fused" : "", c->window,
+                     (double)c->softcap,
                      (double)c->scale);
     for (int s = 0; s < c->n_seqs && n > 0 && (size_t)n < cap; s++)
         n += snprintf(buf + n, cap - (size_t)n, " %d/%d", c->n_new[s], c->ctx[s]);
@@ -264,7 +266,25 @@ static void run_cpu(const attn_case *c, case_data *d)
     cpu->ops->kv_free(cpu, &kv);
 }
 
-/* The GPU's answer into d->hout; its pools after the call into hkc, hvc. */
+/* q, k, v as one fused projection output would hold them: row t is q's
+ * row t, then k's, then v's (qw + 2 kw elements), on the device. */
+static void *dev_fused(const case_data *d, size_t qw, size_t kw)
+{
+    size_t row = qw + 2 * kw, n = (size_t)d->n_tokens;
+    uint16_t *f = kiln_malloc((n * row + 1) * 2);
+    assert_non_null(f);
+    for (size_t t = 0; t < n; t++) {
+        memcpy(f + t * row, d->hq + t * qw, qw * 2);
+        memcpy(f + t * row + qw, d->hk + t * kw, kw * 2);
+        memcpy(f + t * row + qw + kw, d->hv + t * kw, kw * 2);
+    }
+    void *g = dev_copy(f, n * row * 2);
+    kiln_free(f);
+    return g;
+}
+
+/* The GPU's answer into d->hout; its pools after the call into hkc, hvc.
+ * A fused case reads q, k, v from one buffer (bk_attn.qkv_stride). */
 static void run_gpu(const attn_case *c, case_data *d)
 {
     bk_batch_host h = case_host_batch(c, d);
@@ -272,14 +292,25 @@ static void run_gpu(const attn_case *c, case_data *d)
     size_t nq = (size_t)d->n_tokens * (size_t)d->n_heads * (size_t)d->D;
     size_t nk = (size_t)d->n_tokens * (size_t)c->n_kv_heads * (size_t)d->D;
     size_t ni = (size_t)d->n_tokens * sizeof(int32_t);
+    size_t qw = (size_t)d->n_heads * (size_t)d->D, kw = (size_t)c->n_kv_heads * (size_t)d->D;
 
     int32_t *g_start = dev_copy(d->seq_start, (size_t)(c->n_seqs + 1) * sizeof(int32_t));
     int32_t *g_len = dev_copy(d->seq_len, (size_t)c->n_seqs * sizeof(int32_t));
     int32_t *g_pos = dev_copy(d->positions, ni);
     int32_t *g_slots = dev_copy(d->slots, ni);
     int32_t *g_tab = dev_copy(d->tables, (size_t)c->n_seqs * (size_t)d->max_blocks * 4);
-    void *g_q = dev_copy(d->hq, nq * 2), *g_k = dev_copy(d->hk, nk * 2);
-    void *g_v = dev_copy(d->hv, nk * 2);
+    void *g_q, *g_k, *g_v, *g_fused = NULL;
+    if (c->fused) {
+        g_fused = dev_fused(d, qw, kw);
+        g_q = g_fused;
+        g_k = (uint16_t *)g_fused + qw;
+        g_v = (uint16_t *)g_fused + qw + kw;
+        a.qkv_stride = (int64_t)(qw + 2 * kw);
+    } else {
+        g_q = dev_copy(d->hq, nq * 2);
+        g_k = dev_copy(d->hk, nk * 2);
+        g_v = dev_copy(d->hv, nk * 2);
+    }
     void *g_kc = dev_copy(d->hkc, d->pool_elems * 2), *g_vc = dev_copy(d->hvc, d->pool_elems * 2);
     void *g_out = NULL;
     CU(cudaMalloc(&g_out, nq * 2));
@@ -301,7 +332,12 @@ static void run_gpu(const attn_case *c, case_data *d)
     CU(cudaMemcpy(d->hkc, g_kc, d->pool_elems * 2, cudaMemcpyDeviceToHost));
     CU(cudaMemcpy(d->hvc, g_vc, d->pool_elems * 2, cudaMemcpyDeviceToHost));
     cudaFree(g_start); cudaFree(g_len); cudaFree(g_pos); cudaFree(g_slots); cudaFree(g_tab);
-    cudaFree(g_q); cudaFree(g_k); cudaFree(g_v); cudaFree(g_kc); cudaFree(g_vc);
+    if (c->fused) {
+        cudaFree(g_fused);
+    } else {
+        cudaFree(g_q); cudaFree(g_k); cudaFree(g_v);
+    }
+    cudaFree(g_kc); cudaFree(g_vc);
     cudaFree(g_out);
 }
 
@@ -372,6 +408,7 @@ static void random_case(attn_case *c, kiln_dtype dt, bool use_cache)
     c->softcap = rnd_int(0, 3) == 0 ? (float)rnd_int(5, 50) : 0.0f;
     c->scale = 1.0f / sqrtf((float)c->head_dim);
     c->amp = rnd_int(0, 2) == 0 ? 4.0f : 1.0f;
+    c->fused = rnd_int(0, 2) == 0;
     c->n_seqs = rnd_int(1, 8);
     for (int s = 0; s < c->n_seqs; s++) {
         int kind = rnd_int(0, 3);
@@ -538,6 +575,15 @@ static void test_bad_args(void **state)
                                     KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
     assert_int_equal(cuda_attention(&b, &h, &a, fake + 2, fake, fake, fake, fake, 1, 8,
                                     KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    /* fused rows: a 16-byte multiple at least as wide as q (4 x 64) */
+    a.qkv_stride = 252;
+    assert_int_equal(cuda_attention(&b, &h, &a, fake, fake, fake, fake, fake, 1, 8,
+                                    KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "rows of 252"));
+    a.qkv_stride = 260;
+    assert_int_equal(cuda_attention(&b, &h, &a, fake, fake, fake, fake, fake, 1, 8,
+                                    KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    a.qkv_stride = 0;
     h.n_tokens = 2;
     assert_int_equal(cuda_attention(&b, &h, &a, fake, fake, fake, fake, fake, 1, 8,
                                     KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);

@@ -898,6 +898,42 @@ static void ref_attend(const attn_ref *R, const bk_attn *a, int s, int q_pos, co
     }
 }
 
+/* q (n, qw), k and v (n, kw) as the rows of one fused projection output
+ * (q, then k, then v: qw + 2 kw floats a row). */
+static float *fuse_qkv(const float *q, const float *k, const float *v, int n, int64_t qw,
+                       int64_t kw)
+{
+    int64_t row = qw + 2 * kw;
+    float *f = malloc((size_t)(n * row + 1) * sizeof *f);
+    assert_non_null(f);
+    for (int t = 0; t < n; t++) {
+        memcpy(f + t * row, q + t * qw, (size_t)qw * sizeof *f);
+        memcpy(f + t * row + qw, k + t * kw, (size_t)kw * sizeof *f);
+        memcpy(f + t * row + qw + kw, v + t * kw, (size_t)kw * sizeof *f);
+    }
+    return f;
+}
+
+/* The same call with q, k, v read from one fused buffer (qkv_stride) gives
+ * the packed call's bits. */
+static void check_fused(cfg *c, const bk_batch *b, const bk_attn *a, const float *q,
+                        const float *k, const float *v, bk_kv_cache *kv, int32_t layer, int n,
+                        const float *want)
+{
+    int64_t qw = (int64_t)a->n_heads * a->head_dim, kw = (int64_t)a->n_kv_heads * a->head_dim;
+    float *f = fuse_qkv(q, k, v, n, qw, kw), *out = poisoned((int64_t)n * qw);
+    bk_attn fa = *a;
+    fa.qkv_stride = qw + 2 * kw;
+    assert_int_equal(OPS(c)->attention(c->be, b, &fa, f, f + qw, f + qw + kw, kv, layer, out),
+                     KILN_OK);
+    if (memcmp(out, want, (size_t)(n * qw) * sizeof *out))
+        fail_msg("attention: %s with fused q/k/v rows differs from packed", c->name);
+    fa.qkv_stride = qw - 1; /* narrower than q */
+    assert_int_equal(OPS(c)->attention(c->be, b, &fa, f, f + qw, f + qw + kw, kv, layer, out),
+                     KILN_ERR_INVALID_ARG);
+    free(f), free(out);
+}
+
 /* One attention step of tb on every backend (kv caches kvs[]), checked
  * against the reference R, whose k/v the step's tokens are added to. */
 static void attn_step(attn_ref *R, const bk_attn *a, tbatch *tb, bk_kv_cache *kvs,
@@ -935,6 +971,8 @@ static void attn_step(attn_ref *R, const bk_attn *a, tbatch *tb, bk_kv_cache *kv
         assert_int_equal(OPS(c)->batch_upload(c->be, &tb->h, &b), KILN_OK);
         assert_int_equal(OPS(c)->attention(c->be, &b, a, q, k, v, &kvs[ci], 1, out), KILN_OK);
         check_close("attention", c, out, ref, mag, nq, 1e-5);
+        /* the cache write is repeated with the same rows */
+        check_fused(c, &b, a, q, k, v, &kvs[ci], 1, n, out);
         /* same kernels, other thread count: the same bits */
         if (prev && cfgs[ci - 1].simd == c->simd && memcmp(prev, out, (size_t)nq * 4))
             fail_msg("attention: %s differs from %s", c->name, cfgs[ci - 1].name);
@@ -948,7 +986,7 @@ static void attn_step(attn_ref *R, const bk_attn *a, tbatch *tb, bk_kv_cache *kv
 static void run_attention(int nh, int nkv, int hd, int window, float softcap)
 {
     static attn_ref R;
-    bk_attn a = {nh, nkv, hd, 1.0f / sqrtf((float)hd), true, window, softcap, true};
+    bk_attn a = {nh, nkv, hd, 1.0f / sqrtf((float)hd), true, window, softcap, true, 0};
     bk_kv_cache kvs[N_CFG];
     bk_kv_cache shape = {3, AT_BLOCKS, AT_BS, nkv, hd, KILN_DT_F32, NULL, NULL};
     for (int ci = 0; ci < N_CFG; ci++)
@@ -994,7 +1032,7 @@ static void test_attention_nocache(void **state)
 {
     for (int causal = 0; causal < 2; causal++) {
         int nh = 4, nkv = 2, hd = 24;
-        bk_attn a = {nh, nkv, hd, 0.3f, causal, 0, 0.0f, false};
+        bk_attn a = {nh, nkv, hd, 0.3f, causal, 0, 0.0f, false, 0};
         tbatch tb;
         int news[3] = {3, 1, 150}, ctx[3] = {3, 1, 150};
         tbatch_make(&tb, 3, news, ctx, NULL, 0, 1, 10);
@@ -1018,6 +1056,7 @@ static void test_attention_nocache(void **state)
             assert_int_equal(OPS(c)->batch_upload(c->be, &tb.h, &b), KILN_OK);
             assert_int_equal(OPS(c)->attention(c->be, &b, &a, q, k, v, NULL, 0, out), KILN_OK);
             check_close("attention (no cache)", c, out, ref, mag, nq, 1e-5);
+            check_fused(c, &b, &a, q, k, v, NULL, 0, n, out);
             free(out);
         }
         free(q), free(k), free(v), free(ref), free(mag);
@@ -1035,7 +1074,7 @@ static void test_attention_errors(void **state)
     tbatch_make(&tb, 1, news, ctx, table, 2, 4, 10);
     bk_batch b;
     float q[16] = {0}, out[16];
-    bk_attn a = {1, 1, 8, 1.0f, true, 0, 0.0f, true};
+    bk_attn a = {1, 1, 8, 1.0f, true, 0, 0.0f, true, 0};
     assert_int_equal(OPS(c)->batch_upload(c->be, &tb.h, &b), KILN_OK);
     /* block 99 is outside the pool */
     assert_int_equal(OPS(c)->attention(c->be, &b, &a, q, q, q, &kv, 0, out), KILN_ERR_INVALID_ARG);
@@ -1045,7 +1084,7 @@ static void test_attention_errors(void **state)
     assert_int_equal(OPS(c)->batch_upload(c->be, &tb.h, &b), KILN_OK);
     assert_int_equal(OPS(c)->attention(c->be, &b, &a, q, q, q, &kv, 0, out), KILN_OK);
     assert_int_equal(OPS(c)->attention(c->be, &b, &a, q, q, q, &kv, 1, out), KILN_ERR_INVALID_ARG);
-    bk_attn bad = {3, 2, 8, 1.0f, true, 0, 0.0f, true};
+    bk_attn bad = {3, 2, 8, 1.0f, true, 0, 0.0f, true, 0};
     assert_int_equal(OPS(c)->attention(c->be, &b, &bad, q, q, q, &kv, 0, out), KILN_ERR_INVALID_ARG);
     OPS(c)->kv_free(c->be, &kv);
     OPS(c)->kv_free(c->be, &kv); /* freed state is safe to free again */

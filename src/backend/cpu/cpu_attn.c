@@ -191,7 +191,9 @@ typedef struct attn_job {
     cpu_backend *cb;
     const bk_batch *b;
     const bk_attn *a;
-    const float *q, *k, *v;  /* (n, n_heads, hd), (n, n_kv_heads, hd) x 2 */
+    const float *q, *k, *v;  /* rows of q_stride and kv_stride floats: (n_heads, hd)
+                                and (n_kv_heads, hd) at their starts            */
+    int64_t q_stride, kv_stride;
     const float *kc, *vc;    /* cache layer (n_blocks, block_size, n_kv_heads, hd) or NULL */
     int32_t block_size;
     float *out;              /* (n, n_heads, hd) */
@@ -270,7 +272,7 @@ static void attn_batch(const attn_job *j, attn_state *st, const float *qh, int32
                        int32_t kvh, int32_t q_pos)
 {
     const bk_attn *a = j->a;
-    int64_t stride = (int64_t)a->n_kv_heads * a->head_dim;
+    int64_t stride = j->kv_stride;
     int32_t r0 = j->b->seq_start[s], r1 = j->b->seq_start[s + 1];
     for (int32_t r = r0; r < r1; r += CPU_ATTN_CHUNK) {
         int32_t cnt = r1 - r < CPU_ATTN_CHUNK ? r1 - r : CPU_ATTN_CHUNK;
@@ -288,7 +290,7 @@ static void attn_body(void *ctx, size_t begin, size_t end, int thread)
     for (size_t item = begin; item < end; item++) {
         int32_t t = (int32_t)(item / (size_t)a->n_heads), h = (int32_t)(item % (size_t)a->n_heads);
         int32_t s = batch_seq_of(j->b, t), q_pos = j->b->positions[t];
-        const float *qh = j->q + ((int64_t)t * a->n_heads + h) * hd;
+        const float *qh = j->q + (int64_t)t * j->q_stride + (int64_t)h * hd;
         float *o = j->out + ((int64_t)t * a->n_heads + h) * hd;
         attn_state st = {-INFINITY, 0.0f, scratch, scratch + hd};
         memset(st.acc, 0, (size_t)hd * sizeof(float));
@@ -343,8 +345,9 @@ static void attn_store(const attn_job *j, const bk_kv_cache *kv, int32_t layer)
     size_t row = (size_t)kv->n_kv_heads * (size_t)kv->head_dim;
     for (int32_t t = 0; t < j->b->n_tokens; t++) {
         size_t slot = (size_t)j->b->slot_mapping[t];
-        memcpy((float *)kv->k[layer] + slot * row, j->k + (size_t)t * row, row * sizeof(float));
-        memcpy((float *)kv->v[layer] + slot * row, j->v + (size_t)t * row, row * sizeof(float));
+        size_t src = (size_t)t * (size_t)j->kv_stride;
+        memcpy((float *)kv->k[layer] + slot * row, j->k + src, row * sizeof(float));
+        memcpy((float *)kv->v[layer] + slot * row, j->v + src, row * sizeof(float));
     }
 }
 
@@ -353,12 +356,22 @@ kiln_status cpu_attention(backend *be, const bk_batch *b, const bk_attn *a, cons
                           void *out)
 {
     cpu_backend *cb = cpu_of(be);
-    attn_job j = {cb, b, a, q, k, v, NULL, NULL, 0, out};
+    attn_job j = {cb, b, a, q, k, v, 0, 0, NULL, NULL, 0, out};
     kiln_status st;
 
     if (!a || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 ||
         a->n_heads % a->n_kv_heads)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu attention: bad head counts");
+    j.q_stride = (int64_t)a->n_heads * a->head_dim;
+    j.kv_stride = (int64_t)a->n_kv_heads * a->head_dim;
+    if (a->qkv_stride) {
+        if (a->qkv_stride < j.q_stride || a->qkv_stride < j.kv_stride)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "cpu attention: rows of %lld elements "
+                                "are narrower than q (%lld) or k, v (%lld)",
+                                (long long)a->qkv_stride, (long long)j.q_stride,
+                                (long long)j.kv_stride);
+        j.q_stride = j.kv_stride = a->qkv_stride;
+    }
     if ((st = cpu_batch_check(b, "attention")))
         return st;
     if (b->n_tokens && (!q || !k || !v || !out || !b->positions))

@@ -46,11 +46,12 @@
 /* Grid-stride over the batch's 16-byte vectors: vector c of row t of k and
  * v goes to the same vector of slot slot_mapping[t] of the pools.  Slots
  * outside the pool are skipped (the host rejects them first).
- * slot_mapping (n_tokens); k, v (n_tokens, vpr); k_cache, v_cache (n_slots, vpr),
- * vpr = n_kv_heads * head_dim / 8. */
+ * slot_mapping (n_tokens); k, v (n_tokens, vpr) with rows vstride vectors
+ * apart; k_cache, v_cache (n_slots, vpr), vpr = n_kv_heads * head_dim / 8. */
 static __global__ void attn_cache_write_kernel(const int32_t *slot_mapping, const uint4 *k,
                                                const uint4 *v, uint4 *k_cache, uint4 *v_cache,
-                                               int32_t n_tokens, int32_t vpr, int64_t n_slots)
+                                               int32_t n_tokens, int32_t vpr, int64_t vstride,
+                                               int64_t n_slots)
 {
     const int64_t total = (int64_t)n_tokens * vpr;
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
@@ -61,14 +62,14 @@ static __global__ void attn_cache_write_kernel(const int32_t *slot_mapping, cons
         const int64_t slot = slot_mapping[t];
         if (slot < 0 || slot >= n_slots)
             continue;
-        k_cache[slot * vpr + c] = k[i];
-        v_cache[slot * vpr + c] = v[i];
+        k_cache[slot * vpr + c] = k[t * vstride + c];
+        v_cache[slot * vpr + c] = v[t * vstride + c];
     }
 }
 
 static kiln_status attn_cache_write(const bk_batch *b, const bk_attn *a, const void *k,
-                                    const void *v, void *k_cache, void *v_cache,
-                                    int64_t n_slots, cudaStream_t stream)
+                                    const void *v, int64_t kv_stride, void *k_cache,
+                                    void *v_cache, int64_t n_slots, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
     const int32_t vpr = a->n_kv_heads * a->head_dim / 8;
@@ -79,7 +80,7 @@ static kiln_status attn_cache_write(const bk_batch *b, const bk_attn *a, const v
     KILN_CUDA_CHECK(pdl_launch(attn_cache_write_kernel, dim3((unsigned)blocks),
                                dim3(ATTN_WRITE_THREADS), 0, stream, b->slot_mapping,
                                (const uint4 *)k, (const uint4 *)v, (uint4 *)k_cache,
-                               (uint4 *)v_cache, b->n_tokens, vpr, n_slots));
+                               (uint4 *)v_cache, b->n_tokens, vpr, kv_stride / 8, n_slots));
     KILN_CUDA_LAUNCH_CHECK("attention_cache_write", stream);
 err:
     return st;
@@ -187,6 +188,12 @@ static kiln_status attn_check_args(const bk_batch *b, const bk_batch_host *hb, c
     if (attn_misaligned(q) || attn_misaligned(k) || attn_misaligned(v) || attn_misaligned(out))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: q, k, v and out must be 16-byte "
                             "aligned");
+    if (a->qkv_stride &&
+        (a->qkv_stride % 8 || a->qkv_stride < (int64_t)a->n_heads * a->head_dim ||
+         a->qkv_stride < (int64_t)a->n_kv_heads * a->head_dim))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: rows of %lld elements are not "
+                            "16-byte multiples as wide as q and k, v",
+                            (long long)a->qkv_stride);
     if (!a->use_cache)
         return KILN_OK;
     if (!k_cache || !v_cache || n_blocks <= 0 || block_size <= 0)
@@ -294,17 +301,21 @@ extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb
         if ((st = attn_check_seq(hb, a, s, n_blocks, block_size)))
             return st;
 
+    const int64_t q_stride = a->qkv_stride ? a->qkv_stride : (int64_t)a->n_heads * a->head_dim;
+    const int64_t kv_stride =
+        a->qkv_stride ? a->qkv_stride : (int64_t)a->n_kv_heads * a->head_dim;
     const attn_args args = {
         b->seq_start, b->seq_len, b->positions, b->block_tables,
         b->n_tokens, b->n_seqs, b->max_blocks,
         a->n_heads, a->n_kv_heads, a->head_dim, a->n_heads / a->n_kv_heads,
         a->scale, a->softcap, a->causal, a->use_cache, a->window,
-        q, k, v, k_cache, v_cache, n_blocks, block_size, attn_block_shift(block_size), out,
+        q, k, v, q_stride, kv_stride,
+        k_cache, v_cache, n_blocks, block_size, attn_block_shift(block_size), out,
     };
 
     if (a->use_cache) {
-        st = attn_cache_write(b, a, k, v, k_cache, v_cache, (int64_t)n_blocks * block_size,
-                              stream);
+        st = attn_cache_write(b, a, k, v, kv_stride, k_cache, v_cache,
+                              (int64_t)n_blocks * block_size, stream);
         if (st)
             return st;
         /* The scratch exists from the first cached call on, before any capture. */

@@ -129,7 +129,7 @@ static __global__ void __launch_bounds__(DC_THREADS)
     const int32_t k_lo = j_begin + z * per, k_hi = min(j_end, k_lo + per);
     const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
 
-    const T *q_src = (const T *)a.q + ((int64_t)row * a.n_heads + h0) * D;
+    const T *q_src = (const T *)a.q + (int64_t)row * a.q_stride + h0 * D;
     for (int i = tid; i < GMAX * D; i += DC_THREADS)
         q_s[i] = i / D < G ? attn_to_float(q_src[i]) : 0.0f;
     if (k_lo < k_hi)

@@ -56,8 +56,11 @@ typedef struct attn_args {
     bool causal, use_cache;
     int32_t window;
     /* tensors */
-    const void *q;                /* (n_tokens, n_heads, head_dim)               */
-    const void *k, *v;            /* (n_tokens, n_kv_heads, head_dim)            */
+    const void *q;                /* (n_tokens, n_heads, head_dim), rows q_stride
+                                     elements apart                              */
+    const void *k, *v;            /* (n_tokens, n_kv_heads, head_dim), rows
+                                     kv_stride elements apart                    */
+    int64_t q_stride, kv_stride;  /* multiples of 8 (16-byte rows)               */
     const void *k_cache, *v_cache; /* (n_blocks, block_size, n_kv_heads, head_dim) */
     int32_t n_blocks, block_size;
     int32_t block_shift;          /* log2(block_size) when a power of two, else -1 */

@@ -137,7 +137,7 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
         off[i] = -1;
         if (j < j_end)
             off[i] = a.use_cache ? attn_key_offset(a, table, j, kvh)
-                                 : ((int64_t)(row0 + j) * a.n_kv_heads + kvh) * D;
+                                 : (int64_t)(row0 + j) * a.kv_stride + kvh * D;
     }
 #pragma unroll
     for (int i = 0; i < NPASS; i++) {
@@ -245,11 +245,11 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 
     /* Q_i and the first key tile: one copy group; then one group for each
      * of the next NS - 2 tiles (an empty group past the last key). */
-    const T *q_src = (const T *)a.q + ((int64_t)(row0 + q0) * a.n_heads + h) * D;
+    const T *q_src = (const T *)a.q + (int64_t)(row0 + q0) * a.q_stride + h * D;
     for (int i = tid; i < BM * VPR; i += PF_THREADS) {
         int r = i / VPR, c = i % VPR;
         bool ok = r < nq;
-        attn_cp16(Q_s + r * STR + c * 8, ok ? q_src + (int64_t)r * a.n_heads * D + c * 8 : q_src,
+        attn_cp16(Q_s + r * STR + c * 8, ok ? q_src + (int64_t)r * a.q_stride + c * 8 : q_src,
                   ok);
     }
 #pragma unroll
