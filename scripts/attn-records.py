@@ -25,13 +25,15 @@ def main():
     for l in lines:
         if l["op"] == "copy":
             continue
-        shape = f"llama-3.1-8b ({l['n_heads']} q / {l['n_kv_heads']} kv heads x {l['head_dim']})"
+        model = "bge-base-en-v1.5" if l["op"] == "encoder" else "llama-3.1-8b"
+        shape = f"{model} ({l['n_heads']} q / {l['n_kv_heads']} kv heads x {l['head_dim']})"
         if l["op"] == "decode":
             settings = {k: l[k] for k in ("dtype", "batch", "ctx", "split", "block_size") if k in l}
             value, unit = l.get("gbps"), "GB/s (K/V read)"
             ceiling, what = copy, "device-to-device copy bandwidth, read + write, same run"
         else:
-            settings = {k: l[k] for k in ("variant", "dtype", "causal", "seqs", "len") if k in l}
+            settings = {k: l[k] for k in ("variant", "dtype", "causal", "seqs", "len", "tokens",
+                                          "layout") if k in l}
             value, unit = l["tflops"], "TFLOP/s"
             ceiling, what = None, "none measured by the lab (see the prefill records)"
         recs.append({

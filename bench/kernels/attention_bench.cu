@@ -7,15 +7,18 @@
  *            the device-to-device copy bandwidth measured in the same run
  *            ((read + write) bytes / s of a 1 GiB cudaMemcpy);
  *   prefill  1 x 2048 and 8 x 512 causal from an empty cache: TFLOP/s of
- *            4 * head_dim * n_heads * sum over queries of visible keys.
+ *            4 * head_dim * n_heads * sum over queries of visible keys;
+ *   encoder  bge-base's heads (12 x 64), bidirectional over 120 documents
+ *            of 16..256 tokens without a cache, q, k, v packed and inside
+ *            one fused projection output (bench_encoder).
  *
  * Each figure is the mean over a CUDA graph of ITERS back-to-back calls (so
  * host-side checks and launch gaps are not counted), after a warm-up call.
  * Block tables are shuffled through the pool.  A table goes to stdout and
  * one JSON line per figure to stdout, or to --json FILE (appended).
  *
- * Prefill runs every kernel variant (those KILN_CUDA_PREFILL names), the
- * default first.
+ * Prefill and encoder run every kernel variant (those KILN_CUDA_PREFILL
+ * names), the default first.
  *
  *   make attention_bench && ./attention_bench [--json FILE] [--iters N] [--prefill-only]
  */
@@ -331,6 +334,109 @@ static void bench_prefill(void)
     }
 }
 
+/* The bge-base encoder's attention: 12 heads of 64 (no GQA), bidirectional
+ * within each of E_SEQS documents of E_MIN..E_MAX tokens (uniform, a fixed
+ * seed), no cache; q, k, v packed, and inside one fused q/k/v projection
+ * output (bk_attn.qkv_stride), as the engine's BERT runs them.  TFLOP/s of
+ * 4 * head_dim * n_heads * sum of len^2. */
+#define E_HEADS 12
+#define E_DIM 64
+#define E_SEQS 120
+#define E_MIN 16
+#define E_MAX 256
+
+static void bench_encoder(void)
+{
+    static const char *const variants[] = {"default", "k64q",  "k64s",  "k32q", "k32s",
+                                           "m2k32",   "m2k64", "k32q3", "k32s4"};
+    const int n_variants = (int)(sizeof variants / sizeof variants[0]);
+    const char *commit = getenv("KILN_COMMIT");
+    const int64_t width = (int64_t)E_HEADS * E_DIM;
+    int32_t start[E_SEQS + 1], lens[E_SEQS];
+    double sq = 0.0;
+    uint32_t x = 12345u;
+
+    start[0] = 0;
+    for (int s = 0; s < E_SEQS; s++) {
+        x = x * 1664525u + 1013904223u;
+        lens[s] = E_MIN + (int32_t)((x >> 8) % (uint32_t)(E_MAX - E_MIN + 1));
+        start[s + 1] = start[s] + lens[s];
+        sq += (double)lens[s] * lens[s];
+    }
+    const int32_t n = start[E_SEQS];
+    int32_t *pos = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    if (!pos) {
+        fprintf(stderr, "attention_bench: out of host memory\n");
+        exit(1);
+    }
+    for (int s = 0; s < E_SEQS; s++)
+        for (int32_t i = 0; i < lens[s]; i++)
+            pos[start[s] + i] = i;
+    void *g_start = bench_upload(start, sizeof start), *g_len = bench_upload(lens, sizeof lens);
+    void *g_pos = bench_upload(pos, (size_t)n * sizeof(int32_t));
+    void *qkv = bench_alloc_fill((size_t)n * 3 * width, 6);
+    void *q = bench_alloc_fill((size_t)n * width, 7), *k = bench_alloc_fill((size_t)n * width, 8);
+    void *v = bench_alloc_fill((size_t)n * width, 9), *out = NULL;
+    BENCH_CU(cudaMalloc(&out, (size_t)n * width * 2));
+    BENCH_CU(cudaStreamSynchronize(stream));
+
+    bench_batch bb;
+    memset(&bb, 0, sizeof bb);
+    bb.h.n_tokens = bb.b.n_tokens = n;
+    bb.h.n_seqs = bb.b.n_seqs = E_SEQS;
+    bb.h.seq_start = start;
+    bb.h.seq_len = lens;
+    bb.h.positions = pos;
+    bb.b.seq_start = (const int32_t *)g_start;
+    bb.b.seq_len = (const int32_t *)g_len;
+    bb.b.positions = (const int32_t *)g_pos;
+    bb.b.max_seq_len = E_MAX;
+
+    bk_attn a;
+    memset(&a, 0, sizeof a);
+    a.n_heads = a.n_kv_heads = E_HEADS;
+    a.head_dim = E_DIM;
+    a.scale = 0.125f;
+    printf("\nencoder (bge-base heads: %d x %d, bidirectional, %d documents of %d..%d, "
+           "%d tokens)\n", E_HEADS, E_DIM, E_SEQS, E_MIN, E_MAX, n);
+    printf("%8s %7s %10s %9s\n", "variant", "layout", "us", "TFLOP/s");
+    for (int fused = 0; fused < 2; fused++) {
+        bb.q = fused ? qkv : q;
+        bb.k = fused ? (char *)qkv + width * 2 : k;
+        bb.v = fused ? (char *)qkv + 2 * width * 2 : v;
+        bb.out = out;
+        a.qkv_stride = fused ? 3 * width : 0;
+        for (int vi = 0; vi < n_variants; vi++) {
+            if (attn_prefill_set_variant(vi ? variants[vi] : NULL) != KILN_OK) {
+                fprintf(stderr, "attention_bench: %s\n", kiln_last_error());
+                exit(1);
+            }
+            const double sec = bench_time(&bb, &a);
+            const double tflops = 4.0 * E_DIM * E_HEADS * sq / sec / 1e12;
+            printf("%8s %7s %10.1f %9.1f\n", variants[vi], fused ? "fused" : "packed",
+                   sec * 1e6, tflops);
+            fprintf(json, "{\"bench\":\"attention\",\"op\":\"encoder\",\"device\":\"%s\","
+                    "\"commit\":\"%s\",\"variant\":\"%s\",\"dtype\":\"bf16\","
+                    "\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":%d,\"causal\":false,"
+                    "\"seqs\":%d,\"len\":\"%d..%d\",\"tokens\":%d,\"layout\":\"%s\","
+                    "\"us\":%.2f,\"tflops\":%.2f}\n",
+                    dev.name, commit ? commit : "unknown", variants[vi], E_HEADS, E_HEADS,
+                    E_DIM, E_SEQS, E_MIN, E_MAX, n, fused ? "fused" : "packed", sec * 1e6,
+                    tflops);
+        }
+        attn_prefill_set_variant(NULL);
+    }
+    cudaFree(g_start);
+    cudaFree(g_len);
+    cudaFree(g_pos);
+    cudaFree(qkv);
+    cudaFree(q);
+    cudaFree(k);
+    cudaFree(v);
+    cudaFree(out);
+    free(pos);
+}
+
 int main(int argc, char **argv)
 {
     char line[512];
@@ -369,6 +475,7 @@ int main(int argc, char **argv)
     if (!prefill_only)
         bench_decode(copy_bw);
     bench_prefill();
+    bench_encoder();
 
     attn_workspace_release();
     cudaStreamDestroy(stream);
