@@ -394,6 +394,11 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(g, "device_greedy_steps", json_integer(gs->device_greedy));
     json_object_set_new(g, "device_sampled_steps", json_integer(gs->device_sampled));
     json_object_set_new(g, "padded_rows", json_integer(gs->padded_rows));
+    if (gs->timed_steps > 0) {
+        json_object_set_new(g, "issue_us_per_step",
+                            json_real(gs->issue_s * 1e6 / (double)gs->timed_steps));
+        json_object_set_new(g, "step_us", json_real(gs->step_s * 1e6 / (double)gs->timed_steps));
+    }
     json_object_set_new(s, "graph_stats", g);
     json_object_set_new(s, "block_size", json_integer(gen_options(e->run)->block_size));
     json_object_set_new(s, "arch", json_string(c->arch_name));
