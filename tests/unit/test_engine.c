@@ -135,6 +135,12 @@ static void test_greedy_golden(void **state)
         assert_int_equal(out[0].sum.reason, GEN_STOP_MAX_TOKENS);
         assert_memory_equal(out[0].tokens, E.greedy[i], sizeof E.greedy[i]);
     }
+    /* greedy tokens are chosen on the backend (argmax): every such step
+     * timed, issuing it a part of the whole */
+    const gen_stats *gs = gen_stats_of(r);
+    assert_true(gs->device_greedy > 0);
+    assert_int_equal(gs->timed_steps, gs->device_greedy + gs->device_sampled);
+    assert_true(gs->issue_s > 0.0 && gs->issue_s <= gs->step_s);
     gen_free(r);
 }
 
