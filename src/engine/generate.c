@@ -1013,7 +1013,9 @@ static kiln_status gen_step(gen_runner *r)
             (st = r->be->ops->download(r->be, r->ids_host, r->ids_dev,
                                        (size_t)n_out * sizeof(int32_t))))
             return st;
-        if (r->stats.capture_s == cap0) { /* a capture is not a step's pace */
+        /* decode steps only (a prefill's tokens are not a step's pace, nor
+         * is a capture) */
+        if (rows == ns && r->stats.capture_s == cap0) {
             r->stats.issue_s += (double)(t1 - t0) * 1e-9;
             r->stats.step_s += (double)(clock_now_ns() - t0) * 1e-9;
             r->stats.timed_steps++;

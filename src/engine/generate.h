@@ -101,7 +101,8 @@ typedef struct gen_stats {
     int64_t graph_fallbacks;  /* captures that failed: that key runs eager (logged)  */
     int64_t padded_rows;      /* rows added to fill a bucket                         */
     double capture_s;         /* time spent capturing and instantiating              */
-    /* Steps whose tokens were chosen on the backend, timed on the host:
+    /* Decode steps (one token a sequence) whose tokens were chosen on the
+     * backend, timed on the host:
      * issue_s from the batch upload until the forward is queued (eager:
      * every kernel launch; a graph: its launch), step_s until the ids are
      * back.  issue_s near step_s: the host's launches set the pace.
