@@ -25,11 +25,12 @@ def main():
     for l in lines:
         if l["op"] == "copy":
             continue
-        model = "bge-base-en-v1.5" if l["op"] == "encoder" else "llama-3.1-8b"
+        model = l.get("model", "bge-base-en-v1.5" if l["op"] == "encoder" else "llama-3.1-8b")
         shape = f"{model} ({l['n_heads']} q / {l['n_kv_heads']} kv heads x {l['head_dim']})"
         if l["op"] == "decode":
-            settings = {k: l[k] for k in ("dtype", "batch", "ctx", "split", "block_size") if k in l}
-            value, unit = l.get("gbps"), "GB/s (K/V read)"
+            settings = {k: l[k] for k in ("dtype", "batch", "ctx", "split", "min_keys",
+                                          "block_size") if k in l}
+            value, unit = l.get("kv_gbps"), "GB/s (K/V read)"
             ceiling, what = copy, "device-to-device copy bandwidth, read + write, same run"
         else:
             settings = {k: l[k] for k in ("variant", "dtype", "causal", "seqs", "len", "tokens",

@@ -5,7 +5,9 @@
  *   decode   batch 1 / 8 / 64 at context 1k / 4k / 16k: GB/s of K and V
  *            read (batch * ctx * 8 heads * 128 * 2 bytes * 2), set against
  *            the device-to-device copy bandwidth measured in the same run
- *            ((read + write) bytes / s of a 1 GiB cudaMemcpy);
+ *            ((read + write) bytes / s of a 1 GiB cudaMemcpy); and at the
+ *            Llama-3.2-1B heads (x 64), batch 1, the split's minimum keys
+ *            swept (bench_decode_min_keys);
  *   prefill  1 x 2048 and 8 x 512 causal from an empty cache: TFLOP/s of
  *            4 * head_dim * n_heads * sum over queries of visible keys;
  *   encoder  bge-base's heads (12 x 64), bidirectional over 120 documents
@@ -295,6 +297,46 @@ static void bench_decode(double copy_bw)
     }
 }
 
+/* The decode split's minimum keys (attn_decode_set_min_keys) at the
+ * Llama-3.2-1B heads (32 q / 8 kv x 64), batch 1, short and long contexts:
+ * fewer, longer splits against more CTAs and a combine kernel. */
+static void bench_decode_min_keys(double copy_bw)
+{
+    static const int ctxs[] = {148, 512, 2048, 8192}, mins[] = {0, 64, 128, 256, 512, 1024};
+    bk_attn a = bench_attn();
+    const char *commit = getenv("KILN_COMMIT");
+    a.head_dim = 64;
+    a.scale = 0.125f;
+
+    printf("\ndecode split minimum (Llama-3.2-1B heads: 32 q / 8 kv x 64, batch 1)\n");
+    printf("%7s %9s %6s %10s %9s\n", "ctx", "min_keys", "split", "us", "GB/s");
+    for (int ci = 0; ci < 4; ci++) {
+        bench_batch bb;
+        bench_batch_make(&bb, 1, ctxs[ci], 1); /* sized for 128: a 64-wide head fits */
+        for (int mi = 0; mi < 6; mi++) {
+            if (attn_decode_set_min_keys(mins[mi]) != KILN_OK) {
+                fprintf(stderr, "attention_bench: %s\n", kiln_last_error());
+                exit(1);
+            }
+            const int mk = mins[mi] ? mins[mi] : ATTN_DECODE_MIN_KEYS;
+            const double sec = bench_time(&bb, &a);
+            const double gbps = (double)ctxs[ci] * B_KV_HEADS * 64 * 2.0 * 2.0 / sec / 1e9;
+            const int32_t split = attn_decode_splits(1, B_KV_HEADS, B_HEADS / B_KV_HEADS,
+                                                     ctxs[ci], dev.sm_count);
+            printf("%7d %9d %6d %10.2f %9.1f\n", ctxs[ci], mk, split, sec * 1e6, gbps);
+            fprintf(json, "{\"bench\":\"attention\",\"op\":\"decode\",\"device\":\"%s\","
+                    "\"commit\":\"%s\",\"model\":\"llama-3.2-1b\",\"dtype\":\"bf16\","
+                    "\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":64,\"block_size\":%d,"
+                    "\"batch\":1,\"ctx\":%d,\"min_keys\":%d,\"split\":%d,\"us\":%.2f,"
+                    "\"kv_gbps\":%.1f,\"copy_gbps\":%.1f,\"frac_of_copy\":%.4f}\n",
+                    dev.name, commit ? commit : "unknown", B_HEADS, B_KV_HEADS, B_BLOCK,
+                    ctxs[ci], mk, split, sec * 1e6, gbps, copy_bw / 1e9, gbps * 1e9 / copy_bw);
+        }
+        attn_decode_set_min_keys(0);
+        bench_batch_free(&bb);
+    }
+}
+
 /* Every prefill kernel variant (attn_prefill_set_variant, the names of
  * KILN_CUDA_PREFILL), "default" being the one the engine runs. */
 static void bench_prefill(void)
@@ -472,8 +514,10 @@ int main(int argc, char **argv)
     fprintf(json, "{\"bench\":\"attention\",\"op\":\"copy\",\"device\":\"%s\","
             "\"copy_gbps\":%.1f,\"peak_gbps\":%.1f}\n", dev.name, copy_bw / 1e9,
             dev.mem_bw_bytes_s / 1e9);
-    if (!prefill_only)
+    if (!prefill_only) {
         bench_decode(copy_bw);
+        bench_decode_min_keys(copy_bw);
+    }
     bench_prefill();
     bench_encoder();
 

@@ -600,6 +600,17 @@ static void test_split_choice(void **state)
     assert_int_equal(attn_decode_splits(1, 8, 4, 100, 132),
                      (100 + ATTN_DECODE_MIN_KEYS - 1) / ATTN_DECODE_MIN_KEYS);
     assert_true(attn_decode_splits(1, 8, 4, 16384, 132) > 8);
+    /* another minimum in force: a 148-key context is one split at 256 */
+    assert_int_equal(attn_decode_set_min_keys(256), KILN_OK);
+    assert_int_equal(attn_decode_splits(1, 8, 4, 148, 132), 1);
+    assert_int_equal(attn_decode_splits(1, 8, 4, 1000, 132), 4);
+    assert_int_equal(attn_decode_set_min_keys(-1), KILN_ERR_INVALID_ARG);
+    assert_int_equal(attn_decode_set_min_keys(ATTN_DECODE_MAX_MIN_KEYS + 1),
+                     KILN_ERR_INVALID_ARG);
+    assert_int_equal(attn_decode_splits(1, 8, 4, 1000, 132), 4); /* kept */
+    assert_int_equal(attn_decode_set_min_keys(0), KILN_OK);
+    assert_int_equal(attn_decode_splits(1, 8, 4, 148, 132),
+                     (148 + ATTN_DECODE_MIN_KEYS - 1) / ATTN_DECODE_MIN_KEYS);
     for (int ns = 1; ns <= 300; ns += 7)
         for (int kv = 1; kv <= 16; kv *= 2)
             for (int g = 1; g <= 16; g++) {

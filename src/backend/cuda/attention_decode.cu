@@ -29,6 +29,7 @@
  * 16-byte access phase (different keys, TPK parts of a row) hit distinct
  * banks.  Softmax and accumulation are f32 throughout.
  */
+#include "backend/cuda/attention.h"
 #include "backend/cuda/attention_dev.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_elem.cuh"
@@ -374,15 +375,29 @@ static kiln_status decode_dispatch_dim(const attn_args *a, int32_t n_split,
     }
 }
 
+/* The minimum keys a split in force (attn_decode_set_min_keys). */
+static int32_t dc_min_keys = ATTN_DECODE_MIN_KEYS;
+
+extern "C" kiln_status attn_decode_set_min_keys(int32_t keys)
+{
+    if (keys < 0 || keys > ATTN_DECODE_MAX_MIN_KEYS)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: %d keys a decode split (1..%d, "
+                            "0 for the default %d)", keys, ATTN_DECODE_MAX_MIN_KEYS,
+                            ATTN_DECODE_MIN_KEYS);
+    __atomic_store_n(&dc_min_keys, keys ? keys : ATTN_DECODE_MIN_KEYS, __ATOMIC_RELAXED);
+    return KILN_OK;
+}
+
 extern "C" int32_t attn_decode_splits(int32_t n_seqs, int32_t n_kv_heads, int32_t group,
                                       int32_t max_keys, int32_t sm_count)
 {
+    const int32_t min_keys = __atomic_load_n(&dc_min_keys, __ATOMIC_RELAXED);
     const int64_t ht = (group + ATTN_DECODE_GMAX - 1) / ATTN_DECODE_GMAX;
     const int64_t base = (int64_t)n_seqs * n_kv_heads * ht, target = 2 * (int64_t)sm_count;
     if (base <= 0 || base >= target || max_keys <= 0)
         return 1;
     int64_t split = (target + base - 1) / base;
-    const int64_t by_len = (max_keys + ATTN_DECODE_MIN_KEYS - 1) / ATTN_DECODE_MIN_KEYS;
+    const int64_t by_len = ((int64_t)max_keys + min_keys - 1) / min_keys;
     split = split < by_len ? split : by_len;
     split = split < ATTN_DECODE_MAX_SPLIT ? split : ATTN_DECODE_MAX_SPLIT;
     return split < 1 ? 1 : (int32_t)split;

@@ -36,7 +36,8 @@ extern "C" {
 #define ATTN_DECODE_GMAX 8
 /* Most splits of one sequence's keys in the decode kernel. */
 #define ATTN_DECODE_MAX_SPLIT 64
-/* Fewest keys a decode split is given before splitting further stops. */
+/* Fewest keys a decode split is given before splitting further stops, by
+ * default (attn_decode_set_min_keys). */
 #define ATTN_DECODE_MIN_KEYS 32
 
 /* Everything a kernel needs, passed by value.  Pointers are device memory. */
@@ -91,10 +92,10 @@ kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_s
                                const attn_split_ws *ws, cudaStream_t stream);
 
 /* The split count for a launch: enough CTAs to fill the GPU twice over
- * (sm_count SMs) when the batch alone does not, never fewer than
- * ATTN_DECODE_MIN_KEYS keys per split of the longest decode context
- * `max_keys`.  With it, n_seqs * n_heads * n_split never exceeds
- * attn_decode_ws_rows(sm_count). */
+ * (sm_count SMs) when the batch alone does not, never fewer than the
+ * minimum keys per split in force (attn_decode_set_min_keys) of the
+ * longest decode context `max_keys`.  With it, n_seqs * n_heads * n_split
+ * never exceeds attn_decode_ws_rows(sm_count). */
 int32_t attn_decode_splits(int32_t n_seqs, int32_t n_kv_heads, int32_t group, int32_t max_keys,
                            int32_t sm_count);
 

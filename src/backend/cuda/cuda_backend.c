@@ -583,6 +583,21 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
         cuda_destroy(&cb->base);
         return st;
     }
+    const char *mk = getenv("KILN_CUDA_DECODE_MIN_KEYS");
+    if (mk && *mk) {
+        char *end = NULL;
+        long v = strtol(mk, &end, 10);
+        st = *end || v < 1 || v > ATTN_DECODE_MAX_MIN_KEYS
+                 ? kiln_err_set(KILN_ERR_INVALID_ARG, "cuda backend: KILN_CUDA_DECODE_MIN_KEYS=%s "
+                                "is not a key count in 1..%d", mk, ATTN_DECODE_MAX_MIN_KEYS)
+                 : attn_decode_set_min_keys((int32_t)v);
+    } else {
+        st = attn_decode_set_min_keys(0);
+    }
+    if (st) {
+        cuda_destroy(&cb->base);
+        return st;
+    }
     *out = &cb->base;
     return KILN_OK;
 }
