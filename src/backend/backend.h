@@ -219,6 +219,14 @@ typedef struct bk_ops {
     /* y(n, w->ne1) = x(n, w->ne0) W^T (+ bias) */
     kiln_status (*matmul)(backend *be, const void *x, int64_t n, const bk_tensor *w,
                           const bk_tensor *bias, void *y);
+    /* y(n, ff) = act(x Wg^T + bg) * (x Wu^T + bu) from wg and wu (ff, k),
+     * biases optional: the gated feed-forward's input side in one op, with
+     * the bits of matmul into gate, matmul into up, then glu.  gate and up
+     * (n, ff) are scratch the op may write.  NULL on backends without a
+     * fused form (model_glu_in runs the three ops there). */
+    kiln_status (*matmul_glu)(backend *be, const void *x, int64_t n, const bk_tensor *wg,
+                              const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu,
+                              bk_act act, void *gate, void *up, void *y);
     /* y = x / rms(x) * (w + add_one) over rows of d; x and y may alias */
     kiln_status (*rmsnorm)(backend *be, const void *x, int64_t n, int64_t d,
                            const bk_tensor *w, float eps, bool add_one, void *y);

@@ -91,7 +91,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
     const bk_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_ws *w = &m->ws;
-    int64_t n = b->n_tokens, d = c->hidden_size, ff = m->shard.ff;
+    int64_t n = b->n_tokens, d = c->hidden_size;
     /* this rank's heads and FFN columns (all of them at world 1) */
     int32_t nh = (int32_t)m->shard.n_heads, nkv = (int32_t)m->shard.n_kv_heads;
     int32_t hd = (int32_t)c->head_dim;
@@ -145,9 +145,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
             return st;
 
         /* 7. GeGLU feed-forward and its post-norm */
-        if ((st = op->matmul(be, w->x, n, &L->w_gate, NULL, w->gate)) ||
-            (st = op->matmul(be, w->x, n, &L->w_up, NULL, w->up)) ||
-            (st = op->glu(be, w->gate, w->up, n, ff, model_act(c->act), w->act)) ||
+        if ((st = model_glu_in(m, L, w->x, n)) ||
             (st = op->matmul(be, w->act, n, &L->w_down, NULL, w->o)) ||
             (st = model_reduce(m, w->o, n * d)) ||
             (st = op->rmsnorm(be, w->o, n, d, &L->post_ffn_norm, eps, one, w->o)))

@@ -100,7 +100,7 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
     const bk_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_ws *w = &m->ws;
-    int64_t n = b->n_tokens, d = c->hidden_size, ff = m->shard.ff;
+    int64_t n = b->n_tokens, d = c->hidden_size;
     /* this rank's heads and FFN columns (all of them at world 1) */
     int32_t nh = (int32_t)m->shard.n_heads, nkv = (int32_t)m->shard.n_kv_heads;
     int32_t hd = (int32_t)c->head_dim;
@@ -151,9 +151,7 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
 
         /* 7. gated feed-forward: down(act(gate x) * up x), gate/up
          *    column-parallel, down row-parallel */
-        if ((st = op->matmul(be, w->x, n, &L->w_gate, model_opt(&L->b_gate), w->gate)) ||
-            (st = op->matmul(be, w->x, n, &L->w_up, model_opt(&L->b_up), w->up)) ||
-            (st = op->glu(be, w->gate, w->up, n, ff, model_act(c->act), w->act)) ||
+        if ((st = model_glu_in(m, L, w->x, n)) ||
             (st = op->matmul(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o)) ||
             (st = model_reduce(m, w->o, n * d)))
             return st;

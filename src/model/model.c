@@ -537,6 +537,22 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_
     return op->split3(m->be, w->qkv, n, qd, kvd, kvd, w->q, w->k, w->v);
 }
 
+kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n)
+{
+    const bk_ops *op = m->be->ops;
+    const model_ws *w = &m->ws;
+    bk_act act = model_act(m->cfg.act);
+    kiln_status st;
+
+    if (op->matmul_glu)
+        return op->matmul_glu(m->be, x, n, &L->w_gate, model_opt(&L->b_gate), &L->w_up,
+                              model_opt(&L->b_up), act, w->gate, w->up, w->act);
+    if ((st = op->matmul(m->be, x, n, &L->w_gate, model_opt(&L->b_gate), w->gate)) ||
+        (st = op->matmul(m->be, x, n, &L->w_up, model_opt(&L->b_up), w->up)))
+        return st;
+    return op->glu(m->be, w->gate, w->up, n, m->shard.ff, act, w->act);
+}
+
 kiln_status model_load_output(kiln_model *m, model_loader *ld)
 {
     const model_config *c = &m->cfg;

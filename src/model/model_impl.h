@@ -254,6 +254,12 @@ kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i, const model_q
 kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n, void **q,
                       void **k, void **v, int64_t *stride);
 
+/* w->act (n rows, the rank's ff columns) = act(x W_gate^T + b_gate) *
+ * (x W_up^T + b_up) of layer L, for the normed input x: the backend's
+ * fused matmul_glu where it has one, else the two matmuls into ws.gate and
+ * ws.up and glu (the same bits). */
+kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n);
+
 /* The final norm and the output head of a decoder: out_norm (hf "norm",
  * gguf "output_norm"), and lm_head ("lm_head" / "output"), which shares the
  * token embedding when the config ties them or the source has none.

@@ -567,6 +567,120 @@ static void test_gemv_splits(void **state)
         }
 }
 
+/* y = act(x Wg^T + bg) * (x Wu^T + bu) through matmul_glu on GPU backend
+ * g: against the CPU's matmul, matmul (each rounded to the activation type
+ * as the GPU stores it) and glu, and bit for bit against g's own matmul,
+ * matmul and glu - the fused gemv launch and the three-op path it replaces
+ * (cuBLASLt, or gemv past its sizes) must agree exactly.  Scratch and
+ * outputs start as NaN. */
+static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bias, bk_act act)
+{
+    kiln_dtype dt = g->ops->act_dtype;
+    size_t bytes;
+    uint8_t *wgb = rand_weight(dt, m, k, &bytes), *wub = rand_weight(dt, m, k, &bytes);
+    float *x = rnd_act(dt, n * k, -1.0f, 1.0f);
+    float *rg = host_nan(n * m), *ru = host_nan(n * m), *ref = host_nan(n * m);
+    bk_tensor wgc, wug, wgg, wuc;
+    vec_pair bg = {0}, bu = {0};
+    void *gx = dev_put(g, x, n * k), *gy = dev_nan(g, n * m), *gy3 = dev_nan(g, n * m);
+    void *ggate = dev_nan(g, n * m), *gup = dev_nan(g, n * m);
+
+    OK(cpu->ops->weight(cpu, dt, k, m, wgb, bytes, &wgc));
+    OK(cpu->ops->weight(cpu, dt, k, m, wub, bytes, &wuc));
+    OK(g->ops->weight(g, dt, k, m, wgb, bytes, &wgg));
+    OK(g->ops->weight(g, dt, k, m, wub, bytes, &wug));
+    if (bias) {
+        vec_make(g, m, -1.0f, 1.0f, &bg);
+        vec_make(g, m, -1.0f, 1.0f, &bu);
+    }
+    OK(cpu->ops->matmul(cpu, x, n, &wgc, bias ? &bg.c : NULL, rg));
+    OK(cpu->ops->matmul(cpu, x, n, &wuc, bias ? &bu.c : NULL, ru));
+    for (int64_t i = 0; i < n * m; i++) {
+        rg[i] = round_act(dt, rg[i]);
+        ru[i] = round_act(dt, ru[i]);
+    }
+    OK(cpu->ops->glu(cpu, rg, ru, n, m, act, ref));
+
+    OK(g->ops->matmul_glu(g, gx, n, &wgg, bias ? &bg.g : NULL, &wug, bias ? &bu.g : NULL, act,
+                          ggate, gup, gy));
+    float *got = dev_get(g, gy, n * m);
+    char what[96];
+    snprintf(what, sizeof what, "matmul_glu act %d%s (k=%lld m=%lld)", (int)act,
+             bias ? " +bias" : "", (long long)k, (long long)m);
+    check(what, dt, n, k, got, ref, n * m);
+
+    OK(g->ops->matmul(g, gx, n, &wgg, bias ? &bg.g : NULL, ggate));
+    OK(g->ops->matmul(g, gx, n, &wug, bias ? &bu.g : NULL, gup));
+    OK(g->ops->glu(g, ggate, gup, n, m, act, gy3));
+    float *three = dev_get(g, gy3, n * m);
+    for (int64_t i = 0; i < n * m; i++)
+        if (memcmp(&got[i], &three[i], sizeof got[i]))
+            fail_msg("%s n=%lld %s: element %lld is %g fused, %g from matmul, matmul, glu", what,
+                     (long long)n, dtype_name(dt), (long long)i, (double)got[i],
+                     (double)three[i]);
+
+    free(got), free(three), free(x), free(rg), free(ru), free(ref), free(wgb), free(wub);
+    g->ops->free(g, gx), g->ops->free(g, gy), g->ops->free(g, gy3);
+    g->ops->free(g, ggate), g->ops->free(g, gup);
+    if (bias)
+        vec_free(g, &bg), vec_free(g, &bu);
+    cpu->ops->weight_free(cpu, &wgc), cpu->ops->weight_free(cpu, &wuc);
+    g->ops->weight_free(g, &wgg), g->ops->weight_free(g, &wug);
+}
+
+/* The gated feed-forward's input side in one op: every activation, both
+ * types, decode rows (the fused gemv, on the default split and on every
+ * split built) and more rows or a k gemv cannot take (the three-op path);
+ * mismatched weights and an unknown activation are refused. */
+static void test_matmul_glu(void **state)
+{
+    static const char *const splits[] = {"1x4", "2x2", "2x4", "4x1", "4x2", "8x1"};
+    static const bk_act acts[] = {BK_ACT_SILU, BK_ACT_GELU, BK_ACT_GELU_TANH, BK_ACT_RELU};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        for (int64_t n = 1; n <= 10; n++) {
+            const int64_t ks[] = {8, 8 * (1 + rnd_int(40)), 2048 + 8 * rnd_int(300), 67};
+            run_matmul_glu(g, n, ks[rnd_int(4)], 1 + rnd_int(3) * (1 + rnd_int(700)),
+                           rnd_int(2), acts[rnd_int(4)]);
+        }
+        run_matmul_glu(g, 1, 2048, 8192, false, BK_ACT_SILU);  /* the 1B shape */
+        run_matmul_glu(g, 1, 4096, 14336, false, BK_ACT_SILU); /* the 8B shape */
+        run_matmul_glu(g, 130, 256, 96, true, BK_ACT_GELU);    /* cuBLASLt */
+    }
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        int a = rnd_int(2);
+        backend *g = gemv_backend(act_types[a], splits[i], true);
+        if (!g)
+            fail_msg("split %s: %s", splits[i], kiln_last_error());
+        for (int64_t n = 1; n <= 8; n++)
+            run_matmul_glu(g, n, 8 * (1 + rnd_int(600)), 1 + rnd_int(3) * (1 + rnd_int(300)),
+                           rnd_int(2), acts[rnd_int(4)]);
+        g->ops->destroy(g);
+    }
+
+    /* refused: gate and up of different shapes, an unknown activation */
+    backend *g = gpus[0];
+    size_t bytes;
+    uint8_t *w1 = rand_weight(KILN_DT_BF16, 16, 64, &bytes);
+    uint8_t *w2 = rand_weight(KILN_DT_BF16, 8, 64, &bytes);
+    bk_tensor t1, t2;
+    void *buf = dev_nan(g, 64);
+    OK(g->ops->weight(g, KILN_DT_BF16, 64, 16, w1, (size_t)16 * 64 * 2, &t1));
+    OK(g->ops->weight(g, KILN_DT_BF16, 64, 8, w2, (size_t)8 * 64 * 2, &t2));
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, &t2, NULL, BK_ACT_SILU, buf, buf,
+                                        buf), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "matmul_glu"));
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, &t1, NULL, (bk_act)99, buf, buf,
+                                        buf), KILN_ERR_INVALID_ARG);
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, NULL, NULL, BK_ACT_SILU, buf, buf,
+                                        buf), KILN_ERR_INVALID_ARG);
+    g->ops->weight_free(g, &t1), g->ops->weight_free(g, &t2);
+    g->ops->free(g, buf);
+    free(w1), free(w2);
+}
+
 /* A chain of dependent kernels queued with no host wait between them -
  * rmsnorm, then four matmuls each reading the one before it, 1 and 8 rows
  * - on every gemv split with programmatic launch on (a matmul's early
@@ -1159,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_matmul_shapes),
         cmocka_unit_test(test_gemv_splits),
         cmocka_unit_test(test_gemv_chain),
+        cmocka_unit_test(test_matmul_glu),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_layernorm),

@@ -37,8 +37,12 @@ extern "C" {
 /* Most splits of one sequence's keys in the decode kernel. */
 #define ATTN_DECODE_MAX_SPLIT 64
 /* Fewest keys a decode split is given before splitting further stops, by
- * default (attn_decode_set_min_keys). */
-#define ATTN_DECODE_MIN_KEYS 32
+ * default (attn_decode_set_min_keys).  Measured on an H200 at the 1B heads
+ * (32 q / 8 kv x 64, one sequence; bench/kernels/attention_bench.cu,
+ * bench/results/attention-kernels-2026-12-02T15-19-28Z.jsonl): 128 is the
+ * fastest of 32..1024 at 148, 512 and 2048 keys (10.6, 10.7, 12.6 us
+ * against 10.7, 11.4, 14.4 at 32) and ties 32 at 8192. */
+#define ATTN_DECODE_MIN_KEYS 128
 
 /* Everything a kernel needs, passed by value.  Pointers are device memory. */
 typedef struct attn_args {

@@ -496,7 +496,8 @@ static void cuda_destroy(backend *be)
         .batch_upload = cuda_batch_upload,                                           \
         .kv_alloc = cuda_kv_alloc, .kv_free = cuda_kv_free, .embed = cuda_embed,     \
         .embed_part = cuda_embed_part,                                               \
-        .matmul = cuda_matmul, .rmsnorm = cuda_rmsnorm,                              \
+        .matmul = cuda_matmul, .matmul_glu = cuda_matmul_glu,                        \
+        .rmsnorm = cuda_rmsnorm,                                                     \
         .add_rmsnorm = cuda_add_rmsnorm, .layernorm = cuda_layernorm,                \
         .add = cuda_add, .rope = cuda_rope, .attention = cuda_attention_op,          \
         .glu = cuda_glu, .act = cuda_act, .gather_rows = cuda_gather_rows,           \

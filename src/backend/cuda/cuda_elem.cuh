@@ -10,6 +10,7 @@
 #ifndef KILN_BACKEND_CUDA_ELEM_CUH
 #define KILN_BACKEND_CUDA_ELEM_CUH
 
+#include "backend/backend.h"
 #include "base/error.h"
 
 #include <cuda_bf16.h>
@@ -117,5 +118,26 @@ static inline kiln_status elem_bad_dtype(const char *op, kiln_dtype dt)
     ((dt) == KILN_DT_BF16  ? launcher<__nv_bfloat16>(__VA_ARGS__)                    \
      : (dt) == KILN_DT_F16 ? launcher<__half>(__VA_ARGS__)                           \
                            : elem_bad_dtype((op), (dt)))
+
+/* The activation of a bk_act (erf GELU, tanh GELU, SiLU, ReLU), in f32;
+ * an unknown value passes x through (the entry points refuse it first). */
+static __device__ __forceinline__ float act_apply(int act, float x)
+{
+    switch (act) {
+    case BK_ACT_SILU:
+        return x / (1.0f + expf(-x));
+    case BK_ACT_GELU:
+        return (x * 0.5f) * (1.0f + erff(x * 0.70710678118654752f));
+    case BK_ACT_GELU_TANH: {
+        const float beta = 0.79788456080286536f, kappa = 0.044715f; /* sqrt(2/pi) */
+        float inner = beta * (x + kappa * (x * x * x));
+        return (0.5f * x) * (1.0f + tanhf(inner));
+    }
+    case BK_ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    default:
+        return x;
+    }
+}
 
 #endif /* KILN_BACKEND_CUDA_ELEM_CUH */

@@ -52,7 +52,7 @@ static kiln_status vec_check(cuda_backend *cb, const bk_tensor *t, int64_t d, co
     return KILN_OK;
 }
 
-static bool act_valid(bk_act act)
+bool cuda_act_valid(bk_act act)
 {
     return act == BK_ACT_SILU || act == BK_ACT_GELU || act == BK_ACT_GELU_TANH ||
            act == BK_ACT_RELU;
@@ -199,7 +199,7 @@ kiln_status cuda_glu(backend *be, const void *gate, const void *up, int64_t n, i
 
     if (n < 0 || ff <= 0 || !ck_mul_i64(n, ff, &total) || (n && (!gate || !up || !y)))
         return bad_size("glu", n, ff);
-    if (!act_valid(act))
+    if (!cuda_act_valid(act))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda glu: unknown activation %d", (int)act);
     return cuops_glu(cuda_of(be)->act, gate, up, total, act, y, cuda_of(be)->stream);
 }
@@ -208,7 +208,7 @@ kiln_status cuda_act(backend *be, void *x, int64_t n, bk_act act)
 {
     if (n < 0 || (n && !x))
         return bad_size("act", n, 1);
-    if (!act_valid(act))
+    if (!cuda_act_valid(act))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda act: unknown activation %d", (int)act);
     return cuops_act(cuda_of(be)->act, x, n, act, cuda_of(be)->stream);
 }

@@ -332,6 +332,47 @@ void cuda_mm_free(cuda_backend *cb)
 
 /* ---- the op -------------------------------------------------------------------- */
 
+/* The checks of one product's operands (n rows of x times w, the bias
+ * optional); bias_ptr is the bias's data or NULL. */
+static kiln_status mm_check(const cuda_backend *cb, const char *op, const void *x, int64_t n,
+                            const bk_tensor *w, const void *bias_ptr, const bk_tensor *bias,
+                            const void *y)
+{
+    if (!w || !w->data || w->ne0 <= 0 || w->ne1 <= 0 || n < 0 || (n && (!x || !y)))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda %s: bad arguments (n=%lld)", op,
+                            (long long)n);
+    if (w->dtype != cb->act)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda %s: weight is %s, the backend computes in %s (weights "
+                            "come from bk weight)",
+                            op, dtype_name(w->dtype), dtype_name(cb->act));
+    if (bias_ptr && (bias->dtype != cb->act || bias->ne0 * bias->ne1 != w->ne1))
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda %s: bias has %lld %s elements, need %lld %s", op,
+                            (long long)(bias->ne0 * bias->ne1), dtype_name(bias->dtype),
+                            (long long)w->ne1, dtype_name(cb->act));
+    return KILN_OK;
+}
+
+/* Whether gemv takes the product, and with which split: a decode step's
+ * row, or its few rows times a small W (<= GEMV_MAX_ELEMS): gemv streams it
+ * faster; cuBLASLt's tiles take larger ones at 2..8 rows
+ * (bench/kernels/cuda_matmul_bench.c, bench/NOTES.md). */
+static bool mm_gemv(const cuda_backend *cb, const void *x, int64_t n, const bk_tensor *w,
+                    const void *bias_ptr, const void *y, gemv_cfg *c)
+{
+    if (!(n <= GEMV_MAX_ROWS && cb->gemv &&
+          (cb->gemv_all || n == 1 || w->ne0 * w->ne1 <= GEMV_MAX_ELEMS) && w->ne0 % 8 == 0 &&
+          mm_align(x) >= 16 && mm_align(w->data) >= 16 && mm_align(y) >= 16 &&
+          (!bias_ptr || mm_align(bias_ptr) >= 16)))
+        return false;
+    *c = cb->gemv_split;
+    if (!c->rows)
+        gemv_cfg_pick(n, w->ne0, w->ne1, c);
+    c->pdl = cb->pdl;
+    return true;
+}
+
 kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
                         const bk_tensor *bias, void *y)
 {
@@ -341,37 +382,15 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
     const float alpha = 1.0f, beta = 0.0f;
     mm_plan *p = NULL;
     mm_key key;
+    gemv_cfg c;
 
-    if (!w || !w->data || w->ne0 <= 0 || w->ne1 <= 0 || n < 0 || (n && (!x || !y)))
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul: bad arguments (n=%lld)",
-                            (long long)n);
-    if (w->dtype != cb->act)
-        return kiln_err_set(KILN_ERR_INVALID_ARG,
-                            "cuda matmul: weight is %s, the backend computes in %s (weights "
-                            "come from bk weight)",
-                            dtype_name(w->dtype), dtype_name(cb->act));
-    if (bias_ptr && (bias->dtype != cb->act || bias->ne0 * bias->ne1 != w->ne1))
-        return kiln_err_set(KILN_ERR_INVALID_ARG,
-                            "cuda matmul: bias has %lld %s elements, need %lld %s",
-                            (long long)(bias->ne0 * bias->ne1), dtype_name(bias->dtype),
-                            (long long)w->ne1, dtype_name(cb->act));
+    if ((st = mm_check(cb, "matmul", x, n, w, bias_ptr, bias, y)))
+        return st;
     if (n == 0)
         return KILN_OK;
-    /* a decode step's row, or its few rows times a small W (<=
-     * GEMV_MAX_ELEMS): gemv streams it faster; cuBLASLt's tiles take larger
-     * ones at 2..8 rows (bench/kernels/cuda_matmul_bench.c, bench/NOTES.md) */
-    if (n <= GEMV_MAX_ROWS && cb->gemv &&
-        (cb->gemv_all || n == 1 || w->ne0 * w->ne1 <= GEMV_MAX_ELEMS) && w->ne0 % 8 == 0 &&
-        mm_align(x) >= 16 &&
-        mm_align(w->data) >= 16 && mm_align(y) >= 16 && (!bias_ptr || mm_align(bias_ptr) >= 16))
-    {
-        gemv_cfg c = cb->gemv_split;
-        if (!c.rows)
-            gemv_cfg_pick(n, w->ne0, w->ne1, &c);
-        c.pdl = cb->pdl;
+    if (mm_gemv(cb, x, n, w, bias_ptr, y, &c))
         return cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1, &c,
                          cb->stream);
-    }
 
     memset(&key, 0, sizeof key);
     key.n = n;
@@ -397,4 +416,39 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
         st = cuda_check_launch("matmul", cb->stream, __FILE__, __LINE__);
 err:
     return st;
+}
+
+kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_tensor *wg,
+                            const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu,
+                            bk_act act, void *gate, void *up, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    const void *bg_ptr = bg && bg->data ? bg->data : NULL;
+    const void *bu_ptr = bu && bu->data ? bu->data : NULL;
+    kiln_status st;
+    gemv_cfg c, cu;
+
+    if ((st = mm_check(cb, "matmul_glu", x, n, wg, bg_ptr, bg, y)) ||
+        (st = mm_check(cb, "matmul_glu", x, n, wu, bu_ptr, bu, y)))
+        return st;
+    if (wg->ne0 != wu->ne0 || wg->ne1 != wu->ne1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda matmul_glu: gate is %lld x %lld, up %lld x %lld",
+                            (long long)wg->ne1, (long long)wg->ne0, (long long)wu->ne1,
+                            (long long)wu->ne0);
+    if (!cuda_act_valid(act))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: unknown activation %d",
+                            (int)act);
+    if (n == 0)
+        return KILN_OK;
+    /* one launch where gemv would take both products with one split */
+    if (mm_gemv(cb, x, n, wg, bg_ptr, y, &c) && mm_gemv(cb, x, n, wu, bu_ptr, y, &cu) &&
+        c.rows == cu.rows && c.unroll == cu.unroll)
+        return cuda_gemv_glu(cb->act, x, (int32_t)n, wg->data, bg_ptr, wu->data, bu_ptr,
+                             (int)act, y, wg->ne0, wg->ne1, &c, cb->stream);
+    if (!gate || !up)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: no scratch for gate, up");
+    if ((st = cuda_matmul(be, x, n, wg, bg, gate)) || (st = cuda_matmul(be, x, n, wu, bu, up)))
+        return st;
+    return cuda_glu(be, gate, up, n, wg->ne1, act, y);
 }

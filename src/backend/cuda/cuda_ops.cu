@@ -134,27 +134,6 @@ static __device__ __forceinline__ float group_sum(float v, float *sh)
     return v;
 }
 
-/* ==== activations ========================================================= */
-
-static __device__ __forceinline__ float act_apply(int act, float x)
-{
-    switch (act) {
-    case BK_ACT_SILU:
-        return x / (1.0f + expf(-x));
-    case BK_ACT_GELU:
-        return (x * 0.5f) * (1.0f + erff(x * 0.70710678118654752f));
-    case BK_ACT_GELU_TANH: {
-        const float beta = 0.79788456080286536f, kappa = 0.044715f; /* sqrt(2/pi) */
-        float inner = beta * (x + kappa * (x * x * x));
-        return (0.5f * x) * (1.0f + tanhf(inner));
-    }
-    case BK_ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
-    default:
-        return x;
-    }
-}
-
 /* ==== vector access ======================================================= */
 
 /* 8 f32 values rounded to T (nearest even) in one 16-byte vector; the

@@ -58,6 +58,14 @@ bool gemv_cfg_supported(const gemv_cfg *c);
 kiln_status cuda_gemv(kiln_dtype dt, const void *x, int32_t n, const void *w, const void *bias,
                       void *y, int64_t k, int64_t m, const gemv_cfg *cfg, cudaStream_t stream);
 
+/* y (n, m) = act(x wg^T + bg) * (x wu^T + bu): the gated feed-forward's
+ * input projections in one launch, with the bits of cuda_gemv into gate
+ * and up, then glu (gate and up rounded to dt, the product rounded once);
+ * wg, wu (m, k), bg, bu (m) or NULL, act a bk_act.  The rest as cuda_gemv. */
+kiln_status cuda_gemv_glu(kiln_dtype dt, const void *x, int32_t n, const void *wg,
+                          const void *bg, const void *wu, const void *bu, int act, void *y,
+                          int64_t k, int64_t m, const gemv_cfg *cfg, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif
