@@ -11,7 +11,9 @@
  * made both by sample_reset (prompt marks) and by direct upload.
  *
  * Exact: greedy rows and top_k 1 (an argmax of the same values); the
- * counts row after a draw (the chosen token counted once more); ids are
+ * counts row after a draw (the chosen token counted once more); the same
+ * tokens and counts whatever the number of blocks that share a row (every
+ * cluster size the device runs, forced by cusmp_set_cluster); ids are
  * poisoned before every call, so an unwritten row fails.
  * Near-exact: a drawn token equals the host's on >= 99% of the rows, and
  * every drawn token is one the host kept (>= 99.5%): the device sums
@@ -27,6 +29,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/sample.h"
 #include "base/error.h"
 #include "engine/sampler.h"
 #include "format/quant.h"
@@ -186,6 +189,38 @@ static void check_batch(backend *be, kiln_dtype dt, int64_t vocab, int32_t rows,
     assert_int_equal(op->download(be, ids, idd, (size_t)rows * sizeof(int32_t)), KILN_OK);
     assert_int_equal(op->download(be, back, cd, cells * sizeof(uint16_t)), KILN_OK);
 
+    /* every cluster size the device runs draws the same tokens and leaves
+     * the same counts as the size chosen above */
+    int32_t *again = malloc((size_t)rows * sizeof *again);
+    uint16_t *back2 = malloc(cells * sizeof *back2);
+    assert_true(again && back2);
+    for (int cl = 1; cl <= 16; cl *= 2) {
+        for (int32_t r = 0; r < rows; r++)
+            again[r] = -7;
+        assert_int_equal(op->upload(be, cd, counts, cells * sizeof(uint16_t)), KILN_OK);
+        assert_int_equal(op->upload(be, idd, again, (size_t)rows * sizeof(int32_t)), KILN_OK);
+        assert_int_equal(cusmp_set_cluster(cl), KILN_OK);
+        kiln_status st = op->sample(be, xd, rows, vocab, pd, cd, idd);
+        assert_int_equal(cusmp_set_cluster(0), KILN_OK);
+        if (st == KILN_ERR_UNSUPPORTED && cl > 1) { /* not on this device (before sm_90) */
+            (void)op->sync(be);
+            continue;
+        }
+        if (st)
+            fail_msg("sample, clusters of %d: %s", cl, kiln_last_error());
+        assert_int_equal(op->sync(be), KILN_OK);
+        assert_int_equal(op->download(be, again, idd, (size_t)rows * sizeof(int32_t)), KILN_OK);
+        assert_int_equal(op->download(be, back2, cd, cells * sizeof(uint16_t)), KILN_OK);
+        for (int32_t r = 0; r < rows; r++)
+            if (again[r] != ids[r])
+                fail_msg("%s vocab %lld row %d case %d: clusters of %d drew %d, the default %d",
+                         dtype_name(dt), (long long)vocab, r, r % N_CASES, cl, again[r], ids[r]);
+        if (memcmp(back2, back, cells * sizeof *back))
+            fail_msg("%s vocab %lld: the counts after clusters of %d differ", dtype_name(dt),
+                     (long long)vocab, cl);
+    }
+    free(again), free(back2);
+
     for (int32_t r = 0; r < rows; r++) {
         int c = r % N_CASES;
         sampler_params p;
@@ -265,6 +300,11 @@ static void test_sample_bad_args(void **state)
     assert_int_equal(be->ops->sample(be, ids, 1, 0, (const bk_sample_row *)ids, NULL, ids),
                      KILN_ERR_INVALID_ARG);
     assert_int_equal(be->ops->sample_reset(be, NULL, 10, NULL, 0), KILN_ERR_INVALID_ARG);
+    /* cluster sizes: a power of two up to 16, or 0 */
+    assert_int_equal(cusmp_set_cluster(3), KILN_ERR_INVALID_ARG);
+    assert_int_equal(cusmp_set_cluster(32), KILN_ERR_INVALID_ARG);
+    assert_int_equal(cusmp_set_cluster(-1), KILN_ERR_INVALID_ARG);
+    assert_int_equal(cusmp_set_cluster(0), KILN_OK);
     be->ops->free(be, ids);
     be->ops->destroy(be);
 }

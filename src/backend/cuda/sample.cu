@@ -6,9 +6,19 @@
  * best (value, index), a shuffle tree and shared memory pick the block's,
  * and a 64-bit atomicMax over (key, ~index) the row's.
  *
- * sample: the host sampler's steps (sampler.h) on one row per block of
- * SMP_THREADS threads, with nothing sorted.  Row values are recomputed in
- * every pass from the logits (widened to f32, penalised from the row's
+ * sample: the host sampler's steps (sampler.h) on one row per cluster of
+ * CL blocks of SMP_THREADS threads (sm_90 thread block clusters; CL = 1
+ * before sm_90 and when the batch alone fills the GPU), with nothing
+ * sorted.  Block b of a cluster owns the b-th contiguous part of the row;
+ * every reduction below is first the block's, then the cluster's: each
+ * block puts its partial in its shared memory, the cluster synchronises,
+ * and every block reads all the partials through distributed shared
+ * memory and combines them in rank order, so all blocks reach the same
+ * choice and no choice depends on CL (a draw is the same token at every
+ * CL, bit for bit).  Partials alternate between two slots, one cluster
+ * barrier per reduction: a slot is written again only after the next
+ * barrier, which every reader of it has passed.  Row values are recomputed
+ * in every pass from the logits (widened to f32, penalised from the row's
  * counts, times 1/temperature, with the same float operations as the host,
  * so the values are the host's bit for bit); the row is read from L2.
  *
@@ -34,8 +44,9 @@
  * atomics of different warps seldom meet) over the candidates that share
  * the digits chosen so far; one warp walks the 256 bins from the highest.
  * Ties of the final key are then resolved in id order: every warp owns a
- * contiguous segment of the row (lanes read consecutive elements), so a
- * scan over the warps' sums and a walk of one warp's segment finds the id.
+ * contiguous segment of its block's part (lanes read consecutive
+ * elements), so a scan over the blocks' sums, then over the chosen block's
+ * warps' sums, and a walk of one warp's segment finds the id.
  *
  * The fixed-point masses use the fast exponential (relative error ~2^-21)
  * where the host uses exp in double: the kept set and the draw can differ
@@ -46,7 +57,10 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_elem.cuh"
 
+#include <cooperative_groups.h>
 #include <math.h>
+
+namespace cg = cooperative_groups;
 
 #define SMP_THREADS 1024
 #define SMP_WARPS (SMP_THREADS / 32)
@@ -175,6 +189,7 @@ template <typename T> struct smp_row {
     const uint16_t *cnt;     /* (cols) penalty counts; NULL: no penalties     */
     int64_t cols;
     int64_t groups;          /* ceil(cols / SMP_VEC)                          */
+    int64_t g_lo, g_hi;      /* the groups of this block's part of the row    */
     int64_t seg;             /* groups per warp segment (a multiple of 32)    */
     bool vec;                /* 16-byte loads: x aligned, cols % SMP_VEC == 0 */
     float inv_t, rep, pres, freq;
@@ -185,13 +200,85 @@ template <typename T> struct smp_row {
 
 struct smp_shared {
     smp_u64 hist[SMP_GROUPS * SMP_BINS];
-    smp_u64 tot[SMP_BINS];
+    smp_u64 tot[2][SMP_BINS];  /* the block's weight per digit (two slots)    */
+    smp_u64 gtot[SMP_BINS];    /* ... the cluster's                            */
     smp_u64 part[SMP_WARPS];
     smp_u64 t;
+    smp_u64 csum[2];           /* the block's partial of a cluster sum         */
     float sv[32];
     int32_t si[32];
+    float cbv[2];              /* the block's best (value, id) for the cluster */
+    int32_t cbi[2];
+    int32_t idc[2];            /* the chosen id, in the block that found it    */
     int32_t bin, wsel, id;
 };
+
+/* ---- the cluster that shares a row -------------------------------------------- */
+
+/* Barrier of the row's CL blocks, with their shared-memory writes made
+ * visible to each other (a block barrier at CL = 1). */
+template <int CL> static __device__ __forceinline__ void smp_sync()
+{
+    if (CL == 1) {
+        __syncthreads();
+        return;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::this_cluster().sync();
+#else
+    __trap(); /* clusters are launched only for code built for sm_90 */
+#endif
+}
+
+/* p (this block's shared memory) as the same variable of block `rank`. */
+template <int CL, typename P> static __device__ __forceinline__ P smp_peer(P *p, int rank)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (CL > 1)
+        return *cg::this_cluster().map_shared_rank(p, rank);
+#endif
+    (void)rank;
+    return *p;
+}
+
+/* The cluster's sum of the blocks' s (each block's s the same in all its
+ * threads), in every thread; par: the slot parity, advanced. */
+template <int CL>
+static __device__ __forceinline__ smp_u64 smp_csum(smp_u64 s, smp_shared &sh, int &par)
+{
+    if (CL == 1)
+        return s;
+    if (threadIdx.x == 0)
+        sh.csum[par] = s;
+    smp_sync<CL>(); /* every block's partial is in place */
+    smp_u64 t = 0;
+    for (int b = 0; b < CL; b++)
+        t += smp_peer<CL>(&sh.csum[par], b);
+    par ^= 1;
+    return t;
+}
+
+/* The cluster's best (v, i) (argmax_better), in every thread. */
+template <int CL>
+static __device__ void smp_cargmax(float *bv, int32_t *bi, smp_shared &sh, int &par)
+{
+    argmax_block(bv, bi, sh.sv, sh.si);
+    if (CL == 1)
+        return;
+    if (threadIdx.x == 0)
+        sh.cbv[par] = *bv, sh.cbi[par] = *bi;
+    smp_sync<CL>(); /* every block's best is in place */
+    float v = -INFINITY;
+    int32_t i = INT32_MAX;
+    for (int b = 0; b < CL; b++) {
+        float pv = smp_peer<CL>(&sh.cbv[par], b);
+        int32_t pi = smp_peer<CL>(&sh.cbi[par], b);
+        if (argmax_better(pv, pi, v, i))
+            v = pv, i = pi;
+    }
+    *bv = v, *bi = i;
+    par ^= 1;
+}
 
 /* Element i's value from its logit x: the host's penalties (sampler.c
  * smp_penalize), then the temperature, with the host's rounding (no fused
@@ -267,13 +354,13 @@ static __device__ __forceinline__ smp_u64 smp_warp_scan(smp_u64 v)
     return v;
 }
 
-/* Sum over the block of the candidates' weights, in every thread. */
-template <typename T>
-static __device__ smp_u64 smp_total(const smp_row<T> &r, bool mass, smp_shared &sh)
+/* Sum over the row of the candidates' weights, in every thread. */
+template <typename T, int CL>
+static __device__ smp_u64 smp_total(const smp_row<T> &r, bool mass, smp_shared &sh, int &par)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     smp_u64 s = 0;
-    for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+    for (int64_t g = r.g_lo + threadIdx.x; g < r.g_hi; g += blockDim.x) {
         float v[SMP_VEC];
         smp_load(r, g, v);
 #pragma unroll
@@ -287,19 +374,21 @@ static __device__ smp_u64 smp_total(const smp_row<T> &r, bool mass, smp_shared &
     __syncthreads(); /* every warp's sum is in part */
     s = smp_warp_sum(lane < SMP_WARPS ? sh.part[lane] : 0);
     __syncthreads(); /* everyone has read part */
-    return s;
+    return smp_csum<CL>(s, sh, par);
 }
 
 /* The candidate at which the running weight in rank order (by_id: in id
  * order) first exceeds t (t below the candidates' total): its key into
  * *key, its id returned. */
-template <typename T>
+template <typename T, int CL>
 static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id, smp_u64 t,
-                                     smp_shared &sh, uint32_t *key)
+                                     smp_shared &sh, int &par, uint32_t *key)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t lo = (int64_t)warp * r.seg;
-    const int64_t hi = lo + r.seg < r.groups ? lo + r.seg : r.groups;
+    const int rank = CL > 1 ? (int)blockIdx.x : 0;
+    const int64_t lo = r.g_lo + (int64_t)warp * r.seg < r.g_hi ? r.g_lo + (int64_t)warp * r.seg
+                                                               : r.g_hi;
+    const int64_t hi = lo + r.seg < r.g_hi ? lo + r.seg : r.g_hi;
     uint32_t prefix = 0, mask = 0;
 
     for (int shift = 24; shift >= 0 && !by_id; shift -= 8) {
@@ -322,15 +411,23 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
             smp_u64 s = 0;
             for (int g = 0; g < SMP_GROUPS; g++)
                 s += sh.hist[g * SMP_BINS + threadIdx.x];
-            sh.tot[threadIdx.x] = s;
+            sh.tot[par][threadIdx.x] = s;
         }
-        __syncthreads(); /* tot holds the weight per digit */
+        smp_sync<CL>(); /* every block's tot holds its weight per digit */
+        if (threadIdx.x < SMP_BINS) {
+            smp_u64 s = 0;
+            for (int b = 0; b < CL; b++)
+                s += smp_peer<CL>(&sh.tot[par][threadIdx.x], b);
+            sh.gtot[threadIdx.x] = s;
+        }
+        par ^= 1;
+        __syncthreads(); /* gtot holds the row's weight per digit */
         if (warp == 0) {
             /* lane l holds digits 255 - 8l - j, j = 0..7: the highest first */
             smp_u64 v[8], own = 0;
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                v[j] = sh.tot[255 - 8 * lane - j];
+                v[j] = sh.gtot[255 - 8 * lane - j];
                 own += v[j];
             }
             smp_u64 inc = smp_warp_scan(own), exc = inc - own;
@@ -347,7 +444,7 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
                 /* unreachable when t is below the total: take the top digit
                  * that has weight, so the result is still a candidate */
                 int b = 255;
-                while (b > 0 && !sh.tot[b])
+                while (b > 0 && !sh.gtot[b])
                     b--;
                 sh.bin = b;
                 sh.t = 0;
@@ -359,8 +456,8 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
         t = sh.t;
     }
 
-    /* ties of the key (by_id: every candidate): the warps' weights in id
-     * order, then one warp's walk */
+    /* ties of the key (by_id: every candidate): the blocks' weights in id
+     * order, then the chosen block's warps', then one warp's walk */
     smp_u64 s = 0;
     for (int64_t g = lo + lane; g < hi; g += 32) {
         float v[SMP_VEC];
@@ -376,7 +473,31 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
     if (lane == 0)
         sh.part[warp] = s;
     __syncthreads(); /* every warp's weight of the key is in part */
-    if (warp == 0) {
+    int bsel = 0;
+    if (CL > 1) {
+        /* the block in which the running weight crosses t */
+        smp_u64 own = smp_warp_sum(lane < SMP_WARPS ? sh.part[lane] : 0), c = 0;
+        if (threadIdx.x == 0)
+            sh.csum[par] = own;
+        smp_sync<CL>(); /* every block's weight of the key is in place */
+        bsel = -1;
+        for (int b = 0; b < CL && bsel < 0; b++) {
+            smp_u64 w = smp_peer<CL>(&sh.csum[par], b);
+            if (t < c + w)
+                bsel = b;
+            else
+                c += w;
+        }
+        par ^= 1;
+        if (bsel < 0) /* unreachable with consistent totals: the fallback below */
+            bsel = CL;
+        else
+            t -= c;
+    }
+    if (threadIdx.x == 0)
+        sh.id = -1;
+    __syncthreads(); /* id is clear */
+    if (warp == 0 && rank == bsel) {
         smp_u64 own = sh.part[lane], inc = smp_warp_scan(own), exc = inc - own;
         bool hit = exc <= t && t < inc;
         unsigned any = __ballot_sync(SMP_FULL, hit);
@@ -384,8 +505,9 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
         if (lane == w) {
             sh.wsel = any ? w : -1;
             sh.t = any ? t - exc : 0;
-            sh.id = -1;
         }
+    } else if (threadIdx.x == 0) {
+        sh.wsel = -1;
     }
     __syncthreads(); /* wsel and t are chosen */
     if (warp == sh.wsel) {
@@ -423,12 +545,19 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
             base = __shfl_sync(SMP_FULL, inc, 31);
         }
     }
-    __syncthreads(); /* id is chosen */
+    __syncthreads(); /* id is chosen, in block bsel */
     int32_t id = sh.id;
+    if (CL > 1) {
+        if (threadIdx.x == 0)
+            sh.idc[par] = id;
+        smp_sync<CL>(); /* block bsel's id is in place */
+        id = bsel < CL ? smp_peer<CL>(&sh.idc[par], bsel) : -1;
+        par ^= 1;
+    }
     if (id < 0) {
         /* unreachable with consistent totals: the first candidate with the key */
         id = INT32_MAX;
-        for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+        for (int64_t g = r.g_lo + threadIdx.x; g < r.g_hi; g += blockDim.x) {
             float v[SMP_VEC];
             smp_load(r, g, v);
             for (int j = 0; j < SMP_VEC; j++) {
@@ -439,14 +568,15 @@ static __device__ int32_t smp_select(const smp_row<T> &r, bool mass, bool by_id,
             }
         }
         float bv = 0.0f;
-        argmax_block(&bv, &id, sh.sv, sh.si); /* equal values: the lowest id */
+        smp_cargmax<CL>(&bv, &id, sh, par); /* equal values: the lowest id */
     }
     *key = prefix;
     return id;
 }
 
-/* Grid (rows), SMP_THREADS threads: ids[r] = row r's draw under p[r]. */
-template <typename T>
+/* Grid (CL, rows) in clusters of (CL, 1, 1), SMP_THREADS threads: ids[r]
+ * = row r's draw under p[r]. */
+template <typename T, int CL>
 static __global__ void __launch_bounds__(SMP_THREADS)
     sample_kernel(const T *x,                /* (rows, cols)           */
                   int64_t cols,
@@ -455,16 +585,24 @@ static __global__ void __launch_bounds__(SMP_THREADS)
                   int32_t *ids)              /* (rows)                 */
 {
     __shared__ smp_shared sh;
-    const bk_sample_row pr = p[blockIdx.x];
+    const int64_t row = blockIdx.y;
+    const int rank = CL > 1 ? (int)blockIdx.x : 0;
+    const bk_sample_row pr = p[row];
+    int par = 0;
     smp_row<T> r;
     bool pen = pr.repetition_penalty != 1.0f || pr.presence_penalty != 0.0f ||
                pr.frequency_penalty != 0.0f;
     bool greedy = !(pr.temperature > 0.0f) || pr.top_k == 1;
-    r.x = x + (int64_t)blockIdx.x * cols;
+    r.x = x + row * cols;
     r.cnt = counts && pr.slot >= 0 && pen ? counts + (int64_t)pr.slot * cols : NULL;
     r.cols = cols;
     r.groups = (cols + SMP_VEC - 1) / SMP_VEC;
-    r.seg = ((r.groups + SMP_WARPS - 1) / SMP_WARPS + 31) / 32 * 32;
+    {
+        const int64_t part = (r.groups + CL - 1) / CL;
+        r.g_lo = (int64_t)rank * part < r.groups ? (int64_t)rank * part : r.groups;
+        r.g_hi = r.g_lo + part < r.groups ? r.g_lo + part : r.groups;
+    }
+    r.seg = ((r.g_hi - r.g_lo + SMP_WARPS - 1) / SMP_WARPS + 31) / 32 * 32;
     r.vec = cols % SMP_VEC == 0 && ((uintptr_t)r.x & 15) == 0;
     r.inv_t = greedy ? 1.0f : __frcp_rn(pr.temperature);
     r.rep = pr.repetition_penalty;
@@ -478,7 +616,7 @@ static __global__ void __launch_bounds__(SMP_THREADS)
     /* A: max and argmax of the values */
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
-    for (int64_t g = threadIdx.x; g < r.groups; g += blockDim.x) {
+    for (int64_t g = r.g_lo + threadIdx.x; g < r.g_hi; g += blockDim.x) {
         float v[SMP_VEC];
         smp_load(r, g, v);
 #pragma unroll
@@ -486,28 +624,28 @@ static __global__ void __launch_bounds__(SMP_THREADS)
             if (argmax_better(v[j], (int32_t)(g * SMP_VEC + j), bv, bi))
                 bv = v[j], bi = (int32_t)(g * SMP_VEC + j);
     }
-    argmax_block(&bv, &bi, sh.sv, sh.si);
+    smp_cargmax<CL>(&bv, &bi, sh, par);
     int32_t id = bi == INT32_MAX ? 0 : bi;
 
     if (!greedy && isfinite(bv)) {
         r.m = bv;
         r.thr = pr.min_p > 0.0f ? bv + logf(pr.min_p) : -INFINITY;
         /* B: candidates; then top_k, top_p, the draw */
-        smp_u64 cnt = smp_total(r, false, sh);
-        smp_u64 z = smp_total(r, true, sh);
+        smp_u64 cnt = smp_total<T, CL>(r, false, sh, par);
+        smp_u64 z = smp_total<T, CL>(r, true, sh, par);
         /* the host draws in rank order once top_k or top_p has ranked the
          * kept set, else in id order */
         bool ranked = false;
         if (pr.top_k > 0 && (smp_u64)pr.top_k < cnt) {
-            r.i1 = smp_select(r, false, false, (smp_u64)pr.top_k - 1, sh, &r.k1);
-            z = smp_total(r, true, sh);
+            r.i1 = smp_select<T, CL>(r, false, false, (smp_u64)pr.top_k - 1, sh, par, &r.k1);
+            z = smp_total<T, CL>(r, true, sh, par);
             ranked = true;
         }
         if (pr.top_p < 1.0f) {
             double need = ceil((double)pr.top_p * (double)z);
             smp_u64 t = need >= (double)z ? z - 1 : need >= 1.0 ? (smp_u64)need - 1 : 0;
-            r.i2 = smp_select(r, true, false, t, sh, &r.k2);
-            z = smp_total(r, true, sh);
+            r.i2 = smp_select<T, CL>(r, true, false, t, sh, par, &r.k2);
+            z = smp_total<T, CL>(r, true, sh, par);
             ranked = true;
         }
         double u = ((double)pr.u_hi * 4294967296.0 + (double)pr.u_lo) *
@@ -515,16 +653,97 @@ static __global__ void __launch_bounds__(SMP_THREADS)
         double draw = floor(u * (double)z);
         smp_u64 t = draw >= (double)z ? z - 1 : (smp_u64)draw;
         uint32_t k;
-        id = smp_select(r, true, !ranked, t, sh, &k);
+        id = smp_select<T, CL>(r, true, !ranked, t, sh, par, &k);
     }
-    if (threadIdx.x == 0) {
-        ids[blockIdx.x] = id;
+    if (rank == 0 && threadIdx.x == 0) {
+        ids[row] = id;
         if (counts && pr.slot >= 0) {
             uint16_t *c = counts + (int64_t)pr.slot * cols + id;
             if ((*c & BK_SAMPLE_COUNT_MAX) < BK_SAMPLE_COUNT_MAX)
                 *c = (uint16_t)(*c + 1);
         }
     }
+    if (CL > 1)
+        smp_sync<CL>(); /* no block leaves while a peer may read its shared memory */
+}
+
+/* The blocks of a row's cluster: the forced size (cusmp_set_cluster), else
+ * the most, up to SMP_MAX_CLUSTER, that keep rows x CL blocks within two
+ * an SM (a batch that fills the GPU takes one block a row); 1 where
+ * clusters cannot run (before sm_90, or code not built for it). */
+#define SMP_MAX_CLUSTER 16
+static int smp_forced_cluster; /* 0: chosen per call */
+
+extern "C" kiln_status cusmp_set_cluster(int blocks)
+{
+    if (blocks != 0 && blocks != 1 && blocks != 2 && blocks != 4 && blocks != 8 &&
+        blocks != 16)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "sample: a cluster of %d blocks (0, 1, 2, 4, 8 or 16)", blocks);
+    __atomic_store_n(&smp_forced_cluster, blocks, __ATOMIC_RELAXED);
+    return KILN_OK;
+}
+
+template <typename T, int CL>
+static cudaError_t smp_launch_cl(const T *x, int64_t rows, int64_t cols, const bk_sample_row *p,
+                                 uint16_t *counts, int32_t *ids, cudaStream_t stream)
+{
+    cudaLaunchConfig_t lc = {};
+    cudaLaunchAttribute at = {};
+
+    lc.gridDim = dim3((unsigned)CL, (unsigned)rows);
+    lc.blockDim = dim3(SMP_THREADS);
+    lc.stream = stream;
+    at.id = cudaLaunchAttributeClusterDimension;
+    at.val.clusterDim.x = CL;
+    at.val.clusterDim.y = 1;
+    at.val.clusterDim.z = 1;
+    lc.attrs = &at;
+    lc.numAttrs = CL > 1 ? 1 : 0;
+    return cudaLaunchKernelEx(&lc, sample_kernel<T, CL>, x, cols, p, counts, ids);
+}
+
+/* Whether clusters of CL blocks of the kernel can run here: code built for
+ * sm_90 on an sm_90+ device, and (16 being past the portable size) the
+ * device schedules one. */
+template <typename T, int CL> static bool smp_cluster_runs(void)
+{
+    cudaFuncAttributes fa;
+    cudaLaunchConfig_t lc = {};
+    cudaLaunchAttribute at = {};
+    int n = 0;
+
+    if (cudaFuncGetAttributes(&fa, sample_kernel<T, CL>) != cudaSuccess || fa.ptxVersion < 90 ||
+        fa.binaryVersion < 90)
+        return (void)cudaGetLastError(), false;
+    if (CL > 8 && cudaFuncSetAttribute(sample_kernel<T, CL>,
+                                       cudaFuncAttributeNonPortableClusterSizeAllowed, 1) !=
+                      cudaSuccess)
+        return (void)cudaGetLastError(), false;
+    lc.gridDim = dim3((unsigned)CL, 1);
+    lc.blockDim = dim3(SMP_THREADS);
+    at.id = cudaLaunchAttributeClusterDimension;
+    at.val.clusterDim.x = CL;
+    at.val.clusterDim.y = 1;
+    at.val.clusterDim.z = 1;
+    lc.attrs = &at;
+    lc.numAttrs = 1;
+    if (cudaOccupancyMaxActiveClusters(&n, sample_kernel<T, CL>, &lc) != cudaSuccess)
+        return (void)cudaGetLastError(), false;
+    return n > 0;
+}
+
+/* The largest cluster of the kernel that runs on this process's device
+ * (1 when none does); found once per type. */
+template <typename T> static int smp_cluster_max(void)
+{
+    static int found; /* 0: not yet; the same value whichever thread finds it */
+    int c = __atomic_load_n(&found, __ATOMIC_RELAXED);
+    if (c)
+        return c;
+    c = smp_cluster_runs<T, 16>() ? 16 : smp_cluster_runs<T, 8>() ? 8 : 1;
+    __atomic_store_n(&found, c, __ATOMIC_RELAXED);
+    return c;
 }
 
 template <typename T>
@@ -533,9 +752,31 @@ static kiln_status sample_launch(const void *x, int64_t rows, int64_t cols,
                                  cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
+    int cl = __atomic_load_n(&smp_forced_cluster, __ATOMIC_RELAXED), max = smp_cluster_max<T>();
+    int dev = 0, sms = 132;
 
-    sample_kernel<T><<<(unsigned)rows, SMP_THREADS, 0, stream>>>((const T *)x, cols, p, counts,
-                                                                 ids);
+    if (rows > 65535)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "sample: %lld rows (at most 65535)",
+                            (long long)rows);
+    if (!cl) {
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            (void)cudaGetLastError();
+        for (cl = max; cl > 1 && rows * cl > 2 * (int64_t)sms; cl /= 2)
+            ;
+    }
+    if (cl > max)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED,
+                            "sample: a cluster of %d blocks; this device runs at most %d", cl,
+                            max);
+    const T *xt = (const T *)x;
+    switch (cl) {
+    case 16: KILN_CUDA_CHECK((smp_launch_cl<T, 16>(xt, rows, cols, p, counts, ids, stream))); break;
+    case 8: KILN_CUDA_CHECK((smp_launch_cl<T, 8>(xt, rows, cols, p, counts, ids, stream))); break;
+    case 4: KILN_CUDA_CHECK((smp_launch_cl<T, 4>(xt, rows, cols, p, counts, ids, stream))); break;
+    case 2: KILN_CUDA_CHECK((smp_launch_cl<T, 2>(xt, rows, cols, p, counts, ids, stream))); break;
+    default: KILN_CUDA_CHECK((smp_launch_cl<T, 1>(xt, rows, cols, p, counts, ids, stream))); break;
+    }
     KILN_CUDA_LAUNCH_CHECK("sample", stream);
 err:
     return st;

@@ -33,10 +33,20 @@ kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t col
                          int32_t *ids, cudaStream_t stream);
 
 /* ids[r] = the token row r of x (rows, cols) draws under p[r] (bk sample,
- * backend.h); counts (slots x cols) or NULL.  cols <= INT32_MAX. */
+ * backend.h); counts (slots x cols) or NULL.  cols <= INT32_MAX, rows <= 65535
+ * (KILN_ERR_INVALID_ARG past it). */
 kiln_status cusmp_sample(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
                          const bk_sample_row *p, uint16_t *counts, int32_t *ids,
                          cudaStream_t stream);
+
+/* The blocks that share one row of cusmp_sample, for the process: 1, 2,
+ * 4, 8 or 16 (a thread block cluster, sm_90), or 0 (the default): chosen
+ * per call from the rows and the device (the most, up to 16, that keep two
+ * blocks an SM; 1 before sm_90).  Any size draws the same tokens; tests
+ * and the kernel lab force each.  A forced size the device cannot run makes
+ * cusmp_sample fail with KILN_ERR_UNSUPPORTED.  Errors:
+ * KILN_ERR_INVALID_ARG (another size; the one in force is kept). */
+kiln_status cusmp_set_cluster(int blocks);
 
 /* row (cols) = 0, then row[ids[i]] = BK_SAMPLE_PROMPT for the n ids in
  * [0, cols) (ids: device memory). */
