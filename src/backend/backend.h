@@ -169,6 +169,14 @@ typedef enum bk_pool {
     BK_POOL_MAX,
 } bk_pool;
 
+/* An RMSNorm applied to a matmul's input (bk matmul_norm, matmul_glu):
+ * x / rms(x) * (w + add_one) over rows of the matmul's k elements. */
+typedef struct bk_norm {
+    const bk_tensor *w;     /* (k) in the activation type */
+    float eps;
+    bool add_one;
+} bk_norm;
+
 /* ---- the op table -------------------------------------------------------- */
 typedef struct bk_ops {
     const char *name;                    /* "cpu", "cuda"                          */
@@ -219,14 +227,32 @@ typedef struct bk_ops {
     /* y(n, w->ne1) = x(n, w->ne0) W^T (+ bias) */
     kiln_status (*matmul)(backend *be, const void *x, int64_t n, const bk_tensor *w,
                           const bk_tensor *bias, void *y);
-    /* y(n, ff) = act(x Wg^T + bg) * (x Wu^T + bu) from wg and wu (ff, k),
-     * biases optional: the gated feed-forward's input side in one op, with
-     * the bits of matmul into gate, matmul into up, then glu.  gate and up
-     * (n, ff) are scratch the op may write.  NULL on backends without a
-     * fused form (model_glu_in runs the three ops there). */
-    kiln_status (*matmul_glu)(backend *be, const void *x, int64_t n, const bk_tensor *wg,
-                              const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu,
-                              bk_act act, void *gate, void *up, void *y);
+    /* y(n, ff) = act(x' Wg^T + bg) * (x' Wu^T + bu) from wg and wu (ff, k),
+     * biases optional, x' = rmsnorm(x) by `norm` (NULL: x' = x): the gated
+     * feed-forward's input side in one op, with the bits of rmsnorm,
+     * matmul into gate, matmul into up, then glu (a normed element may
+     * differ in its last bit: the norm's sum is the op's own).  xn (n, k),
+     * gate and up (n, ff) are scratch the op may write.  NULL on backends
+     * without fused forms (model_glu_in runs the separate ops there). */
+    kiln_status (*matmul_glu)(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                              const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
+                              const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,
+                              void *y);
+    /* y(n, w->ne1) = rmsnorm(x) W^T (+ bias), the norm `norm`: a pre-norm
+     * block's input projection in one op where it can (xn (n, w->ne0) is
+     * scratch the op may write for the normed x).  NULL with matmul_glu. */
+    kiln_status (*matmul_norm)(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                               const bk_tensor *w, const bk_tensor *bias, void *xn, void *y);
+    /* res(n, w->ne1) += x W^T (+ bias): an output projection into the
+     * residual stream, with the bits of matmul then add; tmp (n, w->ne1) is
+     * scratch the op may write.  NULL with matmul_glu. */
+    kiln_status (*matmul_res)(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                              const bk_tensor *bias, void *tmp, void *res);
+    /* The most rows at which matmul_norm, matmul_res and matmul_glu are
+     * single launches (decode steps), so that a forward should use them in
+     * place of add_rmsnorm and separate matmuls; 0: never.  NULL with
+     * matmul_glu. */
+    int32_t (*fused_rows)(backend *be);
     /* y = x / rms(x) * (w + add_one) over rows of d; x and y may alias */
     kiln_status (*rmsnorm)(backend *be, const void *x, int64_t n, int64_t d,
                            const bk_tensor *w, float eps, bool add_one, void *y);

@@ -137,7 +137,7 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
         /* 2. q, k, v projections (one fused matmul where the backend fuses:
          * the attention reads q, k, v inside its output) */
         void *q, *k, *v;
-        if ((st = model_qkv(m, L, w->h, n, &q, &k, &v, &attn.qkv_stride)))
+        if ((st = model_qkv(m, L, w->h, n, NULL, &q, &k, &v, &attn.qkv_stride)))
             return st;
 
         /* 3. bidirectional attention within each sequence of the batch */

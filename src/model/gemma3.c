@@ -118,7 +118,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
 
         /* 2. q, k, v projections */
         void *q, *k, *v;
-        if ((st = model_qkv(m, L, w->x, n, &q, &k, &v, NULL)))
+        if ((st = model_qkv(m, L, w->x, n, NULL, &q, &k, &v, NULL)))
             return st;
 
         /* 3. per-head RMSNorm of q and k */
@@ -145,7 +145,7 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
             return st;
 
         /* 7. GeGLU feed-forward and its post-norm */
-        if ((st = model_glu_in(m, L, w->x, n)) ||
+        if ((st = model_glu_in(m, L, w->x, n, NULL)) ||
             (st = op->matmul(be, w->act, n, &L->w_down, NULL, w->o)) ||
             (st = model_reduce(m, w->o, n * d)) ||
             (st = op->rmsnorm(be, w->o, n, d, &L->post_ffn_norm, eps, one, w->o)))

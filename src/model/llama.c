@@ -13,6 +13,11 @@
  * The variants differ only in which optional weights exist (biases, q/k
  * norms) and in the config (window per layer, rope scaling); the forward
  * below tests the weights, not the family.
+ *
+ * A decode step on a backend with fused forms (model_fused_step) runs the
+ * same block with each norm inside the projection that reads it (bk
+ * matmul_norm, matmul_glu) and each output projection added into h by the
+ * matmul itself (bk matmul_res): four launches a layer fewer.
  */
 #include "model/model_impl.h"
 
@@ -109,13 +114,17 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
                     .scale = 1.0f / sqrtf((float)hd), .causal = true,
                     .softcap = c->attn_logit_softcap, .use_cache = true};
     bk_rope rope;
+    const bool fused = model_fused_step(m, n);
+    bk_norm nrm = {.w = NULL, .eps = eps, .add_one = false};
     kiln_status st;
 
     bk_rope_from_config(c, false, m->rope_style, &rope);
 
-    /* 1. token embeddings start the residual stream h; x = norm(h) */
+    /* 1. token embeddings start the residual stream h; x = norm(h) (fused:
+     *    the q/k/v projection norms h itself) */
     if ((st = model_embed_tokens(m, b, 1.0f, w->h)) ||
-        (st = op->rmsnorm(be, w->h, n, d, &m->layers[0].attn_norm, eps, false, w->x)))
+        (!fused &&
+         (st = op->rmsnorm(be, w->h, n, d, &m->layers[0].attn_norm, eps, false, w->x))))
         return st;
 
     for (int32_t l = 0; l < (int32_t)c->n_layers; l++) {
@@ -123,7 +132,9 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
 
         /* 2. q, k, v projections (biases: qwen2) */
         void *q, *k, *v;
-        if ((st = model_qkv(m, L, w->x, n, &q, &k, &v, NULL)))
+        nrm.w = &L->attn_norm;
+        if ((st = model_qkv(m, L, fused ? w->h : w->x, n, fused ? &nrm : NULL, &q, &k, &v,
+                            NULL)))
             return st;
 
         /* 3. per-head RMSNorm of q and k (qwen3) */
@@ -144,15 +155,28 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
 
         /* 6. output projection (row-parallel: partial sums over the ranks'
          *    heads, the bias on rank 0) into the residual; x = norm(h) */
-        if ((st = op->matmul(be, w->att, n, &L->wo, model_opt(&L->bo), w->o)) ||
-            (st = model_reduce(m, w->o, n * d)) ||
-            (st = op->add_rmsnorm(be, w->h, w->o, n, d, &L->ffn_norm, eps, false, w->x)))
+        if (fused) {
+            if ((st = op->matmul_res(be, w->att, n, &L->wo, model_opt(&L->bo), w->o, w->h)))
+                return st;
+        } else if ((st = op->matmul(be, w->att, n, &L->wo, model_opt(&L->bo), w->o)) ||
+                   (st = model_reduce(m, w->o, n * d)) ||
+                   (st = op->add_rmsnorm(be, w->h, w->o, n, d, &L->ffn_norm, eps, false,
+                                         w->x))) {
             return st;
+        }
 
         /* 7. gated feed-forward: down(act(gate x) * up x), gate/up
-         *    column-parallel, down row-parallel */
-        if ((st = model_glu_in(m, L, w->x, n)) ||
-            (st = op->matmul(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o)) ||
+         *    column-parallel, down row-parallel (fused: into h at once) */
+        nrm.w = &L->ffn_norm;
+        if ((st = model_glu_in(m, L, fused ? w->h : w->x, n, fused ? &nrm : NULL)))
+            return st;
+        if (fused) {
+            if ((st = op->matmul_res(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o,
+                                     w->h)))
+                return st;
+            continue;
+        }
+        if ((st = op->matmul(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o)) ||
             (st = model_reduce(m, w->o, n * d)))
             return st;
 

@@ -503,8 +503,8 @@ kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i, const model_q
                            MODEL_SPLIT_OUT, MODEL_DIM_KV, &L->bv);
 }
 
-kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n, void **q,
-                      void **k, void **v, int64_t *stride)
+kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n,
+                      const bk_norm *norm, void **q, void **k, void **v, int64_t *stride)
 {
     const bk_ops *op = m->be->ops;
     const model_ws *w = &m->ws;
@@ -516,13 +516,21 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_
     *v = w->v;
     if (stride)
         *stride = 0;
+    if (norm && (!L->wqkv.data || !op->matmul_norm)) {
+        if ((st = op->rmsnorm(m->be, x, n, L->wq.ne0, norm->w, norm->eps, norm->add_one, w->x)))
+            return st;
+        x = w->x;
+        norm = NULL;
+    }
     if (!L->wqkv.data) {
         if ((st = op->matmul(m->be, x, n, &L->wq, model_opt(&L->bq), w->q)) ||
             (st = op->matmul(m->be, x, n, &L->wk, model_opt(&L->bk), w->k)))
             return st;
         return op->matmul(m->be, x, n, &L->wv, model_opt(&L->bv), w->v);
     }
-    if ((st = op->matmul(m->be, x, n, &L->wqkv, model_opt(&L->bqkv), w->qkv)))
+    st = norm ? op->matmul_norm(m->be, x, n, norm, &L->wqkv, model_opt(&L->bqkv), w->x, w->qkv)
+              : op->matmul(m->be, x, n, &L->wqkv, model_opt(&L->bqkv), w->qkv);
+    if (st)
         return st;
     if ((n == 1 || stride) && qd % 8 == 0 && kvd % 8 == 0) {
         /* q, k, v in place, 16-byte aligned parts: one row is them back to
@@ -537,7 +545,8 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_
     return op->split3(m->be, w->qkv, n, qd, kvd, kvd, w->q, w->k, w->v);
 }
 
-kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n)
+kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n,
+                         const bk_norm *norm)
 {
     const bk_ops *op = m->be->ops;
     const model_ws *w = &m->ws;
@@ -545,12 +554,25 @@ kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int
     kiln_status st;
 
     if (op->matmul_glu)
-        return op->matmul_glu(m->be, x, n, &L->w_gate, model_opt(&L->b_gate), &L->w_up,
-                              model_opt(&L->b_up), act, w->gate, w->up, w->act);
+        return op->matmul_glu(m->be, x, n, norm, &L->w_gate, model_opt(&L->b_gate), &L->w_up,
+                              model_opt(&L->b_up), act, w->x, w->gate, w->up, w->act);
+    if (norm) {
+        if ((st = op->rmsnorm(m->be, x, n, L->w_gate.ne0, norm->w, norm->eps, norm->add_one,
+                              w->x)))
+            return st;
+        x = w->x;
+    }
     if ((st = op->matmul(m->be, x, n, &L->w_gate, model_opt(&L->b_gate), w->gate)) ||
         (st = op->matmul(m->be, x, n, &L->w_up, model_opt(&L->b_up), w->up)))
         return st;
     return op->glu(m->be, w->gate, w->up, n, m->shard.ff, act, w->act);
+}
+
+bool model_fused_step(const kiln_model *m, int64_t n)
+{
+    const bk_ops *op = m->be->ops;
+    return op->matmul_norm && op->matmul_res && op->matmul_glu && op->fused_rows &&
+           m->shard.world == 1 && n <= op->fused_rows(m->be);
 }
 
 kiln_status model_load_output(kiln_model *m, model_loader *ld)

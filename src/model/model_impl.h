@@ -244,21 +244,31 @@ extern const model_qkv_names model_qkv_decoder;
  * model_load_weight. */
 kiln_status model_load_qkv(kiln_model *m, model_loader *ld, int i, const model_qkv_names *nm);
 
-/* q, k, v (n rows) of the normed input x (a workspace buffer) through layer L's projections:
- * one matmul with a fused weight, else three matmuls.  With a fused
+/* q, k, v (n rows) of the input x (a workspace buffer) through layer L's
+ * projections, x RMSNorm'ed first by `norm` when not NULL (into ws.x where
+ * the ops are separate): one matmul with a fused weight (with the norm in
+ * it: bk matmul_norm), else the norm and three matmuls.  With a fused
  * weight, a caller that passes `stride` takes q, k, v in place inside the
  * fused output, rows *stride elements apart (the bk_attn.qkv_stride of an
  * attention that reads them: no split); else they are split into ws.q,
  * ws.k, ws.v (at n == 1, parts of ws.qkv).  *stride is 0 when they are
  * packed. */
-kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n, void **q,
-                      void **k, void **v, int64_t *stride);
+kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_t n,
+                      const bk_norm *norm, void **q, void **k, void **v, int64_t *stride);
 
 /* w->act (n rows, the rank's ff columns) = act(x W_gate^T + b_gate) *
- * (x W_up^T + b_up) of layer L, for the normed input x: the backend's
- * fused matmul_glu where it has one, else the two matmuls into ws.gate and
- * ws.up and glu (the same bits). */
-kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n);
+ * (x W_up^T + b_up) of layer L, x RMSNorm'ed first by `norm` when not
+ * NULL: the backend's fused matmul_glu where it has one, else the norm
+ * into ws.x, the two matmuls into ws.gate and ws.up and glu. */
+kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n,
+                         const bk_norm *norm);
+
+/* Whether a step of n rows runs the decoder's fused form: norms inside the
+ * input projections and output projections added into the residual
+ * (bk matmul_norm, matmul_res, matmul_glu) - a backend that has them, n at
+ * most its fused_rows, one rank (a row-parallel output is summed over the
+ * ranks before it may join the residual). */
+bool model_fused_step(const kiln_model *m, int64_t n);
 
 /* The final norm and the output head of a decoder: out_norm (hf "norm",
  * gguf "output_norm"), and lm_head ("lm_head" / "output"), which shares the

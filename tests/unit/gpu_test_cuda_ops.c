@@ -567,13 +567,26 @@ static void test_gemv_splits(void **state)
         }
 }
 
-/* y = act(x Wg^T + bg) * (x Wu^T + bu) through matmul_glu on GPU backend
- * g: against the CPU's matmul, matmul (each rounded to the activation type
- * as the GPU stores it) and glu, and bit for bit against g's own matmul,
- * matmul and glu - the fused gemv launch and the three-op path it replaces
- * (cuBLASLt, or gemv past its sizes) must agree exactly.  Scratch and
- * outputs start as NaN. */
-static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bias, bk_act act)
+/* The CPU's rmsnorm of x (n, k) by nw, each element rounded to dt as the
+ * GPU stores it.  Owned: free(). */
+static float *ref_norm(kiln_dtype dt, const float *x, int64_t n, int64_t k, const vec_pair *nw,
+                       float eps, bool add_one)
+{
+    float *xr = host_nan(n * k);
+    OK(cpu->ops->rmsnorm(cpu, x, n, k, &nw->c, eps, add_one, xr));
+    for (int64_t i = 0; i < n * k; i++)
+        xr[i] = round_act(dt, xr[i]);
+    return xr;
+}
+
+/* y = act(x' Wg^T + bg) * (x' Wu^T + bu), x' = x or rmsnorm(x), through
+ * matmul_glu on GPU backend g: against the CPU's norm, matmul, matmul (each
+ * rounded to the activation type as the GPU stores it) and glu; without a
+ * norm also bit for bit against g's own matmul, matmul and glu - the fused
+ * gemv launch and the three-op path it replaces (cuBLASLt, or gemv past
+ * its sizes) must agree exactly.  Scratch and outputs start as NaN. */
+static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bias, bk_act act,
+                           bool norm)
 {
     kiln_dtype dt = g->ops->act_dtype;
     size_t bytes;
@@ -581,9 +594,11 @@ static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bia
     float *x = rnd_act(dt, n * k, -1.0f, 1.0f);
     float *rg = host_nan(n * m), *ru = host_nan(n * m), *ref = host_nan(n * m);
     bk_tensor wgc, wug, wgg, wuc;
-    vec_pair bg = {0}, bu = {0};
+    vec_pair bg = {0}, bu = {0}, nw = {0};
     void *gx = dev_put(g, x, n * k), *gy = dev_nan(g, n * m), *gy3 = dev_nan(g, n * m);
-    void *ggate = dev_nan(g, n * m), *gup = dev_nan(g, n * m);
+    void *ggate = dev_nan(g, n * m), *gup = dev_nan(g, n * m), *gxn = dev_nan(g, n * k);
+    const bool add_one = rnd_int(2);
+    bk_norm gn = {.eps = 1e-5f, .add_one = add_one};
 
     OK(cpu->ops->weight(cpu, dt, k, m, wgb, bytes, &wgc));
     OK(cpu->ops->weight(cpu, dt, k, m, wub, bytes, &wuc));
@@ -593,34 +608,46 @@ static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bia
         vec_make(g, m, -1.0f, 1.0f, &bg);
         vec_make(g, m, -1.0f, 1.0f, &bu);
     }
-    OK(cpu->ops->matmul(cpu, x, n, &wgc, bias ? &bg.c : NULL, rg));
-    OK(cpu->ops->matmul(cpu, x, n, &wuc, bias ? &bu.c : NULL, ru));
+    float *xr = x;
+    if (norm) {
+        vec_make(g, k, add_one ? -0.5f : 0.5f, add_one ? 0.5f : 1.5f, &nw);
+        gn.w = &nw.g;
+        xr = ref_norm(dt, x, n, k, &nw, gn.eps, add_one);
+    }
+    OK(cpu->ops->matmul(cpu, xr, n, &wgc, bias ? &bg.c : NULL, rg));
+    OK(cpu->ops->matmul(cpu, xr, n, &wuc, bias ? &bu.c : NULL, ru));
     for (int64_t i = 0; i < n * m; i++) {
         rg[i] = round_act(dt, rg[i]);
         ru[i] = round_act(dt, ru[i]);
     }
     OK(cpu->ops->glu(cpu, rg, ru, n, m, act, ref));
 
-    OK(g->ops->matmul_glu(g, gx, n, &wgg, bias ? &bg.g : NULL, &wug, bias ? &bu.g : NULL, act,
-                          ggate, gup, gy));
+    OK(g->ops->matmul_glu(g, gx, n, norm ? &gn : NULL, &wgg, bias ? &bg.g : NULL, &wug,
+                          bias ? &bu.g : NULL, act, gxn, ggate, gup, gy));
     float *got = dev_get(g, gy, n * m);
     char what[96];
-    snprintf(what, sizeof what, "matmul_glu act %d%s (k=%lld m=%lld)", (int)act,
-             bias ? " +bias" : "", (long long)k, (long long)m);
+    snprintf(what, sizeof what, "matmul_glu act %d%s%s (k=%lld m=%lld)", (int)act,
+             bias ? " +bias" : "", norm ? " +norm" : "", (long long)k, (long long)m);
     check(what, dt, n, k, got, ref, n * m);
 
-    OK(g->ops->matmul(g, gx, n, &wgg, bias ? &bg.g : NULL, ggate));
-    OK(g->ops->matmul(g, gx, n, &wug, bias ? &bu.g : NULL, gup));
-    OK(g->ops->glu(g, ggate, gup, n, m, act, gy3));
-    float *three = dev_get(g, gy3, n * m);
-    for (int64_t i = 0; i < n * m; i++)
-        if (memcmp(&got[i], &three[i], sizeof got[i]))
-            fail_msg("%s n=%lld %s: element %lld is %g fused, %g from matmul, matmul, glu", what,
-                     (long long)n, dtype_name(dt), (long long)i, (double)got[i],
-                     (double)three[i]);
+    if (!norm) {
+        OK(g->ops->matmul(g, gx, n, &wgg, bias ? &bg.g : NULL, ggate));
+        OK(g->ops->matmul(g, gx, n, &wug, bias ? &bu.g : NULL, gup));
+        OK(g->ops->glu(g, ggate, gup, n, m, act, gy3));
+        float *three = dev_get(g, gy3, n * m);
+        for (int64_t i = 0; i < n * m; i++)
+            if (memcmp(&got[i], &three[i], sizeof got[i]))
+                fail_msg("%s n=%lld %s: element %lld is %g fused, %g from matmul, matmul, glu",
+                         what, (long long)n, dtype_name(dt), (long long)i, (double)got[i],
+                         (double)three[i]);
+        free(three);
+    } else {
+        free(xr);
+        vec_free(g, &nw);
+    }
 
-    free(got), free(three), free(x), free(rg), free(ru), free(ref), free(wgb), free(wub);
-    g->ops->free(g, gx), g->ops->free(g, gy), g->ops->free(g, gy3);
+    free(got), free(x), free(rg), free(ru), free(ref), free(wgb), free(wub);
+    g->ops->free(g, gx), g->ops->free(g, gy), g->ops->free(g, gy3), g->ops->free(g, gxn);
     g->ops->free(g, ggate), g->ops->free(g, gup);
     if (bias)
         vec_free(g, &bg), vec_free(g, &bu);
@@ -628,11 +655,74 @@ static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bia
     g->ops->weight_free(g, &wgg), g->ops->weight_free(g, &wug);
 }
 
-/* The gated feed-forward's input side in one op: every activation, both
- * types, decode rows (the fused gemv, on the default split and on every
- * split built) and more rows or a k gemv cannot take (the three-op path);
- * mismatched weights and an unknown activation are refused. */
-static void test_matmul_glu(void **state)
+/* y = rmsnorm(x) W^T (+ bias) through matmul_norm, and res += x W^T (+
+ * bias) through matmul_res, on GPU backend g against the CPU (the norm and
+ * the product rounded as the GPU stores them); matmul_res also bit for bit
+ * against g's matmul then add. */
+static void run_matmul_norm_res(backend *g, int64_t n, int64_t k, int64_t m, bool bias)
+{
+    kiln_dtype dt = g->ops->act_dtype;
+    size_t bytes;
+    uint8_t *wb = rand_weight(dt, m, k, &bytes);
+    float *x = rnd_act(dt, n * k, -2.0f, 2.0f), *res = rnd_act(dt, n * m, -4.0f, 4.0f);
+    float *ref = host_nan(n * m);
+    bk_tensor wc, wg;
+    vec_pair b = {0}, nw = {0};
+    const bool add_one = rnd_int(2);
+    void *gx = dev_put(g, x, n * k), *gy = dev_nan(g, n * m), *gxn = dev_nan(g, n * k);
+    void *gres = dev_put(g, res, n * m), *gres2 = dev_put(g, res, n * m), *gtmp = dev_nan(g, n * m);
+    char what[96];
+
+    OK(cpu->ops->weight(cpu, dt, k, m, wb, bytes, &wc));
+    OK(g->ops->weight(g, dt, k, m, wb, bytes, &wg));
+    if (bias)
+        vec_make(g, m, -1.0f, 1.0f, &b);
+    vec_make(g, k, add_one ? -0.5f : 0.5f, add_one ? 0.5f : 1.5f, &nw);
+    bk_norm gn = {.w = &nw.g, .eps = 1e-6f, .add_one = add_one};
+
+    /* matmul_norm */
+    float *xr = ref_norm(dt, x, n, k, &nw, gn.eps, add_one);
+    OK(cpu->ops->matmul(cpu, xr, n, &wc, bias ? &b.c : NULL, ref));
+    OK(g->ops->matmul_norm(g, gx, n, &gn, &wg, bias ? &b.g : NULL, gxn, gy));
+    float *got = dev_get(g, gy, n * m);
+    snprintf(what, sizeof what, "matmul_norm%s%s (k=%lld m=%lld)", bias ? " +bias" : "",
+             add_one ? " add_one" : "", (long long)k, (long long)m);
+    check(what, dt, n, k, got, ref, n * m);
+    free(got);
+
+    /* matmul_res */
+    OK(cpu->ops->matmul(cpu, x, n, &wc, bias ? &b.c : NULL, ref));
+    for (int64_t i = 0; i < n * m; i++)
+        ref[i] = round_act(dt, res[i] + round_act(dt, ref[i]));
+    OK(g->ops->matmul_res(g, gx, n, &wg, bias ? &b.g : NULL, gtmp, gres));
+    got = dev_get(g, gres, n * m);
+    snprintf(what, sizeof what, "matmul_res%s (k=%lld m=%lld)", bias ? " +bias" : "",
+             (long long)k, (long long)m);
+    check(what, dt, n, k, got, ref, n * m);
+    OK(g->ops->matmul(g, gx, n, &wg, bias ? &b.g : NULL, gtmp));
+    OK(g->ops->add(g, gres2, gtmp, n * m, gres2));
+    float *two = dev_get(g, gres2, n * m);
+    for (int64_t i = 0; i < n * m; i++)
+        if (memcmp(&got[i], &two[i], sizeof got[i]))
+            fail_msg("%s n=%lld %s: element %lld is %g fused, %g from matmul, add", what,
+                     (long long)n, dtype_name(dt), (long long)i, (double)got[i], (double)two[i]);
+
+    free(got), free(two), free(x), free(xr), free(res), free(ref), free(wb);
+    g->ops->free(g, gx), g->ops->free(g, gy), g->ops->free(g, gxn);
+    g->ops->free(g, gres), g->ops->free(g, gres2), g->ops->free(g, gtmp);
+    if (bias)
+        vec_free(g, &b);
+    vec_free(g, &nw);
+    cpu->ops->weight_free(cpu, &wc);
+    g->ops->weight_free(g, &wg);
+}
+
+/* The fused forms of a decode step's matmuls: the gated input side
+ * (every activation, with and without a norm), the normed projection and
+ * the residual one, both types, decode rows (one fused gemv launch, on the
+ * default split and on every split built) and more rows or a k gemv
+ * cannot take (the separate ops); fused_rows; bad arguments refused. */
+static void test_matmul_fused(void **state)
 {
     static const char *const splits[] = {"1x4", "2x2", "2x4", "4x1", "4x2", "8x1"};
     static const bk_act acts[] = {BK_ACT_SILU, BK_ACT_GELU, BK_ACT_GELU_TANH, BK_ACT_RELU};
@@ -640,27 +730,35 @@ static void test_matmul_glu(void **state)
     SKIP_WITHOUT_GPU();
     for (int a = 0; a < 2; a++) {
         backend *g = gpus[a];
+        assert_int_equal(g->ops->fused_rows(g), 8);
         for (int64_t n = 1; n <= 10; n++) {
             const int64_t ks[] = {8, 8 * (1 + rnd_int(40)), 2048 + 8 * rnd_int(300), 67};
-            run_matmul_glu(g, n, ks[rnd_int(4)], 1 + rnd_int(3) * (1 + rnd_int(700)),
-                           rnd_int(2), acts[rnd_int(4)]);
+            const int64_t k = ks[rnd_int(4)], m = 1 + rnd_int(3) * (1 + rnd_int(700));
+            run_matmul_glu(g, n, k, m, rnd_int(2), acts[rnd_int(4)], rnd_int(2));
+            run_matmul_norm_res(g, n, k, m, rnd_int(2));
         }
-        run_matmul_glu(g, 1, 2048, 8192, false, BK_ACT_SILU);  /* the 1B shape */
-        run_matmul_glu(g, 1, 4096, 14336, false, BK_ACT_SILU); /* the 8B shape */
-        run_matmul_glu(g, 130, 256, 96, true, BK_ACT_GELU);    /* cuBLASLt */
+        run_matmul_glu(g, 1, 2048, 8192, false, BK_ACT_SILU, true);  /* the 1B shape */
+        run_matmul_glu(g, 1, 4096, 14336, false, BK_ACT_SILU, false); /* the 8B shape */
+        run_matmul_glu(g, 130, 256, 96, true, BK_ACT_GELU, true);     /* cuBLASLt */
+        run_matmul_norm_res(g, 1, 2048, 3072, false);
+        run_matmul_norm_res(g, 1, 8192, 2048, false);
+        run_matmul_norm_res(g, 130, 256, 96, true);
     }
     for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
         int a = rnd_int(2);
         backend *g = gemv_backend(act_types[a], splits[i], true);
         if (!g)
             fail_msg("split %s: %s", splits[i], kiln_last_error());
-        for (int64_t n = 1; n <= 8; n++)
-            run_matmul_glu(g, n, 8 * (1 + rnd_int(600)), 1 + rnd_int(3) * (1 + rnd_int(300)),
-                           rnd_int(2), acts[rnd_int(4)]);
+        for (int64_t n = 1; n <= 8; n++) {
+            const int64_t k = 8 * (1 + rnd_int(600)), m = 1 + rnd_int(3) * (1 + rnd_int(300));
+            run_matmul_glu(g, n, k, m, rnd_int(2), acts[rnd_int(4)], rnd_int(2));
+            run_matmul_norm_res(g, n, k, m, rnd_int(2));
+        }
         g->ops->destroy(g);
     }
 
-    /* refused: gate and up of different shapes, an unknown activation */
+    /* refused: gate and up of different shapes, an unknown activation, no
+     * up weight, a norm weight of the wrong length */
     backend *g = gpus[0];
     size_t bytes;
     uint8_t *w1 = rand_weight(KILN_DT_BF16, 16, 64, &bytes);
@@ -669,16 +767,106 @@ static void test_matmul_glu(void **state)
     void *buf = dev_nan(g, 64);
     OK(g->ops->weight(g, KILN_DT_BF16, 64, 16, w1, (size_t)16 * 64 * 2, &t1));
     OK(g->ops->weight(g, KILN_DT_BF16, 64, 8, w2, (size_t)8 * 64 * 2, &t2));
-    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, &t2, NULL, BK_ACT_SILU, buf, buf,
-                                        buf), KILN_ERR_INVALID_ARG);
+    bk_norm bad = {.w = &t1, .eps = 1e-6f, .add_one = false}; /* 1024 elements, not 64 */
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, NULL, &t1, NULL, &t2, NULL, BK_ACT_SILU, buf,
+                                        buf, buf, buf), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "matmul_glu"));
-    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, &t1, NULL, (bk_act)99, buf, buf,
-                                        buf), KILN_ERR_INVALID_ARG);
-    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &t1, NULL, NULL, NULL, BK_ACT_SILU, buf, buf,
-                                        buf), KILN_ERR_INVALID_ARG);
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, NULL, &t1, NULL, &t1, NULL, (bk_act)99, buf,
+                                        buf, buf, buf), KILN_ERR_INVALID_ARG);
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, NULL, &t1, NULL, NULL, NULL, BK_ACT_SILU, buf,
+                                        buf, buf, buf), KILN_ERR_INVALID_ARG);
+    assert_int_equal(g->ops->matmul_glu(g, buf, 1, &bad, &t1, NULL, &t1, NULL, BK_ACT_SILU, buf,
+                                        buf, buf, buf), KILN_ERR_INVALID_ARG);
+    assert_int_equal(g->ops->matmul_norm(g, buf, 1, &bad, &t1, NULL, buf, buf),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "norm weight"));
+    assert_int_equal(g->ops->matmul_res(g, buf, 1, NULL, NULL, buf, buf), KILN_ERR_INVALID_ARG);
     g->ops->weight_free(g, &t1), g->ops->weight_free(g, &t2);
     g->ops->free(g, buf);
     free(w1), free(w2);
+}
+
+/* A decode block's fused chain queued with no host wait, programmatic
+ * launch on, on every gemv split: h += (norm(h) W1) W2 (matmul_norm, then
+ * matmul_res writing the h the norm read), h += glu(norm(h)) W3
+ * (matmul_glu with its norm, matmul_res), at 1 and 8 rows against the CPU
+ * with the GPU's roundings.  A residual write that overtook a read of h
+ * would change every later value. */
+static void test_fused_chain(void **state)
+{
+    static const char *const splits[] = {"1x4", "2x2", "4x1", "8x1"};
+    enum { D = 1024, F = 2048 };
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        backend *g = gemv_backend(KILN_DT_BF16, splits[i], true);
+        kiln_dtype dt = KILN_DT_BF16;
+        if (!g)
+            fail_msg("split %s: %s", splits[i], kiln_last_error());
+        for (int64_t n = 1; n <= 8; n += 7) {
+            const int64_t shp[4][2] = {{D, D}, {D, D}, {F, D}, {D, F}}; /* (m, k) */
+            uint8_t *wb[5];
+            bk_tensor wc[5], wg[5];
+            for (int l = 0; l < 5; l++) {
+                size_t bytes;
+                int64_t mm = l < 4 ? shp[l][0] : F, kk = l < 4 ? shp[l][1] : D;
+                wb[l] = rand_weight(dt, mm, kk, &bytes);
+                OK(cpu->ops->weight(cpu, dt, kk, mm, wb[l], bytes, &wc[l]));
+                OK(g->ops->weight(g, dt, kk, mm, wb[l], bytes, &wg[l]));
+            }
+            vec_pair n1, n2;
+            vec_make(g, D, 0.5f, 1.5f, &n1);
+            vec_make(g, D, 0.5f, 1.5f, &n2);
+            bk_norm g1 = {.w = &n1.g, .eps = 1e-5f}, g2 = {.w = &n2.g, .eps = 1e-5f};
+            float *h = rnd_act(dt, n * D, -2.0f, 2.0f);
+            void *gh = dev_put(g, h, n * D), *ga = dev_nan(g, n * F), *gb = dev_nan(g, n * F);
+            void *gxn = dev_nan(g, n * F), *gt = dev_nan(g, n * F), *gu = dev_nan(g, n * F);
+            OK(g->ops->sync(g));
+            OK(g->ops->matmul_norm(g, gh, n, &g1, &wg[0], NULL, gxn, ga));
+            OK(g->ops->matmul_res(g, ga, n, &wg[1], NULL, gt, gh));
+            OK(g->ops->matmul_glu(g, gh, n, &g2, &wg[2], NULL, &wg[4], NULL, BK_ACT_SILU, gxn,
+                                  gt, gu, gb));
+            OK(g->ops->matmul_res(g, gb, n, &wg[3], NULL, gt, gh));
+
+            float *a = host_nan(n * F), *gate = host_nan(n * F), *up = host_nan(n * F);
+            float *xr = ref_norm(dt, h, n, D, &n1, 1e-5f, false);
+            OK(cpu->ops->matmul(cpu, xr, n, &wc[0], NULL, a));
+            for (int64_t e = 0; e < n * D; e++)
+                a[e] = round_act(dt, a[e]);
+            OK(cpu->ops->matmul(cpu, a, n, &wc[1], NULL, gate));
+            for (int64_t e = 0; e < n * D; e++)
+                h[e] = round_act(dt, h[e] + round_act(dt, gate[e]));
+            free(xr);
+            xr = ref_norm(dt, h, n, D, &n2, 1e-5f, false);
+            OK(cpu->ops->matmul(cpu, xr, n, &wc[2], NULL, gate));
+            OK(cpu->ops->matmul(cpu, xr, n, &wc[4], NULL, up));
+            for (int64_t e = 0; e < n * F; e++) {
+                gate[e] = round_act(dt, gate[e]);
+                up[e] = round_act(dt, up[e]);
+            }
+            OK(cpu->ops->glu(cpu, gate, up, n, F, BK_ACT_SILU, a));
+            for (int64_t e = 0; e < n * F; e++)
+                a[e] = round_act(dt, a[e]);
+            OK(cpu->ops->matmul(cpu, a, n, &wc[3], NULL, gate));
+            for (int64_t e = 0; e < n * D; e++)
+                h[e] = round_act(dt, h[e] + round_act(dt, gate[e]));
+            float *got = dev_get(g, gh, n * D);
+            char what[64];
+            snprintf(what, sizeof what, "fused chain %s", splits[i]);
+            check(what, dt, n, D, got, h, n * D);
+
+            free(got), free(a), free(gate), free(up), free(xr), free(h);
+            g->ops->free(g, gh), g->ops->free(g, ga), g->ops->free(g, gb);
+            g->ops->free(g, gxn), g->ops->free(g, gt), g->ops->free(g, gu);
+            vec_free(g, &n1), vec_free(g, &n2);
+            for (int l = 0; l < 5; l++) {
+                cpu->ops->weight_free(cpu, &wc[l]);
+                g->ops->weight_free(g, &wg[l]);
+                free(wb[l]);
+            }
+        }
+        g->ops->destroy(g);
+    }
 }
 
 /* A chain of dependent kernels queued with no host wait between them -
@@ -1273,7 +1461,8 @@ int main(void)
         cmocka_unit_test(test_matmul_shapes),
         cmocka_unit_test(test_gemv_splits),
         cmocka_unit_test(test_gemv_chain),
-        cmocka_unit_test(test_matmul_glu),
+        cmocka_unit_test(test_matmul_fused),
+        cmocka_unit_test(test_fused_chain),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_layernorm),

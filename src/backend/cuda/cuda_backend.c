@@ -497,6 +497,8 @@ static void cuda_destroy(backend *be)
         .kv_alloc = cuda_kv_alloc, .kv_free = cuda_kv_free, .embed = cuda_embed,     \
         .embed_part = cuda_embed_part,                                               \
         .matmul = cuda_matmul, .matmul_glu = cuda_matmul_glu,                        \
+        .matmul_norm = cuda_matmul_norm, .matmul_res = cuda_matmul_res,              \
+        .fused_rows = cuda_fused_rows,                                               \
         .rmsnorm = cuda_rmsnorm,                                                     \
         .add_rmsnorm = cuda_add_rmsnorm, .layernorm = cuda_layernorm,                \
         .add = cuda_add, .rope = cuda_rope, .attention = cuda_attention_op,          \

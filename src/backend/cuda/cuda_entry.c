@@ -41,8 +41,8 @@ static kiln_status bad_size(const char *op, int64_t n, int64_t d)
 }
 
 /* A vector parameter of d elements in the activation type. */
-static kiln_status vec_check(cuda_backend *cb, const bk_tensor *t, int64_t d, const char *op,
-                             const char *what)
+kiln_status cuda_vec_check(cuda_backend *cb, const bk_tensor *t, int64_t d, const char *op,
+                           const char *what)
 {
     if (!t || !t->data || t->ne0 * t->ne1 != d || t->dtype != cb->act)
         return kiln_err_set(KILN_ERR_INVALID_ARG,
@@ -149,7 +149,7 @@ kiln_status cuda_rmsnorm(backend *be, const void *x, int64_t n, int64_t d, const
 
     if (n < 0 || d <= 0 || n > INT32_MAX || (n && (!x || !y)))
         return bad_size("rmsnorm", n, d);
-    if ((st = vec_check(cb, w, d, "rmsnorm", "weight")))
+    if ((st = cuda_vec_check(cb, w, d, "rmsnorm", "weight")))
         return st;
     return cuops_rmsnorm(cb->act, NULL, x, w->data, n, d, eps, add_one, y, cb->stream);
 }
@@ -162,7 +162,7 @@ kiln_status cuda_add_rmsnorm(backend *be, void *res, const void *x, int64_t n, i
 
     if (n < 0 || d <= 0 || n > INT32_MAX || (n && (!x || !y || !res)))
         return bad_size("add_rmsnorm", n, d);
-    if ((st = vec_check(cb, w, d, "add_rmsnorm", "weight")))
+    if ((st = cuda_vec_check(cb, w, d, "add_rmsnorm", "weight")))
         return st;
     return cuops_rmsnorm(cb->act, res, x, w->data, n, d, eps, add_one, y, cb->stream);
 }
@@ -176,8 +176,8 @@ kiln_status cuda_layernorm(backend *be, const void *x, const void *res, int64_t 
 
     if (n < 0 || d <= 0 || n > INT32_MAX || (n && (!x || !y)))
         return bad_size("layernorm", n, d);
-    if ((st = vec_check(cb, w, d, "layernorm", "weight")) ||
-        (bias && (st = vec_check(cb, bias, d, "layernorm", "bias"))))
+    if ((st = cuda_vec_check(cb, w, d, "layernorm", "weight")) ||
+        (bias && (st = cuda_vec_check(cb, bias, d, "layernorm", "bias"))))
         return st;
     return cuops_layernorm(cb->act, x, res, w->data, bias ? bias->data : NULL, n, d, eps, y,
                            cb->stream);

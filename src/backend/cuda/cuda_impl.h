@@ -164,9 +164,15 @@ kiln_status cuda_mm_init(cuda_backend *cb, size_t ws_bytes);
 void cuda_mm_free(cuda_backend *cb);
 kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
                         const bk_tensor *bias, void *y);
-kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_tensor *wg,
-                            const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu,
-                            bk_act act, void *gate, void *up, void *y);
+kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                            const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
+                            const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,
+                            void *y);
+kiln_status cuda_matmul_norm(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                             const bk_tensor *w, const bk_tensor *bias, void *xn, void *y);
+kiln_status cuda_matmul_res(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                            const bk_tensor *bias, void *tmp, void *res);
+int32_t cuda_fused_rows(backend *be);
 
 /* ---- kernel ops (cuda_entry.c): argument checks, then the cuops_ launch --- */
 
@@ -196,6 +202,10 @@ kiln_status cuda_pool(backend *be, const void *x, int64_t d, const bk_batch *b, 
 kiln_status cuda_softcap(backend *be, void *x, int64_t n, float cap);
 kiln_status cuda_split3(backend *be, const void *x, int64_t n, int64_t w0, int64_t w1,
                         int64_t w2, void *y0, void *y1, void *y2);
+/* A vector parameter of d elements in the activation type, or an error
+ * naming op and what. */
+kiln_status cuda_vec_check(cuda_backend *cb, const bk_tensor *t, int64_t d, const char *op,
+                           const char *what);
 /* Whether act is one of the bk_act values the kernels know. */
 bool cuda_act_valid(bk_act act);
 /* Free the rotary tables (destroy). */

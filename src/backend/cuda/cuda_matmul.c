@@ -418,9 +418,18 @@ err:
     return st;
 }
 
-kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_tensor *wg,
-                            const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu,
-                            bk_act act, void *gate, void *up, void *y)
+/* The norm of a fused product: its weight holds k elements of the
+ * activation type.  NULL is no norm. */
+static kiln_status mm_norm_check(cuda_backend *cb, const char *op, const bk_norm *norm,
+                                 int64_t k)
+{
+    return norm ? cuda_vec_check(cb, norm->w, k, op, "norm weight") : KILN_OK;
+}
+
+kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                            const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
+                            const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,
+                            void *y)
 {
     cuda_backend *cb = cuda_of(be);
     const void *bg_ptr = bg && bg->data ? bg->data : NULL;
@@ -439,16 +448,85 @@ kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_tens
     if (!cuda_act_valid(act))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: unknown activation %d",
                             (int)act);
+    if ((st = mm_norm_check(cb, "matmul_glu", norm, wg->ne0)))
+        return st;
     if (n == 0)
         return KILN_OK;
     /* one launch where gemv would take both products with one split */
     if (mm_gemv(cb, x, n, wg, bg_ptr, y, &c) && mm_gemv(cb, x, n, wu, bu_ptr, y, &cu) &&
-        c.rows == cu.rows && c.unroll == cu.unroll)
-        return cuda_gemv_glu(cb->act, x, (int32_t)n, wg->data, bg_ptr, wu->data, bu_ptr,
-                             (int)act, y, wg->ne0, wg->ne1, &c, cb->stream);
-    if (!gate || !up)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: no scratch for gate, up");
+        c.rows == cu.rows && c.unroll == cu.unroll &&
+        (!norm || mm_align(norm->w->data) >= 16)) {
+        const gemv_args a = {x, wg->data, bg_ptr, wu->data, bu_ptr, (int)act,
+                             norm ? norm->w->data : NULL, norm ? norm->eps : 0.0f,
+                             norm && norm->add_one, false, y};
+        return cuda_gemv_ex(cb->act, &a, (int32_t)n, wg->ne0, wg->ne1, &c, cb->stream);
+    }
+    if (!gate || !up || (norm && !xn))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: no scratch for the "
+                            "separate ops");
+    if (norm) {
+        if ((st = cuops_rmsnorm(cb->act, NULL, x, norm->w->data, n, wg->ne0, norm->eps,
+                                norm->add_one, xn, cb->stream)))
+            return st;
+        x = xn;
+    }
     if ((st = cuda_matmul(be, x, n, wg, bg, gate)) || (st = cuda_matmul(be, x, n, wu, bu, up)))
         return st;
     return cuda_glu(be, gate, up, n, wg->ne1, act, y);
+}
+
+kiln_status cuda_matmul_norm(backend *be, const void *x, int64_t n, const bk_norm *norm,
+                             const bk_tensor *w, const bk_tensor *bias, void *xn, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
+    kiln_status st;
+    gemv_cfg c;
+
+    if ((st = mm_check(cb, "matmul_norm", x, n, w, bias_ptr, bias, y)) ||
+        (st = mm_norm_check(cb, "matmul_norm", norm, w->ne0)))
+        return st;
+    if (n == 0)
+        return KILN_OK;
+    if (!norm)
+        return cuda_matmul(be, x, n, w, bias, y);
+    if (mm_gemv(cb, x, n, w, bias_ptr, y, &c) && mm_align(norm->w->data) >= 16) {
+        const gemv_args a = {x, w->data, bias_ptr, NULL, NULL, 0, norm->w->data, norm->eps,
+                             norm->add_one, false, y};
+        return cuda_gemv_ex(cb->act, &a, (int32_t)n, w->ne0, w->ne1, &c, cb->stream);
+    }
+    if (!xn)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_norm: no scratch for the norm");
+    if ((st = cuops_rmsnorm(cb->act, NULL, x, norm->w->data, n, w->ne0, norm->eps,
+                            norm->add_one, xn, cb->stream)))
+        return st;
+    return cuda_matmul(be, xn, n, w, bias, y);
+}
+
+kiln_status cuda_matmul_res(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                            const bk_tensor *bias, void *tmp, void *res)
+{
+    cuda_backend *cb = cuda_of(be);
+    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
+    kiln_status st;
+    gemv_cfg c;
+
+    if ((st = mm_check(cb, "matmul_res", x, n, w, bias_ptr, bias, res)))
+        return st;
+    if (n == 0)
+        return KILN_OK;
+    if (mm_gemv(cb, x, n, w, bias_ptr, res, &c)) {
+        const gemv_args a = {x, w->data, bias_ptr, NULL, NULL, 0, NULL, 0.0f, false, true, res};
+        return cuda_gemv_ex(cb->act, &a, (int32_t)n, w->ne0, w->ne1, &c, cb->stream);
+    }
+    if (!tmp)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_res: no scratch for the product");
+    if ((st = cuda_matmul(be, x, n, w, bias, tmp)))
+        return st;
+    return cuops_add(cb->act, res, tmp, n * w->ne1, res, cb->stream);
+}
+
+int32_t cuda_fused_rows(backend *be)
+{
+    return cuda_of(be)->gemv ? GEMV_MAX_ROWS : 0;
 }

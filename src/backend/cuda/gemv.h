@@ -58,13 +58,34 @@ bool gemv_cfg_supported(const gemv_cfg *c);
 kiln_status cuda_gemv(kiln_dtype dt, const void *x, int32_t n, const void *w, const void *bias,
                       void *y, int64_t k, int64_t m, const gemv_cfg *cfg, cudaStream_t stream);
 
-/* y (n, m) = act(x wg^T + bg) * (x wu^T + bu): the gated feed-forward's
- * input projections in one launch, with the bits of cuda_gemv into gate
- * and up, then glu (gate and up rounded to dt, the product rounded once);
- * wg, wu (m, k), bg, bu (m) or NULL, act a bk_act.  The rest as cuda_gemv. */
-kiln_status cuda_gemv_glu(kiln_dtype dt, const void *x, int32_t n, const void *wg,
-                          const void *bg, const void *wu, const void *bu, int act, void *y,
-                          int64_t k, int64_t m, const gemv_cfg *cfg, cudaStream_t stream);
+/* One product of cuda_gemv_ex: y (n, m) = x (n, k) w^T + bias, and
+ * optionally
+ *   w_up (m, k), bias_up: y = act(x w^T + bias) * (x w_up^T + bias_up),
+ *     the gated feed-forward's input side in one launch, with the bits of
+ *     two cuda_gemv calls and glu (gate and up rounded to dt, the product
+ *     rounded once); act a bk_act;
+ *   norm_w (k): x is RMSNorm'ed on load, x / rms(x) * (norm_w (+ 1 with
+ *     add_one)) with eps, each element rounded to dt as bk rmsnorm's store
+ *     would (the sum of squares is the block's own, so a last bit may
+ *     differ from the rmsnorm kernel's);
+ *   residual: y += the product (rounded to dt, then the sum rounded, bk
+ *     add's bits); plain products only.
+ * Pointers device memory of dt, 16-byte aligned; x does not alias y. */
+typedef struct gemv_args {
+    const void *x, *w, *bias;   /* bias NULL: none      */
+    const void *w_up, *bias_up; /* w_up NULL: not gated */
+    int act;
+    const void *norm_w;         /* NULL: x as it is     */
+    float eps;
+    bool add_one;
+    bool residual;
+    void *y;
+} gemv_args;
+
+/* The product a describes, queued on stream; the rest as cuda_gemv.
+ * Errors also KILN_ERR_INVALID_ARG for a residual with w_up or norm_w. */
+kiln_status cuda_gemv_ex(kiln_dtype dt, const gemv_args *a, int32_t n, int64_t k, int64_t m,
+                         const gemv_cfg *cfg, cudaStream_t stream);
 
 #ifdef __cplusplus
 }
