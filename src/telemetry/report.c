@@ -66,6 +66,26 @@ static void report_commit(char *buf, size_t cap)
         strcat(buf, "-dirty");
 }
 
+extern char **environ;
+
+/* The KILN_* variables of the environment but KILN_COMMIT (that is the
+ * commit key): the knobs in force (KILN_CUDA_DECODE_MIN_KEYS, ...). */
+static json_t *report_env(void)
+{
+    json_t *e = json_object();
+    for (char **v = environ; e && v && *v; v++) {
+        const char *eq = strchr(*v, '=');
+        char name[128];
+        if (strncmp(*v, "KILN_", 5) || !eq || (size_t)(eq - *v) >= sizeof name)
+            continue;
+        memcpy(name, *v, (size_t)(eq - *v));
+        name[eq - *v] = '\0';
+        if (strcmp(name, "KILN_COMMIT"))
+            json_object_set_new(e, name, json_string(eq + 1));
+    }
+    return e;
+}
+
 json_t *report_new(const char *benchmark, const char *shape)
 {
     char cpu[256], commit[64], date[32];
@@ -85,6 +105,7 @@ json_t *report_new(const char *benchmark, const char *shape)
     }
     json_object_set_new(o, "commit", json_string(commit));
     json_object_set_new(o, "date", json_string(clock_wall_iso8601(date, sizeof date)));
+    json_object_set_new(o, "env", report_env());
     return o;
 }
 

@@ -62,7 +62,9 @@ else()
   set(expect embed)
 endif()
 
-execute_process(COMMAND ${KILN} bench ${args} --no-peer --out ${OUT}/results
+# a KILN_ variable of the environment comes back in every record's env
+execute_process(COMMAND ${CMAKE_COMMAND} -E env KILN_BENCH_PROBE=on
+                        ${KILN} bench ${args} --no-peer --out ${OUT}/results
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message(STATUS "kiln bench ${MODE}:\n${out}${err}")
 if(NOT rc EQUAL 0)
@@ -76,6 +78,7 @@ foreach(i RANGE ${last})
   list(GET expect ${i} bench)
   want_equal("${i};benchmark" ${bench})
   want_type("${i};peer" NULL)
+  want_equal("${i};env;KILN_BENCH_PROBE" on)
   string(JSON nruns LENGTH "${json}" ${i} runs)
   if(NOT nruns EQUAL 2)
     message(FATAL_ERROR "${files}: record ${i} has ${nruns} runs, expected 2")
