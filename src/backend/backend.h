@@ -229,11 +229,12 @@ typedef struct bk_ops {
                           const bk_tensor *bias, void *y);
     /* y(n, ff) = act(x' Wg^T + bg) * (x' Wu^T + bu) from wg and wu (ff, k),
      * biases optional, x' = rmsnorm(x) by `norm` (NULL: x' = x): the gated
-     * feed-forward's input side in one op, with the bits of rmsnorm,
-     * matmul into gate, matmul into up, then glu (a normed element may
-     * differ in its last bit: the norm's sum is the op's own).  xn (n, k),
-     * gate and up (n, ff) are scratch the op may write.  NULL on backends
-     * without fused forms (model_glu_in runs the separate ops there). */
+     * feed-forward's input side in one op, with the bits of matmul into
+     * gate, matmul into up, then glu without a norm (with one, the normed
+     * x may be used unrounded: within the type's precision of rmsnorm and
+     * the three).  xn (n, k), gate and up (n, ff) are scratch the op may
+     * write.  NULL on backends without fused forms (model_glu_in runs the
+     * separate ops there). */
     kiln_status (*matmul_glu)(backend *be, const void *x, int64_t n, const bk_norm *norm,
                               const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
                               const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,

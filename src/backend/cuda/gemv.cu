@@ -32,12 +32,15 @@
  * same split every output's sums are the same as in the separate launches,
  * so the result has the same bits, and neither gate nor up is written.
  *
- * The norm mode (GEMV_NORM) takes x before its RMSNorm: after the wait
- * every block sums the squares of the n rows of x itself (n x k elements,
- * read from L2 by every block: 4 KB a row at the 1B shape), then scales
- * each piece of x on load and rounds it to T, as the norm's store would -
- * the norm kernel and its launch are gone, at the price of one block-wide
- * reduction before the first product.  The residual mode (GEMV_RES) adds
+ * The norm mode (GEMV_NORM) takes x before its RMSNorm.  rmsnorm(x) W^T =
+ * (1 / rms(x)) (x * nw) W^T: one factor a row, so the block takes the
+ * product with x_i nw_i and sums the squares of the x pieces it reads in
+ * the same loop (every block reads all of x anyway); the block reduction
+ * that ends the kernel adds up both, and the factor scales the sums.  The
+ * norm kernel and its launch are gone and nothing waits for a norm before
+ * the first product.  The normed x is never rounded to T here (the
+ * separate norm's store rounds it), so results can differ from rmsnorm +
+ * matmul by that rounding, within the type's precision.  The residual mode (GEMV_RES) adds
  * the product into y (y = y + round(x W^T + bias), rounded), so an output
  * projection joins the residual stream with no add kernel.  A decode
  * block is then four launches: q/k/v with the norm, the output projection

@@ -64,10 +64,10 @@ kiln_status cuda_gemv(kiln_dtype dt, const void *x, int32_t n, const void *w, co
  *     the gated feed-forward's input side in one launch, with the bits of
  *     two cuda_gemv calls and glu (gate and up rounded to dt, the product
  *     rounded once); act a bk_act;
- *   norm_w (k): x is RMSNorm'ed on load, x / rms(x) * (norm_w (+ 1 with
- *     add_one)) with eps, each element rounded to dt as bk rmsnorm's store
- *     would (the sum of squares is the block's own, so a last bit may
- *     differ from the rmsnorm kernel's);
+ *   norm_w (k): x is RMSNorm'ed, x / rms(x) * (norm_w (+ 1 with
+ *     add_one)) with eps, inside the product: the normed x is not rounded
+ *     to dt as a separate bk rmsnorm's store would round it, so results
+ *     may differ from rmsnorm + matmul within dt's precision;
  *   residual: y += the product (rounded to dt, then the sum rounded, bk
  *     add's bits); plain products only.
  * Pointers device memory of dt, 16-byte aligned; x does not alias y. */

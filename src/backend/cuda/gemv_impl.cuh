@@ -26,11 +26,12 @@
 /* Grid (ceil(m / RB)), min(GEMV_THREADS, k / 8 rounded up to a warp)
  * threads.  x (NR, k), W (m, k), bias (m) or NULL, y (NR, m).  GLU: W2
  * (m, k) and bias2 (m) or NULL are the up projection, W and bias the gate,
- * y = act(gate) * up.  NORM: nw (k), eps, add_one as bk rmsnorm's; each
- * block sums the squares of the x rows itself (x is small and in L2), and
- * every x element is rounded to T after the scaling, as rmsnorm's store
- * would.  RES: y = y + the product rounded to T, rounded again (bk add's
- * bits).  Unused arguments of a mode are ignored. */
+ * y = act(gate) * up.  NORM: nw (k), eps, add_one as bk rmsnorm's: the
+ * product is taken with x_i nw_i (unscaled, never rounded) while the same
+ * loop sums the squares of x, and the row's 1 / rms multiplies the sums
+ * at the end (it is one factor for the whole row), so the norm costs no
+ * pass of its own.  RES: y = y + the product rounded to T, rounded again
+ * (bk add's bits).  Unused arguments of a mode are ignored. */
 template <typename T, int NR, int RB, int U, int MODE>
 static __global__ void __launch_bounds__(GEMV_THREADS)
     gemv_kernel(const T *x, const T *__restrict__ W, const T *__restrict__ bias,
@@ -40,14 +41,14 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
     constexpr bool GLU = (MODE & GEMV_GLU) != 0, NORM = (MODE & GEMV_NORM) != 0;
     constexpr bool RES = (MODE & GEMV_RES) != 0;
     constexpr int RW = GLU ? 2 * RB : RB; /* rows of weights a block reads */
-    __shared__ float red[GEMV_THREADS / 32][RW * NR];
-    __shared__ float inv_s[NR];
+    constexpr int NS = NORM ? NR : 0;     /* sums of squares of x           */
+    __shared__ float red[GEMV_THREADS / 32][RW * NR + NS];
     const int tid = threadIdx.x, nth = blockDim.x;
     const int lane = tid & 31, warp = tid >> 5, nw_ = (nth + 31) >> 5;
     const int64_t j0 = (int64_t)blockIdx.x * RB, kc = k >> 3;
     const uint4 *wr[RW];
     bool live[RW];
-    float acc[RW][NR], inv[NR];
+    float acc[RW][NR], ss[NR];
 
     pdl_trigger();
 #pragma unroll
@@ -59,6 +60,9 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
         for (int q = 0; q < NR; q++)
             acc[r][q] = 0.0f;
     }
+#pragma unroll
+    for (int q = 0; q < NR; q++)
+        ss[q] = 0.0f;
 
     /* the first RW x U loads of W - constant weights - before the wait */
     uint4 wv[U][RW];
@@ -70,43 +74,6 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
             wv[u][r] = c < kc && live[r] ? __ldcs(wr[r] + c) : make_uint4(0, 0, 0, 0);
         }
     pdl_wait(); /* x (and y under RES) are the previous kernels' outputs */
-
-    if (NORM) {
-        /* 1 / rms of each x row, summed by the whole block */
-        float ss[NR];
-#pragma unroll
-        for (int q = 0; q < NR; q++)
-            ss[q] = 0.0f;
-        for (int64_t c = tid; c < kc; c += nth)
-#pragma unroll
-            for (int q = 0; q < NR; q++) {
-                float xf[8];
-                unpack8(((const uint4 *)(x + q * k))[c], (const T *)0, xf);
-#pragma unroll
-                for (int e = 0; e < 8; e++)
-                    ss[q] = fmaf(xf[e], xf[e], ss[q]);
-            }
-#pragma unroll
-        for (int q = 0; q < NR; q++) {
-            float v = ss[q];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                v += __shfl_xor_sync(GEMV_FULL, v, o);
-            if (lane == 0)
-                red[warp][q] = v;
-        }
-        __syncthreads();
-        if (tid < NR) {
-            float v = 0.0f;
-            for (int w = 0; w < nw_; w++)
-                v += red[w][tid];
-            inv_s[tid] = 1.0f / sqrtf(v / (float)k + eps);
-        }
-        __syncthreads(); /* red is free again, inv_s is set */
-#pragma unroll
-        for (int q = 0; q < NR; q++)
-            inv[q] = inv_s[q];
-    }
 
     for (int64_t base = tid; base < kc; base += (int64_t)nth * U) {
         if (base != tid)
@@ -140,8 +107,10 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
                 unpack8(((const uint4 *)(x + q * k))[c], (const T *)0, xf);
                 if (NORM)
 #pragma unroll
-                    for (int e = 0; e < 8; e++)
-                        xf[e] = round_to(x, (xf[e] * inv[q]) * gf[e]);
+                    for (int e = 0; e < 8; e++) {
+                        ss[q] = fmaf(xf[e], xf[e], ss[q]);
+                        xf[e] *= gf[e];
+                    }
 #pragma unroll
                 for (int r = 0; r < RW; r++)
 #pragma unroll
@@ -162,21 +131,36 @@ static __global__ void __launch_bounds__(GEMV_THREADS)
             if (lane == 0)
                 red[warp][r * NR + q] = v;
         }
+#pragma unroll
+    for (int q = 0; q < NS; q++) {
+        float v = ss[q];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            v += __shfl_xor_sync(GEMV_FULL, v, o);
+        if (lane == 0)
+            red[warp][RW * NR + q] = v;
+    }
     __syncthreads();
     /* RB x NR sums: more than the block's threads when k is short (a block
      * of 32 threads for k <= 256, 8 rows x 8 x-rows) */
     for (int i = tid; i < RB * NR; i += nth) {
         const int r = i / NR, q = i % NR;
         if (j0 + r < m) {
-            float s = 0.0f;
+            float s = 0.0f, inv = 1.0f;
+            if (NORM) {
+                float t = 0.0f;
+                for (int w = 0; w < nw_; w++)
+                    t += red[w][RW * NR + (q < NS ? q : 0)];
+                inv = 1.0f / sqrtf(t / (float)k + eps);
+            }
             for (int w = 0; w < nw_; w++)
                 s += red[w][i];
-            s += bias ? ld(bias + j0 + r) : 0.0f;
+            s = (NORM ? s * inv : s) + (bias ? ld(bias + j0 + r) : 0.0f);
             if (GLU) { /* gate and up as their stores would read back */
                 float u = 0.0f;
                 for (int w = 0; w < nw_; w++)
                     u += red[w][RB * NR + i];
-                u += bias2 ? ld(bias2 + j0 + r) : 0.0f;
+                u = (NORM ? u * inv : u) + (bias2 ? ld(bias2 + j0 + r) : 0.0f);
                 s = act_apply(act, round_to(y, s)) * round_to(y, u);
             }
             if (RES)
