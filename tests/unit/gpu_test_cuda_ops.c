@@ -591,6 +591,21 @@ static void check2(const char *what, kiln_dtype dt, int64_t n, int64_t d, const 
     check(what, dt, n, d, got, ref_rounded, count);
 }
 
+/* out = glu(round(xr Wg^T + bg), round(xr Wu^T + bu)) on the CPU, gate and
+ * up rounded to dt as the GPU stores them; rg, ru (n, m) scratch. */
+static void ref_glu(kiln_dtype dt, const float *xr, int64_t n, int64_t m, const bk_tensor *wg,
+                    const bk_tensor *bg, const bk_tensor *wu, const bk_tensor *bu, bk_act act,
+                    float *rg, float *ru, float *out)
+{
+    OK(cpu->ops->matmul(cpu, xr, n, wg, bg, rg));
+    OK(cpu->ops->matmul(cpu, xr, n, wu, bu, ru));
+    for (int64_t i = 0; i < n * m; i++) {
+        rg[i] = round_act(dt, rg[i]);
+        ru[i] = round_act(dt, ru[i]);
+    }
+    OK(cpu->ops->glu(cpu, rg, ru, n, m, act, out));
+}
+
 /* y = act(x' Wg^T + bg) * (x' Wu^T + bu), x' = x or rmsnorm(x), through
  * matmul_glu on GPU backend g: against the CPU's norm, matmul, matmul (each
  * rounded to the activation type as the GPU stores it) and glu; without a
@@ -626,23 +641,12 @@ static void run_matmul_glu(backend *g, int64_t n, int64_t k, int64_t m, bool bia
         gn.w = &nw.g;
         xr = ref_norm(dt, x, n, k, &nw, gn.eps, add_one, false);
         ref2 = host_nan(n * m);
-        OK(cpu->ops->matmul(cpu, xr, n, &wgc, bias ? &bg.c : NULL, rg));
-        OK(cpu->ops->matmul(cpu, xr, n, &wuc, bias ? &bu.c : NULL, ru));
-        for (int64_t i = 0; i < n * m; i++) {
-            rg[i] = round_act(dt, rg[i]);
-            ru[i] = round_act(dt, ru[i]);
-        }
-        OK(cpu->ops->glu(cpu, rg, ru, n, m, act, ref2));
+        ref_glu(dt, xr, n, m, &wgc, bias ? &bg.c : NULL, &wuc, bias ? &bu.c : NULL, act, rg, ru,
+                ref2);
         for (int64_t i = 0; i < n * k; i++)
             xr[i] = round_act(dt, xr[i]);
     }
-    OK(cpu->ops->matmul(cpu, xr, n, &wgc, bias ? &bg.c : NULL, rg));
-    OK(cpu->ops->matmul(cpu, xr, n, &wuc, bias ? &bu.c : NULL, ru));
-    for (int64_t i = 0; i < n * m; i++) {
-        rg[i] = round_act(dt, rg[i]);
-        ru[i] = round_act(dt, ru[i]);
-    }
-    OK(cpu->ops->glu(cpu, rg, ru, n, m, act, ref));
+    ref_glu(dt, xr, n, m, &wgc, bias ? &bg.c : NULL, &wuc, bias ? &bu.c : NULL, act, rg, ru, ref);
 
     OK(g->ops->matmul_glu(g, gx, n, norm ? &gn : NULL, &wgg, bias ? &bg.g : NULL, &wug,
                           bias ? &bu.g : NULL, act, gxn, ggate, gup, gy));
@@ -866,13 +870,7 @@ static void test_fused_chain(void **state)
                 h[e] = round_act(dt, h[e] + round_act(dt, gate[e]));
             free(xr);
             xr = ref_norm(dt, h, n, D, &n2, 1e-5f, false, false);
-            OK(cpu->ops->matmul(cpu, xr, n, &wc[2], NULL, gate));
-            OK(cpu->ops->matmul(cpu, xr, n, &wc[4], NULL, up));
-            for (int64_t e = 0; e < n * F; e++) {
-                gate[e] = round_act(dt, gate[e]);
-                up[e] = round_act(dt, up[e]);
-            }
-            OK(cpu->ops->glu(cpu, gate, up, n, F, BK_ACT_SILU, a));
+            ref_glu(dt, xr, n, F, &wc[2], NULL, &wc[4], NULL, BK_ACT_SILU, gate, up, a);
             for (int64_t e = 0; e < n * F; e++)
                 a[e] = round_act(dt, a[e]);
             OK(cpu->ops->matmul(cpu, a, n, &wc[3], NULL, gate));
