@@ -12,6 +12,8 @@
 #   KILN_CUDA_ARCH CUDA architectures to build (default 90)
 #   KILN_GPU_TESTS ctest -R filter of the GPU tests to run (default: all;
 #                  "none" skips them)
+#   KILN_GPU_TARGETS build only these CMake targets (default: all; a short
+#                  call that runs one test: its executable and kiln)
 #   KILN_GPU_BENCH which benchmarks (below): none, quick (default), full,
 #                  or a list of names
 #   KILN_GPU_MEMCHECK 0 skips compute-sanitizer memcheck of the tiny models
@@ -79,7 +81,8 @@ row "device" "" "${gpu:-none}"
 t0=$(date +%s)
 if cmake -S . -B build-gpu -DKILN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
         -DCMAKE_BUILD_TYPE=Release "${cmake_extra[@]}" >"$OUT/build.log" 2>&1 &&
-   cmake --build build-gpu -j"$(nproc)" >>"$OUT/build.log" 2>&1; then
+   cmake --build build-gpu -j"$(nproc)" ${KILN_GPU_TARGETS:+--target $KILN_GPU_TARGETS} \
+       >>"$OUT/build.log" 2>&1; then
     row "build (sm_$arch)" "ok" "$(( $(date +%s) - t0 )) s"
 else
     row "build (sm_$arch)" "FAIL" "see build.log"
