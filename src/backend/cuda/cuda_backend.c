@@ -210,7 +210,8 @@ static kiln_status cuda_sample(backend *be, const void *x, int64_t rows, int64_t
     if (rows < 0 || cols <= 0 || cols > INT32_MAX || (rows && (!x || !p || !ids)))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda sample: bad arguments (%lld x %lld)",
                             (long long)rows, (long long)cols);
-    return cusmp_sample(cuda_of(be)->act, x, rows, cols, p, counts, ids, cuda_of(be)->stream);
+    return cusmp_sample(cuda_of(be)->act, x, rows, cols, p, counts, ids,
+                        cuda_of(be)->info.sm_count, cuda_of(be)->stream);
 }
 
 static kiln_status cuda_argmax(backend *be, const void *x, int64_t rows, int64_t cols,

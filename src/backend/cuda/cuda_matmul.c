@@ -426,6 +426,17 @@ static kiln_status mm_norm_check(cuda_backend *cb, const char *op, const bk_norm
     return norm ? cuda_vec_check(cb, norm->w, k, op, "norm weight") : KILN_OK;
 }
 
+/* The separate ops' first step: xn (n, k) = rmsnorm(x), for a product the
+ * gemv does not take; xn NULL is an error naming op. */
+static kiln_status mm_norm_into(cuda_backend *cb, const char *op, const void *x, int64_t n,
+                                int64_t k, const bk_norm *norm, void *xn)
+{
+    if (!xn)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda %s: no scratch for the norm", op);
+    return cuops_rmsnorm(cb->act, NULL, x, norm->w->data, n, k, norm->eps, norm->add_one, xn,
+                         cb->stream);
+}
+
 kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_norm *norm,
                             const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
                             const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,
@@ -461,12 +472,10 @@ kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_norm
                              norm && norm->add_one, false, y};
         return cuda_gemv_ex(cb->act, &a, (int32_t)n, wg->ne0, wg->ne1, &c, cb->stream);
     }
-    if (!gate || !up || (norm && !xn))
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: no scratch for the "
-                            "separate ops");
+    if (!gate || !up)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_glu: no scratch for gate, up");
     if (norm) {
-        if ((st = cuops_rmsnorm(cb->act, NULL, x, norm->w->data, n, wg->ne0, norm->eps,
-                                norm->add_one, xn, cb->stream)))
+        if ((st = mm_norm_into(cb, "matmul_glu", x, n, wg->ne0, norm, xn)))
             return st;
         x = xn;
     }
@@ -495,10 +504,7 @@ kiln_status cuda_matmul_norm(backend *be, const void *x, int64_t n, const bk_nor
                              norm->add_one, false, y};
         return cuda_gemv_ex(cb->act, &a, (int32_t)n, w->ne0, w->ne1, &c, cb->stream);
     }
-    if (!xn)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_norm: no scratch for the norm");
-    if ((st = cuops_rmsnorm(cb->act, NULL, x, norm->w->data, n, w->ne0, norm->eps,
-                            norm->add_one, xn, cb->stream)))
+    if ((st = mm_norm_into(cb, "matmul_norm", x, n, w->ne0, norm, xn)))
         return st;
     return cuda_matmul(be, xn, n, w, bias, y);
 }

@@ -24,8 +24,8 @@
  * and every block calls pdl_trigger() first, so the next such matmul's
  * blocks start as soon as this one's free their SMs.
  *
- * The gated form (GEMV_GLU) is the feed-forward's input
- * side of a decode step in one launch: a block reads RB rows of W_gate and
+ * The gated form (GEMV_GLU) is the feed-forward's input side of a decode
+ * step in one launch: a block reads RB rows of W_gate and
  * the same RB rows of W_up (2 RB rows in flight) and stores
  * act(gate + b_gate) * (up + b_up), each of gate and up rounded to T first
  * and the product rounded once, as matmul, matmul and glu would: with the
@@ -40,9 +40,10 @@
  * norm kernel and its launch are gone and nothing waits for a norm before
  * the first product.  The normed x is never rounded to T here (the
  * separate norm's store rounds it), so results can differ from rmsnorm +
- * matmul by that rounding, within the type's precision.  The residual mode (GEMV_RES) adds
- * the product into y (y = y + round(x W^T + bias), rounded), so an output
- * projection joins the residual stream with no add kernel.  A decode
+ * matmul by that rounding, within the type's precision.  The residual
+ * mode (GEMV_RES) adds the product into y (y = y + round(x W^T + bias),
+ * rounded), so an output projection joins the residual stream with no add
+ * kernel.  A decode
  * block is then four launches: q/k/v with the norm, the output projection
  * into h, gate/up/GLU with the norm, the down projection into h.  Each
  * block reads or writes only its own outputs of y, and the kernel after

@@ -749,22 +749,17 @@ template <typename T> static int smp_cluster_max(void)
 template <typename T>
 static kiln_status sample_launch(const void *x, int64_t rows, int64_t cols,
                                  const bk_sample_row *p, uint16_t *counts, int32_t *ids,
-                                 cudaStream_t stream)
+                                 int sm_count, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
     int cl = __atomic_load_n(&smp_forced_cluster, __ATOMIC_RELAXED), max = smp_cluster_max<T>();
-    int dev = 0, sms = 132;
 
     if (rows > 65535)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "sample: %lld rows (at most 65535)",
                             (long long)rows);
-    if (!cl) {
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            (void)cudaGetLastError();
-        for (cl = max; cl > 1 && rows * cl > 2 * (int64_t)sms; cl /= 2)
+    if (!cl)
+        for (cl = max; cl > 1 && rows * cl > 2 * (int64_t)(sm_count > 0 ? sm_count : 1); cl /= 2)
             ;
-    }
     if (cl > max)
         return kiln_err_set(KILN_ERR_UNSUPPORTED,
                             "sample: a cluster of %d blocks; this device runs at most %d", cl,
@@ -784,11 +779,12 @@ err:
 
 extern "C" kiln_status cusmp_sample(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
                                     const bk_sample_row *p, uint16_t *counts, int32_t *ids,
-                                    cudaStream_t stream)
+                                    int sm_count, cudaStream_t stream)
 {
     if (rows <= 0 || cols <= 0)
         return KILN_OK;
-    return ELEM_DISPATCH("sample", dt, sample_launch, x, rows, cols, p, counts, ids, stream);
+    return ELEM_DISPATCH("sample", dt, sample_launch, x, rows, cols, p, counts, ids, sm_count,
+                         stream);
 }
 
 /* ==== penalty rows ============================================================ */

@@ -33,10 +33,11 @@ kiln_status cusmp_argmax(kiln_dtype dt, const void *x, int64_t rows, int64_t col
                          int32_t *ids, cudaStream_t stream);
 
 /* ids[r] = the token row r of x (rows, cols) draws under p[r] (bk sample,
- * backend.h); counts (slots x cols) or NULL.  cols <= INT32_MAX, rows <= 65535
- * (KILN_ERR_INVALID_ARG past it). */
+ * backend.h); counts (slots x cols) or NULL; sm_count: the device's
+ * multiprocessors (the cluster size's rule).  cols <= INT32_MAX, rows <=
+ * 65535 (KILN_ERR_INVALID_ARG past it). */
 kiln_status cusmp_sample(kiln_dtype dt, const void *x, int64_t rows, int64_t cols,
-                         const bk_sample_row *p, uint16_t *counts, int32_t *ids,
+                         const bk_sample_row *p, uint16_t *counts, int32_t *ids, int sm_count,
                          cudaStream_t stream);
 
 /* The blocks that share one row of cusmp_sample, for the process: 1, 2,
