@@ -275,6 +275,15 @@ typedef struct bk_ops {
     kiln_status (*attention)(backend *be, const bk_batch *b, const bk_attn *a, const void *q,
                              const void *k, const void *v, bk_kv_cache *kv, int32_t layer,
                              void *out);
+    /* rope (r) then attention as one op, with q and k as the projection
+     * made them: out and the cache are those of rope followed by
+     * attention; q and k may be left rotated or not.  A backend folds the
+     * rotation and the cache write into its decode attention where it can,
+     * and runs the two ops otherwise.  NULL: the model calls rope, then
+     * attention. */
+    kiln_status (*rope_attention)(backend *be, const bk_batch *b, const bk_attn *a,
+                                  const bk_rope *r, void *q, void *k, const void *v,
+                                  bk_kv_cache *kv, int32_t layer, void *out);
     /* y(n, ff) = act(gate) * up, from gate(n, ff) and up(n, ff) */
     kiln_status (*glu)(backend *be, const void *gate, const void *up, int64_t n, int64_t ff,
                        bk_act act, void *y);

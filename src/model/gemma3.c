@@ -126,13 +126,12 @@ static kiln_status gemma3_forward(kiln_model *m, const bk_batch *b, bk_kv_cache 
             (st = op->rmsnorm(be, k, n * nkv, hd, &L->k_norm, eps, one, k)))
             return st;
 
-        /* 4. rotary embedding: local base on sliding layers, global otherwise */
-        if ((st = op->rope(be, q, k, b, nh, nkv, local ? &rope_local : &rope_global)))
-            return st;
-
-        /* 5. attention; sliding layers see the last sliding_window tokens */
+        /* 4, 5. rotary embedding (local base on sliding layers, global
+         *    otherwise), then attention; sliding layers see the last
+         *    sliding_window tokens */
         attn.window = local ? (int32_t)c->sliding_window : 0;
-        if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
+        if ((st = model_rope_attention(m, b, &attn, local ? &rope_local : &rope_global, q, k, v,
+                                       kv, l, w->att)))
             return st;
 
         /* 6. output projection (row-parallel: summed over the ranks), its

@@ -143,14 +143,11 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
              (st = op->rmsnorm(be, k, n * nkv, hd, &L->k_norm, eps, false, k))))
             return st;
 
-        /* 4. rotary position embedding of q and k */
-        if ((st = op->rope(be, q, k, b, nh, nkv, &rope)))
-            return st;
-
-        /* 5. attention over each sequence's cached context; the window
-         *    applies on the layers the config marks (mistral: all) */
+        /* 4, 5. rotary position embedding of q and k, then attention over
+         *    each sequence's cached context; the window applies on the
+         *    layers the config marks (mistral: all) */
         attn.window = c->layer_sliding[l] ? (int32_t)c->sliding_window : 0;
-        if ((st = op->attention(be, b, &attn, q, k, v, kv, l, w->att)))
+        if ((st = model_rope_attention(m, b, &attn, &rope, q, k, v, kv, l, w->att)))
             return st;
 
         /* 6. output projection (row-parallel: partial sums over the ranks'

@@ -568,6 +568,20 @@ kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int
     return op->glu(m->be, w->gate, w->up, n, m->shard.ff, act, w->act);
 }
 
+kiln_status model_rope_attention(kiln_model *m, const bk_batch *b, const bk_attn *a,
+                                 const bk_rope *r, void *q, void *k, const void *v,
+                                 bk_kv_cache *kv, int32_t l, void *out)
+{
+    const bk_ops *op = m->be->ops;
+    kiln_status st;
+
+    if (op->rope_attention)
+        return op->rope_attention(m->be, b, a, r, q, k, v, kv, l, out);
+    if ((st = op->rope(m->be, q, k, b, a->n_heads, a->n_kv_heads, r)))
+        return st;
+    return op->attention(m->be, b, a, q, k, v, kv, l, out);
+}
+
 bool model_fused_step(const kiln_model *m, int64_t n)
 {
     const bk_ops *op = m->be->ops;

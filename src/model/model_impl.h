@@ -263,6 +263,13 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_
 kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n,
                          const bk_norm *norm);
 
+/* Rotary embedding r of q and k, then attention of layer l into out: the
+ * backend's rope_attention where it has one (which folds the rotation and
+ * the cache write into decode attention), else rope, then attention. */
+kiln_status model_rope_attention(kiln_model *m, const bk_batch *b, const bk_attn *a,
+                                 const bk_rope *r, void *q, void *k, const void *v,
+                                 bk_kv_cache *kv, int32_t l, void *out);
+
 /* Whether a step of n rows runs the decoder's fused form: norms inside the
  * input projections and output projections added into the residual
  * (bk matmul_norm, matmul_res, matmul_glu) - a backend that has them, n at

@@ -15,7 +15,17 @@
  * before each run; every output must be finite, and per (token, head) row
  * max_d |gpu - cpu| <= tol * max_d |cpu| (tol 1e-2 for bf16, 2e-3 for f16;
  * a row of zeros must be zeros).  The pools after the call must equal the
- * CPU's pools (the cache write is a copy).  A fresh seed every run, printed
+ * CPU's pools (the cache write is a copy).
+ *
+ * cuda_attention_rope (decode batches, the rotation and the cache write
+ * inside the decode kernel) is checked against the two launches it
+ * replaces on the same GPU: cuops_rope in place, then cuda_attention.  The
+ * pools must come out equal (the new rows rotated with the same formulas),
+ * the outputs within the tolerance above; random rope styles, partial
+ * rotation, a cos/sin factor, contexts long enough to split (the last split
+ * merges the partials) and 16-head groups (two head tiles, one writer).
+ *
+ * A fresh seed every run, printed
  * (KILN_TEST_SEED=<n> repeats a run).  Without a GPU the GPU cases print
  * why and are skipped; argument checks that need no GPU still run.
  */
@@ -30,6 +40,7 @@
 #include "backend/cuda/attention_impl.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_ops.h"
 #include "base/alloc.h"
 #include "format/quant.h"
 
@@ -283,9 +294,13 @@ static void *dev_fused(const case_data *d, size_t qw, size_t kw)
     return g;
 }
 
+/* How run_gpu treats q and k: as they are (rotated already), rotated by
+ * cuops_rope first, or rotated inside cuda_attention_rope. */
+typedef enum { ROPE_NONE, ROPE_KERNEL, ROPE_IN_ATTN } rope_mode;
+
 /* The GPU's answer into d->hout; its pools after the call into hkc, hvc.
  * A fused case reads q, k, v from one buffer (bk_attn.qkv_stride). */
-static void run_gpu(const attn_case *c, case_data *d)
+static void run_gpu(const attn_case *c, case_data *d, rope_mode rm, const cuops_rope_args *ra)
 {
     bk_batch_host h = case_host_batch(c, d);
     bk_attn a = case_attn(c);
@@ -321,12 +336,23 @@ static void run_gpu(const attn_case *c, case_data *d)
                   .max_blocks = d->max_blocks, .slot_mapping = g_slots};
     for (int s = 0; s < c->n_seqs; s++)
         b.max_seq_len = d->seq_len[s] > b.max_seq_len ? d->seq_len[s] : b.max_seq_len;
-    kiln_status st = cuda_attention(&b, &h, &a, g_q, g_k, g_v, c->use_cache ? g_kc : NULL,
-                                    c->use_cache ? g_vc : NULL,
-                                    c->use_cache ? d->n_blocks : 0,
-                                    c->use_cache ? c->block_size : 0, c->dtype, g_out, stream);
+    kiln_status st = KILN_OK;
+    if (rm == ROPE_KERNEL) {
+        assert_false(c->fused); /* the rope kernel takes packed rows */
+        st = cuops_rope(c->dtype, g_q, g_k, g_pos, g_start, g_len, c->n_seqs, d->n_tokens,
+                        d->n_heads, c->n_kv_heads, ra, stream);
+        if (st != KILN_OK)
+            fail_msg("cuops_rope: %s", kiln_last_error());
+    }
+    if (rm == ROPE_IN_ATTN)
+        st = cuda_attention_rope(&b, &h, &a, ra, g_q, g_k, g_v, g_kc, g_vc, d->n_blocks,
+                                 c->block_size, c->dtype, g_out, stream);
+    else
+        st = cuda_attention(&b, &h, &a, g_q, g_k, g_v, c->use_cache ? g_kc : NULL,
+                            c->use_cache ? g_vc : NULL, c->use_cache ? d->n_blocks : 0,
+                            c->use_cache ? c->block_size : 0, c->dtype, g_out, stream);
     if (st != KILN_OK)
-        fail_msg("cuda_attention: %s", kiln_last_error());
+        fail_msg("cuda_attention%s: %s", rm == ROPE_IN_ATTN ? "_rope" : "", kiln_last_error());
     CU(cudaStreamSynchronize(stream));
     CU(cudaMemcpy(d->hout, g_out, nq * 2, cudaMemcpyDeviceToHost));
     CU(cudaMemcpy(d->hkc, g_kc, d->pool_elems * 2, cudaMemcpyDeviceToHost));
@@ -379,7 +405,7 @@ static void run_case(const attn_case *c)
     describe(c, what, sizeof what);
     case_build(c, &d);
     run_cpu(c, &d);
-    run_gpu(c, &d);
+    run_gpu(c, &d, ROPE_NONE, NULL);
     double err = compare(c, &d, what);
     double tol = c->dtype == KILN_DT_BF16 ? 1e-2 : 2e-3;
     case_data_free(&d);
@@ -529,6 +555,101 @@ static void test_mixed_batch(void **state)
     run_case(&c);
 }
 
+/* ==== rotation inside the decode kernel ====================================== */
+
+/* Worst relative row error of out (rows of D) against ref, both of dt. */
+static double rows_error(kiln_dtype dt, const uint16_t *out, const uint16_t *ref, size_t rows,
+                         int D, const char *what)
+{
+    double worst = 0.0;
+    for (size_t r = 0; r < rows; r++) {
+        double rmax = 0.0, emax = 0.0;
+        for (int i = 0; i < D; i++) {
+            float g = from_bits(dt, out[r * (size_t)D + (size_t)i]);
+            float e = from_bits(dt, ref[r * (size_t)D + (size_t)i]);
+            if (!isfinite(g))
+                fail_msg("%s: row %zu dim %d is %g (two launches: %g)", what, r, i, (double)g,
+                         (double)e);
+            rmax = fmax(rmax, fabs((double)e));
+            emax = fmax(emax, fabs((double)g - (double)e));
+        }
+        worst = fmax(worst, rmax > 0.0 ? emax / rmax : (emax > 0.0 ? INFINITY : 0.0));
+    }
+    return worst;
+}
+
+static void rope_case(kiln_dtype dt)
+{
+    attn_case c;
+    char what[640];
+    case_data d;
+    random_case(&c, dt, true);
+    c.fused = rnd_int(0, 1) == 0;
+    c.causal = true;
+    if (rnd_int(0, 4) == 0) { /* two head tiles of one KV head */
+        c.group = 16;
+        c.n_kv_heads = 1;
+    }
+    for (int s = 0; s < c.n_seqs; s++) {
+        c.ctx[s] = rnd_int(0, 2) == 0 ? rnd_int(1, 3000) : rnd_int(1, 300);
+        c.n_new[s] = 1;
+    }
+    const int rot = rnd_int(0, 3) == 0 ? c.head_dim / 2 : c.head_dim;
+    float inv[128];
+    const float theta = rnd_int(0, 1) ? 10000.0f : 500000.0f;
+    for (int i = 0; i < rot / 2; i++)
+        inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)rot);
+    cuops_rope_args ra = {.head_dim = c.head_dim, .rot_dims = rot, .neox = rnd_int(0, 1) == 0,
+                          .mscale = rnd_int(0, 3) == 0 ? 1.25f : 1.0f};
+    float *g_inv = dev_copy(inv, (size_t)(rot / 2) * sizeof(float));
+    ra.inv_freq = g_inv;
+    describe(&c, what, sizeof what);
+    snprintf(what + strlen(what), sizeof what - strlen(what), " rope %s rot=%d mscale=%g",
+             ra.neox ? "neox" : "gptj", rot, (double)ra.mscale);
+
+    case_build(&c, &d);
+    size_t nq = (size_t)d.n_tokens * (size_t)d.n_heads * (size_t)d.D;
+    size_t pool = d.pool_elems * 2;
+    uint16_t *kc0 = kiln_malloc(pool), *vc0 = kiln_malloc(pool);
+    uint16_t *out2 = kiln_malloc(nq * 2), *kc2 = kiln_malloc(pool), *vc2 = kiln_malloc(pool);
+    assert_true(kc0 && vc0 && out2 && kc2 && vc2);
+    memcpy(kc0, d.hkc, pool);
+    memcpy(vc0, d.hvc, pool);
+    /* the two launches (packed rows: the rope kernel's layout) */
+    bool fused = c.fused;
+    c.fused = false;
+    run_gpu(&c, &d, ROPE_KERNEL, &ra);
+    c.fused = fused;
+    memcpy(out2, d.hout, nq * 2);
+    memcpy(kc2, d.hkc, pool);
+    memcpy(vc2, d.hvc, pool);
+    /* one launch, from the same unrotated q, k and the same pools */
+    memcpy(d.hkc, kc0, pool);
+    memcpy(d.hvc, vc0, pool);
+    run_gpu(&c, &d, ROPE_IN_ATTN, &ra);
+
+    for (size_t i = 0; i < d.pool_elems; i++)
+        if (d.hkc[i] != kc2[i] || d.hvc[i] != vc2[i])
+            fail_msg("%s: pool element %zu: %g/%g in one launch, %g/%g in two", what, i,
+                     (double)from_bits(dt, d.hkc[i]), (double)from_bits(dt, d.hvc[i]),
+                     (double)from_bits(dt, kc2[i]), (double)from_bits(dt, vc2[i]));
+    double err = rows_error(dt, d.hout, out2, (size_t)d.n_tokens * (size_t)d.n_heads, d.D, what);
+    double tol = dt == KILN_DT_BF16 ? 1e-2 : 2e-3;
+    kiln_free(kc0); kiln_free(vc0); kiln_free(out2); kiln_free(kc2); kiln_free(vc2);
+    case_data_free(&d);
+    cudaFree(g_inv);
+    if (!(err <= tol))
+        fail_msg("%s: relative error %.3g against the two launches, over %.3g", what, err, tol);
+}
+
+static void test_rope_in_attention(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int i = 0; i < 40; i++)
+        rope_case(i % 2 ? KILN_DT_F16 : KILN_DT_BF16);
+}
+
 /* ==== argument checks (no GPU needed) ========================================== */
 
 static void test_bad_args(void **state)
@@ -584,9 +705,38 @@ static void test_bad_args(void **state)
     assert_int_equal(cuda_attention(&b, &h, &a, fake, fake, fake, fake, fake, 1, 8,
                                     KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
     a.qkv_stride = 0;
+    /* the rotation inside the kernel: table rotations of decode batches */
+    cuops_rope_args ra = {.head_dim = 64, .rot_dims = 64, .neox = true,
+                          .inv_freq = (const float *)fake, .mscale = 1.0f};
+    ra.dynamic = true;
+    assert_int_equal(cuda_attention_rope(&b, &h, &a, &ra, fake, fake, fake, fake, fake, 1, 8,
+                                         KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "rotary"));
+    ra.dynamic = false;
+    ra.rot_dims = 66;
+    assert_int_equal(cuda_attention_rope(&b, &h, &a, &ra, fake, fake, fake, fake, fake, 1, 8,
+                                         KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    ra.rot_dims = 64;
+    assert_int_equal(cuda_attention_rope(&b, &h, &a, NULL, fake, fake, fake, fake, fake, 1, 8,
+                                         KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    a.use_cache = false;
+    assert_int_equal(cuda_attention_rope(&b, &h, &a, &ra, fake, fake, fake, NULL, NULL, 0, 0,
+                                         KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    a.use_cache = true;
     h.n_tokens = 2;
     assert_int_equal(cuda_attention(&b, &h, &a, fake, fake, fake, fake, fake, 1, 8,
                                     KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    /* a sequence of two new tokens is no decode batch */
+    int32_t start2[2] = {0, 2}, pos2[2] = {3, 4}, slot2[2] = {3, 4};
+    bk_batch_host h2 = h;
+    h2.seq_start = start2;
+    h2.positions = pos2;
+    h2.slot_mapping = slot2;
+    bk_batch b2 = b;
+    b2.n_tokens = 2;
+    assert_int_equal(cuda_attention_rope(&b2, &h2, &a, &ra, fake, fake, fake, fake, fake, 1, 8,
+                                         KILN_DT_BF16, fake, stream), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "one new token"));
 }
 
 /* The split choice: one split when the batch fills the GPU, more for a
@@ -684,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_split_choice),
         cmocka_unit_test(test_split_decode),
         cmocka_unit_test(test_mixed_batch),
+        cmocka_unit_test(test_rope_in_attention),
         cmocka_unit_test(test_random_bf16),
         cmocka_unit_test(test_random_f16),
         cmocka_unit_test(test_encoder),

@@ -15,7 +15,11 @@
  *        |                       without a cache): n_tiles CTAs per head
  *        v
  *   attn_decode_launch           sequences with 1 new token: n_split CTAs per
- *                                (sequence, KV head), then the combine kernel
+ *                                (sequence, KV head), the last to finish
+ *                                combining them
+ *
+ * cuda_attention_rope (decode batches only) launches the decode kernel
+ * alone: it rotates q and the new k and stores k and v into the cache.
  *
  * The plan (tile count, decode count, longest decode context, split count)
  * is computed from the host copy hb; the kernels read the same facts from
@@ -90,7 +94,8 @@ err:
 
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    float *mem;        /* (rows, ATTN_WS_MAX_DIM) acc, then (rows, 2) m, l */
+    float *mem;        /* (rows, ATTN_WS_MAX_DIM) acc, (rows, 2) m, l, then
+                          (rows) split counts, zeroed once                 */
     int64_t rows;
     int32_t sm_count;
 } ws_dev[ATTN_MAX_DEVICES];
@@ -115,7 +120,9 @@ static kiln_status attn_device_state(int32_t *sm_count, attn_split_ws *ws)
         KILN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
         rows = attn_decode_ws_rows(sms);
         KILN_CUDA_CHECK(cudaMalloc((void **)&mem,
-                                   (size_t)rows * (ATTN_WS_MAX_DIM + 2) * sizeof(float)));
+                                   (size_t)rows * (ATTN_WS_MAX_DIM + 3) * sizeof(float)));
+        KILN_CUDA_CHECK(cudaMemset(mem + rows * (ATTN_WS_MAX_DIM + 2), 0,
+                                   (size_t)rows * sizeof(unsigned int)));
         ws_dev[dev].mem = mem;
         ws_dev[dev].rows = rows;
         ws_dev[dev].sm_count = sms;
@@ -124,6 +131,7 @@ static kiln_status attn_device_state(int32_t *sm_count, attn_split_ws *ws)
     *sm_count = ws_dev[dev].sm_count;
     ws->acc = ws_dev[dev].mem;
     ws->ml = ws_dev[dev].mem + ws_dev[dev].rows * ATTN_WS_MAX_DIM;
+    ws->done = (unsigned int *)(ws->ml + 2 * ws_dev[dev].rows);
 err:
     if (locked)
         pthread_mutex_unlock(&ws_lock);
@@ -281,15 +289,17 @@ static void attn_plan(const bk_batch_host *hb, const bk_attn *a, int32_t *n_tile
     }
 }
 
-extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb,
-                                      const bk_attn *a, const void *q, const void *k,
-                                      const void *v, void *k_cache, void *v_cache,
-                                      int32_t n_blocks, int32_t block_size, kiln_dtype dtype,
-                                      void *out, cudaStream_t stream)
+/* Both entries: rope NULL (cuda_attention) or the rotation the decode
+ * kernel applies (cuda_attention_rope). */
+static kiln_status attn_run(const bk_batch *b, const bk_batch_host *hb, const bk_attn *a,
+                            const cuops_rope_args *rope, const void *q, const void *k,
+                            const void *v, void *k_cache, void *v_cache, int32_t n_blocks,
+                            int32_t block_size, kiln_dtype dtype, void *out,
+                            cudaStream_t stream)
 {
     kiln_status st;
     int32_t n_tiles, n_dec, max_keys, sm_count = 0;
-    attn_split_ws ws = {NULL, NULL};
+    attn_split_ws ws = {NULL, NULL, NULL};
 
     st = attn_check_args(b, hb, a, q, k, v, k_cache, v_cache, n_blocks, block_size, dtype, out);
     if (st || b->n_tokens == 0)
@@ -300,6 +310,22 @@ extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb
     for (int32_t s = 0; s < hb->n_seqs; s++)
         if ((st = attn_check_seq(hb, a, s, n_blocks, block_size)))
             return st;
+    if (rope) {
+        if (!a->use_cache || hb->n_seqs != hb->n_tokens)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: the rotation inside the "
+                                "kernel takes decode batches (one new token a sequence, a "
+                                "cache)");
+        for (int32_t s = 0; s < hb->n_seqs; s++)
+            if (hb->seq_start[s + 1] - hb->seq_start[s] != 1)
+                return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: sequence %d has %d new "
+                                    "tokens (the rotation inside the kernel takes one)", s,
+                                    hb->seq_start[s + 1] - hb->seq_start[s]);
+        if (rope->dynamic || !rope->inv_freq || rope->head_dim != a->head_dim ||
+            rope->rot_dims < 2 || rope->rot_dims % 2 || rope->rot_dims > a->head_dim)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: rotary parameters the decode "
+                                "kernel cannot apply (a table of rot_dims / 2 frequencies, "
+                                "rot_dims even and at most head_dim %d)", a->head_dim);
+    }
 
     const int64_t q_stride = a->qkv_stride ? a->qkv_stride : (int64_t)a->n_heads * a->head_dim;
     const int64_t kv_stride =
@@ -311,12 +337,14 @@ extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb
         a->scale, a->softcap, a->causal, a->use_cache, a->window,
         q, k, v, q_stride, kv_stride,
         k_cache, v_cache, n_blocks, block_size, attn_block_shift(block_size), out,
+        rope ? rope->inv_freq : NULL, rope ? rope->mscale : 1.0f, rope ? rope->rot_dims : 0,
+        rope ? rope->neox : false, b->slot_mapping,
     };
 
     if (a->use_cache) {
-        st = attn_cache_write(b, a, k, v, kv_stride, k_cache, v_cache,
-                              (int64_t)n_blocks * block_size, stream);
-        if (st)
+        /* with the rotation the decode kernel stores the new rows itself */
+        if (!rope && (st = attn_cache_write(b, a, k, v, kv_stride, k_cache, v_cache,
+                                            (int64_t)n_blocks * block_size, stream)))
             return st;
         /* The scratch exists from the first cached call on, before any capture. */
         if ((st = attn_device_state(&sm_count, &ws)))
@@ -330,9 +358,32 @@ extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb
                                                    a->n_heads / a->n_kv_heads, max_keys,
                                                    sm_count);
         if (n_split == 1)
-            ws.acc = ws.ml = NULL;
+            ws.acc = ws.ml = NULL, ws.done = NULL;
         if ((st = attn_decode_launch(&args, dtype, n_split, &ws, stream)))
             return st;
     }
     return KILN_OK;
+}
+
+extern "C" kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb,
+                                      const bk_attn *a, const void *q, const void *k,
+                                      const void *v, void *k_cache, void *v_cache,
+                                      int32_t n_blocks, int32_t block_size, kiln_dtype dtype,
+                                      void *out, cudaStream_t stream)
+{
+    return attn_run(b, hb, a, NULL, q, k, v, k_cache, v_cache, n_blocks, block_size, dtype, out,
+                    stream);
+}
+
+extern "C" kiln_status cuda_attention_rope(const bk_batch *b, const bk_batch_host *hb,
+                                           const bk_attn *a, const cuops_rope_args *rope,
+                                           const void *q, const void *k, const void *v,
+                                           void *k_cache, void *v_cache, int32_t n_blocks,
+                                           int32_t block_size, kiln_dtype dtype, void *out,
+                                           cudaStream_t stream)
+{
+    if (!rope)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: no rotary parameters");
+    return attn_run(b, hb, a, rope, q, k, v, k_cache, v_cache, n_blocks, block_size, dtype, out,
+                    stream);
 }

@@ -37,6 +37,7 @@
 #include <cuda_runtime_api.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,7 +53,7 @@ kiln_status attn_prefill_set_variant(const char *name);
 /* The fewest keys a split of the decode kernel gets, for the process:
  * `keys` in 1..65536, or the default (ATTN_DECODE_MIN_KEYS, 128) for 0.
  * Fewer splits of a short context mean fewer, longer CTAs and no combine
- * kernel at one split.  The CUDA backend passes KILN_CUDA_DECODE_MIN_KEYS
+ * step (the last split's merge of the partials) at one split.  The CUDA backend passes KILN_CUDA_DECODE_MIN_KEYS
  * when it is created; the kernel lab sweeps it.  Errors:
  * KILN_ERR_INVALID_ARG (out of range; the value in force is kept). */
 kiln_status attn_decode_set_min_keys(int32_t keys);
@@ -71,6 +72,22 @@ kiln_status cuda_attention(const bk_batch *b, const bk_batch_host *hb, const bk_
                            const void *q, const void *k, const void *v, void *k_cache,
                            void *v_cache, int32_t n_blocks, int32_t block_size,
                            kiln_dtype dtype, void *out, cudaStream_t stream);
+
+/* cuda_attention for a decode batch whose q and k are not rotated yet:
+ * every sequence has one new token and a->use_cache.  The decode kernel
+ * rotates q and the new k rows as cuops_rope with `rope` would (its table
+ * form: rope->dynamic false, inv_freq set, rope->head_dim a->head_dim),
+ * stores the rotated k and v at the batch's slots and attends: the result
+ * and the cache are those of cuops_rope followed by cuda_attention, with no
+ * launch of either the rope or the cache-write kernel.  q and k are left
+ * as they are.  Errors as cuda_attention, and KILN_ERR_INVALID_ARG for a
+ * batch that is not all decode sequences or rotary parameters outside the
+ * table form. */
+kiln_status cuda_attention_rope(const bk_batch *b, const bk_batch_host *hb, const bk_attn *a,
+                                const cuops_rope_args *rope, const void *q, const void *k,
+                                const void *v, void *k_cache, void *v_cache, int32_t n_blocks,
+                                int32_t block_size, kiln_dtype dtype, void *out,
+                                cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -22,8 +22,18 @@
  *            n = slice (mod SLICES): acc = acc alpha + sum_n P[g][n] v_n.
  * At the end the slices' partial sums are added in shared memory; with one
  * split the CTA writes acc / l, else it writes (acc, m, l) to the split
- * workspace and attn_decode_combine_kernel merges the splits:
- *   M = max_z m_z;  L = sum_z l_z 2^(m_z - M);  O = sum_z acc_z 2^(m_z - M) / L.
+ * workspace, counts itself done in ws.done, and the split that finishes
+ * last (it sees n_split - 1 before its own count) merges them all:
+ *   M = max_z m_z;  L = sum_z l_z 2^(m_z - M);  O = sum_z acc_z 2^(m_z - M) / L
+ * and sets the count back to 0 for the next launch.  No second kernel.
+ *
+ * Rotary embedding (attn_args.rope_inv set; cuda_attention_rope): q and
+ * the new token's k come from the projection unrotated.  Each CTA rotates
+ * its q heads on load, as the rope kernel would (rounded to the type); the
+ * CTA whose split holds the new key (position q_pos) rotates that k row,
+ * puts it and the v row into its shared stage where the cache read would
+ * have gone, and the first head tile's CTA stores both into the cache slot,
+ * so the separate rope and cache-write kernels are not needed.
  *
  * Shared rows of K are padded by 16 * TPK bytes, so the 8 lanes of a
  * 16-byte access phase (different keys, TPK parts of a row) hit distinct
@@ -62,18 +72,25 @@ template <int D> struct dc_cfg {
                    ? (size_t)4 * N * STR * sizeof(T) + (size_t)(GMAX * D + GMAX * N) * sizeof(float)
                    : (size_t)SLICES * GMAX * D * sizeof(float);
     }
+    /* the rotation's cos/sin (f32, D) and the new key's k, v rows (T, D each) */
+    template <typename T> static constexpr __host__ __device__ size_t rope_bytes()
+    {
+        return ((size_t)D * sizeof(float) + 2 * (size_t)D * sizeof(T) + 15) / 16 * 16;
+    }
     template <typename T, int GMAX> static constexpr size_t smem_bytes()
     {
-        return head_bytes<GMAX>() + body_bytes<T, GMAX>();
+        return head_bytes<GMAX>() + rope_bytes<T>() + body_bytes<T, GMAX>();
     }
 };
 
 /* Queue the copies of keys [c0, c0 + N) into stage st; keys at or past
- * k_hi are zeros. */
+ * k_hi are zeros.  Key j_new (-1: none) is not read from the cache: its
+ * rows kn, vn (shared memory, complete before the call) are copied in. */
 template <typename T, int D>
 static __device__ __forceinline__ void decode_load(const attn_args &a, T *K_s, T *V_s, int st,
                                                    int32_t c0, int32_t k_hi,
-                                                   const int32_t *table, int32_t kvh)
+                                                   const int32_t *table, int32_t kvh,
+                                                   int32_t j_new, const T *kn, const T *vn)
 {
     constexpr int N = dc_cfg<D>::N, STR = dc_cfg<D>::STR, VPR = dc_cfg<D>::VPR;
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
@@ -81,11 +98,43 @@ static __device__ __forceinline__ void decode_load(const attn_args &a, T *K_s, T
     for (int i = threadIdx.x; i < N * VPR; i += DC_THREADS) {
         int r = i / VPR, c = i % VPR;
         int32_t j = c0 + r;
+        T *kd = K_s + (st * N + r) * STR + c * 8, *vd = V_s + (st * N + r) * STR + c * 8;
+        if (j == j_new) {
+            *(uint4 *)kd = ((const uint4 *)kn)[c];
+            *(uint4 *)vd = ((const uint4 *)vn)[c];
+            continue;
+        }
         int64_t off = j < k_hi ? attn_key_offset(a, table, j, kvh) : -1;
         bool ok = off >= 0;
-        attn_cp16(K_s + (st * N + r) * STR + c * 8, ok ? kc + off + c * 8 : kc, ok);
-        attn_cp16(V_s + (st * N + r) * STR + c * 8, ok ? vc + off + c * 8 : vc, ok);
+        attn_cp16(kd, ok ? kc + off + c * 8 : kc, ok);
+        attn_cp16(vd, ok ? vc + off + c * 8 : vc, ok);
     }
+}
+
+static __device__ __forceinline__ float dc_f32(float x) { return x; }
+template <typename T> static __device__ __forceinline__ float dc_f32(T x)
+{
+    return attn_to_float(x);
+}
+template <typename T> static __device__ __forceinline__ void dc_put(float *p, T r)
+{
+    *p = attn_to_float(r);
+}
+template <typename T> static __device__ __forceinline__ void dc_put(T *p, T r) { *p = r; }
+
+/* Rotate pair i of one head x (f32 or T, in place) by the angles cs
+ * (cos[0..half), sin[half..2 half)), the rope kernel's formulas, each
+ * result rounded to T as its store rounds it; elements past rot_dims are
+ * never touched. */
+template <typename T, typename X>
+static __device__ __forceinline__ void decode_rotate(const attn_args &a, const float *cs, X *x,
+                                                     int i)
+{
+    const int half = a.rot_dims / 2;
+    const int i0 = a.rope_neox ? i : 2 * i, i1 = a.rope_neox ? i + half : 2 * i + 1;
+    const float x0 = dc_f32(x[i0]), x1 = dc_f32(x[i1]);
+    dc_put<T>(x + i0, attn_from_float<T>(x0 * cs[i] - x1 * cs[half + i]));
+    dc_put<T>(x + i1, attn_from_float<T>(x1 * cs[i] + x0 * cs[half + i]));
 }
 
 /* Grid (n_seqs, n_kv_heads * ceil(group / GMAX), n_split), DC_THREADS
@@ -102,7 +151,10 @@ static __global__ void __launch_bounds__(DC_THREADS)
     extern __shared__ __align__(16) unsigned char attn_smem[];
     float *alpha_s = (float *)attn_smem;          /* (GMAX)                  */
     float *m_s = alpha_s + GMAX, *l_s = m_s + GMAX; /* (GMAX) each           */
-    unsigned char *body = attn_smem + dc_cfg<D>::template head_bytes<GMAX>();
+    float *cs_s = (float *)(attn_smem + dc_cfg<D>::template head_bytes<GMAX>()); /* (D) */
+    T *kn_s = (T *)(cs_s + D), *vn_s = kn_s + D;  /* (D) each: the new key's rows */
+    unsigned char *body = attn_smem + dc_cfg<D>::template head_bytes<GMAX>() +
+                          dc_cfg<D>::template rope_bytes<T>();
     T *K_s = (T *)body;                           /* (2, N, STR)             */
     T *V_s = K_s + 2 * N * STR;                   /* (2, N, STR)             */
     float *q_s = (float *)(V_s + 2 * N * STR);    /* (GMAX, D)               */
@@ -133,8 +185,42 @@ static __global__ void __launch_bounds__(DC_THREADS)
     const T *q_src = (const T *)a.q + (int64_t)row * a.q_stride + h0 * D;
     for (int i = tid; i < GMAX * D; i += DC_THREADS)
         q_s[i] = i / D < G ? attn_to_float(q_src[i]) : 0.0f;
+    /* the rotation: q's heads here, the new key where this split holds it */
+    const int32_t j_new = a.rope_inv && k_lo <= q_pos && q_pos < k_hi ? q_pos : -1;
+    if (a.rope_inv) {
+        const int half = a.rot_dims / 2;
+        for (int i = tid; i < half; i += DC_THREADS) {
+            const float ang = (float)q_pos * a.rope_inv[i];
+            cs_s[i] = cosf(ang) * a.rope_mscale;
+            cs_s[half + i] = sinf(ang) * a.rope_mscale;
+        }
+        if (j_new >= 0) {
+            const T *k_src = (const T *)a.k + (int64_t)row * a.kv_stride + kvh * D;
+            const T *v_src = (const T *)a.v + (int64_t)row * a.kv_stride + kvh * D;
+            for (int d = tid; d < D; d += DC_THREADS) {
+                kn_s[d] = k_src[d];
+                vn_s[d] = v_src[d];
+            }
+        }
+        __syncthreads(); /* cos/sin, raw q and the raw new key are in place */
+        for (int p = tid; p < G * half; p += DC_THREADS)
+            decode_rotate<T>(a, cs_s, q_s + (p / half) * D, p % half);
+        if (j_new >= 0)
+            for (int i = tid; i < half; i += DC_THREADS)
+                decode_rotate<T>(a, cs_s, kn_s, i);
+        __syncthreads(); /* rotated q and k are complete */
+        if (j_new >= 0 && blockIdx.y % ht == 0) {
+            /* one CTA per (sequence, KV head) stores the new key */
+            const int64_t slot = a.slot_mapping[row];
+            const int64_t off = (slot * a.n_kv_heads + kvh) * D;
+            for (int c = tid; c < D / 8; c += DC_THREADS) {
+                ((uint4 *)((T *)a.k_cache + off))[c] = ((const uint4 *)kn_s)[c];
+                ((uint4 *)((T *)a.v_cache + off))[c] = ((const uint4 *)vn_s)[c];
+            }
+        }
+    }
     if (k_lo < k_hi)
-        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh);
+        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh, j_new, kn_s, vn_s);
     attn_cp_commit();
 
     float acc[GMAX][8];
@@ -155,7 +241,8 @@ static __global__ void __launch_bounds__(DC_THREADS)
     int st = 0;
     for (int32_t c0 = k_lo; c0 < k_hi; c0 += N, st ^= 1) {
         if (c0 + N < k_hi)
-            decode_load<T, D>(a, K_s, V_s, st ^ 1, c0 + N, k_hi, table, kvh);
+            decode_load<T, D>(a, K_s, V_s, st ^ 1, c0 + N, k_hi, table, kvh, j_new, kn_s,
+                              vn_s);
         attn_cp_commit();
         attn_cp_wait<1>();
         __syncthreads(); /* chunk c0 (and q_s) written by every thread is visible */
@@ -287,39 +374,43 @@ static __global__ void __launch_bounds__(DC_THREADS)
             }
         }
     }
-}
-
-/* Grid (n_seqs, n_heads), DC_THREADS threads: merge the n_split partials
- * of each decode (sequence, head) into out (n_tokens, n_heads, head_dim). */
-template <typename T>
-static __global__ void __launch_bounds__(DC_THREADS)
-    attn_decode_combine_kernel(const attn_args a, const int32_t n_split, const attn_split_ws ws)
-{
-    pdl_trigger();
-    pdl_wait();
-    const int32_t s = blockIdx.x, h = blockIdx.y, D = a.head_dim;
-    if (a.seq_start[s + 1] - a.seq_start[s] != 1)
+    if (n_split == 1)
         return;
-    const int32_t row = a.seq_start[s];
-    const int64_t prow = ((int64_t)s * a.n_heads + h) * n_split;
-    const float *ml = ws.ml + 2 * prow;
 
-    float M = -INFINITY;
-    for (int32_t z = 0; z < n_split; z++)
-        M = fmaxf(M, ml[2 * z]);
-    float L = 0.0f;
-    for (int32_t z = 0; z < n_split; z++)
-        L += ml[2 * z] == -INFINITY ? 0.0f : exp2f(ml[2 * z] - M) * ml[2 * z + 1];
-    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-
-    T *out = (T *)a.out + ((int64_t)row * a.n_heads + h) * D;
-    for (int32_t d = threadIdx.x; d < D; d += DC_THREADS) {
-        float o = 0.0f;
-        for (int32_t z = 0; z < n_split; z++)
-            if (ml[2 * z] != -INFINITY)
-                o += exp2f(ml[2 * z] - M) * ws.acc[(prow + z) * D + d];
-        out[d] = attn_from_float<T>(o * inv);
+    /* The last split of this (sequence, head tile) merges every split's
+     * partials: each thread's stores are ordered before the count, and the
+     * last CTA reads through L2 (never a stale L1 line of an earlier step). */
+    __shared__ bool last_s;
+    __threadfence();
+    __syncthreads(); /* every thread's partials are stored and fenced */
+    unsigned int *done = ws.done + (int64_t)s * gridDim.y + blockIdx.y;
+    if (tid == 0)
+        last_s = atomicAdd(done, 1u) == (unsigned int)n_split - 1;
+    __syncthreads();
+    if (!last_s)
+        return;
+    __threadfence();
+    for (int i = tid; i < G * D; i += DC_THREADS) {
+        const int g = i / D, d = i % D;
+        const int64_t prow = ((int64_t)s * a.n_heads + h0 + g) * n_split;
+        const float *ml = ws.ml + 2 * prow;
+        float M = -INFINITY;
+        for (int32_t zz = 0; zz < n_split; zz++)
+            M = fmaxf(M, __ldcg(ml + 2 * zz));
+        float L = 0.0f, o = 0.0f;
+        for (int32_t zz = 0; zz < n_split; zz++) {
+            const float mz = __ldcg(ml + 2 * zz);
+            if (mz == -INFINITY)
+                continue;
+            const float f = exp2f(mz - M);
+            L += f * __ldcg(ml + 2 * zz + 1);
+            o += f * __ldcg(ws.acc + (prow + zz) * D + d);
+        }
+        T *out = (T *)a.out + ((int64_t)row * a.n_heads + h0 + g) * D;
+        out[d] = attn_from_float<T>(o * (L > 0.0f ? 1.0f / L : 0.0f));
     }
+    if (tid == 0)
+        *done = 0u; /* ready for the next launch (a graph replays this one) */
 }
 
 template <typename T, int D, int GMAX>
@@ -336,12 +427,6 @@ static kiln_status decode_run(const attn_args *a, int32_t n_split, const attn_sp
     KILN_CUDA_CHECK(pdl_launch(attn_decode_kernel<T, D, GMAX>, grid, dim3(DC_THREADS), smem,
                                stream, *a, n_split, *ws));
     KILN_CUDA_LAUNCH_CHECK("attention_decode", stream);
-    if (n_split > 1) {
-        dim3 cgrid((unsigned)a->n_seqs, (unsigned)a->n_heads);
-        KILN_CUDA_CHECK(pdl_launch(attn_decode_combine_kernel<T>, cgrid, dim3(DC_THREADS), 0,
-                                   stream, *a, n_split, *ws));
-        KILN_CUDA_LAUNCH_CHECK("attention_decode_combine", stream);
-    }
 err:
     return st;
 }
@@ -413,7 +498,8 @@ extern "C" int64_t attn_decode_ws_rows(int32_t sm_count)
 extern "C" kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_split,
                                           const attn_split_ws *ws, cudaStream_t stream)
 {
-    if (n_split < 1 || n_split > ATTN_DECODE_MAX_SPLIT || (n_split > 1 && (!ws->acc || !ws->ml)))
+    if (n_split < 1 || n_split > ATTN_DECODE_MAX_SPLIT ||
+        (n_split > 1 && (!ws->acc || !ws->ml || !ws->done)))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: bad decode split %d", n_split);
     if (a->n_heads > 65535) /* grid.y = n_kv_heads * head tiles <= n_heads */
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query heads (at most 65535)",

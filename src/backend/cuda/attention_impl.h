@@ -70,13 +70,26 @@ typedef struct attn_args {
     int32_t n_blocks, block_size;
     int32_t block_shift;          /* log2(block_size) when a power of two, else -1 */
     void *out;                    /* (n_tokens, n_heads, head_dim)               */
+    /* rotary embedding inside the decode kernel (cuda_attention_rope): q
+     * and the new k come unrotated, every sequence is a decode sequence,
+     * and the kernel stores the new k (rotated) and v at slot_mapping[t]
+     * itself.  rope_inv NULL: q and k are rotated and cached already. */
+    const float *rope_inv;        /* (rot_dims / 2) inverse frequencies          */
+    float rope_mscale;            /* cos/sin factor                              */
+    int32_t rot_dims;             /* leading dims of a head that rotate (even)   */
+    bool rope_neox;               /* pairs (i, i + rot/2); else (2i, 2i + 1)     */
+    const int32_t *slot_mapping;  /* (n_tokens), with rope_inv                   */
 } attn_args;
 
 /* Flash-decoding scratch for one launch: n_split partial results per
- * (sequence, query head).  NULL pointers when n_split == 1. */
+ * (sequence, query head), and a count of the splits done per CTA column
+ * (sequence, KV head tile) that the last split to finish reads, combines
+ * and sets back to 0 (zero between launches).  NULL pointers when n_split
+ * == 1. */
 typedef struct attn_split_ws {
     float *acc;                   /* (n_seqs, n_heads, n_split, head_dim)        */
     float *ml;                    /* (n_seqs, n_heads, n_split, 2): m (base 2), l */
+    unsigned int *done;           /* (n_seqs, n_kv_heads * head tiles)           */
 } attn_split_ws;
 
 /* Query rows a prefill CTA takes at this head_dim with the kernel variant
@@ -91,7 +104,8 @@ kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_
 
 /* Decode kernel over every sequence (non-decode ones exit at once), each
  * sequence's keys cut into n_split pieces; with n_split > 1 the partials go
- * to `ws` and a second kernel combines them into out.  Errors as above. */
+ * to `ws` and the last split of each (sequence, KV head tile) to finish
+ * combines them into out.  Errors as above. */
 kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_split,
                                const attn_split_ws *ws, cudaStream_t stream);
 

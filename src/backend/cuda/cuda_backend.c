@@ -503,6 +503,7 @@ static void cuda_destroy(backend *be)
         .rmsnorm = cuda_rmsnorm,                                                     \
         .add_rmsnorm = cuda_add_rmsnorm, .layernorm = cuda_layernorm,                \
         .add = cuda_add, .rope = cuda_rope, .attention = cuda_attention_op,          \
+        .rope_attention = cuda_rope_attention,                                       \
         .glu = cuda_glu, .act = cuda_act, .gather_rows = cuda_gather_rows,           \
         .pool = cuda_pool, .softcap = cuda_softcap, .to_host_f32 = cuda_to_host_f32, \
         .argmax = cuda_argmax, .sample = cuda_sample,                                \
@@ -564,6 +565,8 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
         const char *ng = getenv("KILN_CUDA_NO_GEMV"), *all = getenv("KILN_CUDA_GEMV_ALL");
         cb->gemv = !o->no_gemv && !(ng && *ng && strcmp(ng, "0"));
         cb->gemv_all = cb->gemv && all && *all && strcmp(all, "0");
+        const char *nr = getenv("KILN_CUDA_NO_FUSED_ROPE");
+        cb->rope_in_attn = !(nr && *nr && strcmp(nr, "0"));
     }
     if ((st = cuda_open_device(cb)) || (st = cuda_mm_init(cb, o->workspace_bytes))) {
         cuda_destroy(&cb->base);

@@ -441,6 +441,20 @@ kiln_status cuda_rope(backend *be, void *q, void *k, const bk_batch *b, int32_t 
 
 /* ---- attention ------------------------------------------------------------------------ */
 
+/* The cache layer an attention call with a->use_cache reads and writes. */
+static kiln_status kv_layer_check(const cuda_backend *cb, const bk_attn *a, const bk_kv_cache *kv,
+                                  int32_t layer)
+{
+    if (!kv || layer < 0 || layer >= kv->n_layers || !kv->k || !kv->v || !kv->k[layer] ||
+        !kv->v[layer] || kv->dtype != cb->act || kv->n_kv_heads != a->n_kv_heads ||
+        kv->head_dim != a->head_dim)
+        return kiln_err_set(KILN_ERR_INVALID_ARG,
+                            "cuda attention: the KV cache does not match layer %d (%d kv heads "
+                            "of %d in %s)",
+                            layer, a->n_kv_heads, a->head_dim, dtype_name(cb->act));
+    return KILN_OK;
+}
+
 kiln_status cuda_attention_op(backend *be, const bk_batch *b, const bk_attn *a, const void *q,
                               const void *k, const void *v, bk_kv_cache *kv, int32_t layer,
                               void *out)
@@ -455,13 +469,55 @@ kiln_status cuda_attention_op(backend *be, const bk_batch *b, const bk_attn *a, 
         return st;
     if (!a->use_cache)
         return cuda_attention(b, h, a, q, k, v, NULL, NULL, 0, 0, cb->act, out, cb->stream);
-    if (!kv || layer < 0 || layer >= kv->n_layers || !kv->k || !kv->v || !kv->k[layer] ||
-        !kv->v[layer] || kv->dtype != cb->act || kv->n_kv_heads != a->n_kv_heads ||
-        kv->head_dim != a->head_dim)
-        return kiln_err_set(KILN_ERR_INVALID_ARG,
-                            "cuda attention: the KV cache does not match layer %d (%d kv heads "
-                            "of %d in %s)",
-                            layer, a->n_kv_heads, a->head_dim, dtype_name(cb->act));
+    if ((st = kv_layer_check(cb, a, kv, layer)))
+        return st;
     return cuda_attention(b, h, a, q, k, v, kv->k[layer], kv->v[layer], kv->n_blocks,
                           kv->block_size, cb->act, out, cb->stream);
+}
+
+/* Whether every sequence of h has exactly one new token. */
+static bool batch_all_decode(const bk_batch_host *h)
+{
+    if (h->n_tokens <= 0 || h->n_tokens != h->n_seqs || !h->seq_start)
+        return false;
+    for (int32_t s = 0; s < h->n_seqs; s++)
+        if (h->seq_start[s + 1] - h->seq_start[s] != 1)
+            return false;
+    return true;
+}
+
+kiln_status cuda_rope_attention(backend *be, const bk_batch *b, const bk_attn *a,
+                                const bk_rope *r, void *q, void *k, const void *v,
+                                bk_kv_cache *kv, int32_t layer, void *out)
+{
+    cuda_backend *cb = cuda_of(be);
+    const bk_batch_host *h;
+    const cuda_rope_table *t = NULL;
+    kiln_status st;
+
+    if (!a)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda attention: no parameters");
+    if ((st = rope_check(r)) || (st = cuda_batch_view(cb, b, "attention", &h)))
+        return st;
+    /* a decode batch with a table rope: one launch, the kernel rotating q
+     * and k and storing k, v; else the rope kernel, then attention */
+    if (!cb->rope_in_attn || !a->use_cache || r->scaling == MCFG_ROPE_DYNAMIC ||
+        r->head_dim != a->head_dim || !batch_all_decode(h)) {
+        if (a->qkv_stride && h->n_tokens > 1)
+            return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda attention: rope on rows %lld "
+                                "elements apart (packed q and k only)",
+                                (long long)a->qkv_stride);
+        if ((st = cuda_rope(be, q, k, b, a->n_heads, a->n_kv_heads, r)))
+            return st;
+        return cuda_attention_op(be, b, a, q, k, v, kv, layer, out);
+    }
+    if ((st = kv_layer_check(cb, a, kv, layer)))
+        return st;
+    if ((st = rope_table_get(cb, r, &t)))
+        return kiln_err_wrap(st, "cuda rope");
+    const cuops_rope_args ra = {.head_dim = r->head_dim, .rot_dims = r->rot_dims,
+                                .neox = r->style == BK_ROPE_NEOX, .inv_freq = t->dev,
+                                .mscale = t->mscale};
+    return cuda_attention_rope(b, h, a, &ra, q, k, v, kv->k[layer], kv->v[layer],
+                               kv->n_blocks, kv->block_size, cb->act, out, cb->stream);
 }

@@ -98,6 +98,9 @@ typedef struct cuda_backend {
                                         (KILN_CUDA_GEMV_SPLIT=RBxU, the kernel lab) */
     bool pdl;                        /* gemv launches overlap the kernel before them
                                         (sm_90 and later; KILN_CUDA_NO_PDL=1 off)    */
+    bool rope_in_attn;               /* decode batches' rope and cache write inside
+                                        the attention kernel (rope_attention;
+                                        KILN_CUDA_NO_FUSED_ROPE=1 off)              */
 } cuda_backend;
 
 /* Make cb's device the calling thread's current CUDA device (a note per
@@ -192,6 +195,9 @@ kiln_status cuda_rope(backend *be, void *q, void *k, const bk_batch *b, int32_t 
 kiln_status cuda_attention_op(backend *be, const bk_batch *b, const bk_attn *a, const void *q,
                               const void *k, const void *v, bk_kv_cache *kv, int32_t layer,
                               void *out);
+kiln_status cuda_rope_attention(backend *be, const bk_batch *b, const bk_attn *a,
+                                const bk_rope *r, void *q, void *k, const void *v,
+                                bk_kv_cache *kv, int32_t layer, void *out);
 kiln_status cuda_glu(backend *be, const void *gate, const void *up, int64_t n, int64_t ff,
                      bk_act act, void *y);
 kiln_status cuda_act(backend *be, void *x, int64_t n, bk_act act);
