@@ -85,7 +85,8 @@ template <int D> struct dc_cfg {
 
 /* Queue the copies of keys [c0, c0 + N) into stage st; keys at or past
  * k_hi are zeros.  Key j_new (-1: none) is not read from the cache: its
- * rows kn, vn (shared memory, complete before the call) are copied in. */
+ * rows kn, vn (shared memory, complete before the call) are copied in, or
+ * with kn NULL its row is left for the caller to fill. */
 template <typename T, int D>
 static __device__ __forceinline__ void decode_load(const attn_args &a, T *K_s, T *V_s, int st,
                                                    int32_t c0, int32_t k_hi,
@@ -100,8 +101,10 @@ static __device__ __forceinline__ void decode_load(const attn_args &a, T *K_s, T
         int32_t j = c0 + r;
         T *kd = K_s + (st * N + r) * STR + c * 8, *vd = V_s + (st * N + r) * STR + c * 8;
         if (j == j_new) {
-            *(uint4 *)kd = ((const uint4 *)kn)[c];
-            *(uint4 *)vd = ((const uint4 *)vn)[c];
+            if (kn) {
+                *(uint4 *)kd = ((const uint4 *)kn)[c];
+                *(uint4 *)vd = ((const uint4 *)vn)[c];
+            }
             continue;
         }
         int64_t off = j < k_hi ? attn_key_offset(a, table, j, kvh) : -1;
@@ -185,10 +188,17 @@ static __global__ void __launch_bounds__(DC_THREADS)
     const T *q_src = (const T *)a.q + (int64_t)row * a.q_stride + h0 * D;
     for (int i = tid; i < GMAX * D; i += DC_THREADS)
         q_s[i] = i / D < G ? attn_to_float(q_src[i]) : 0.0f;
-    /* the rotation: q's heads here, the new key where this split holds it */
+    /* The first chunk's copies go out first; the rotation (q's heads here,
+     * the new key where this split holds it) runs while they are in flight,
+     * and the new key's row of the first chunk is written after it. */
     const int32_t j_new = a.rope_inv && k_lo <= q_pos && q_pos < k_hi ? q_pos : -1;
+    if (k_lo < k_hi)
+        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh, j_new, (const T *)0,
+                          (const T *)0);
+    attn_cp_commit();
     if (a.rope_inv) {
         const int half = a.rot_dims / 2;
+        const int64_t slot = a.slot_mapping[row]; /* read early: used after two barriers */
         for (int i = tid; i < half; i += DC_THREADS) {
             const float ang = (float)q_pos * a.rope_inv[i];
             cs_s[i] = cosf(ang) * a.rope_mscale;
@@ -209,19 +219,22 @@ static __global__ void __launch_bounds__(DC_THREADS)
             for (int i = tid; i < half; i += DC_THREADS)
                 decode_rotate<T>(a, cs_s, kn_s, i);
         __syncthreads(); /* rotated q and k are complete */
-        if (j_new >= 0 && blockIdx.y % ht == 0) {
-            /* one CTA per (sequence, KV head) stores the new key */
-            const int64_t slot = a.slot_mapping[row];
-            const int64_t off = (slot * a.n_kv_heads + kvh) * D;
-            for (int c = tid; c < D / 8; c += DC_THREADS) {
-                ((uint4 *)((T *)a.k_cache + off))[c] = ((const uint4 *)kn_s)[c];
-                ((uint4 *)((T *)a.v_cache + off))[c] = ((const uint4 *)vn_s)[c];
+        if (j_new >= 0) {
+            if (j_new < k_lo + N) /* its row of stage 0, which no copy targets */
+                for (int c = tid; c < VPR; c += DC_THREADS) {
+                    *(uint4 *)(K_s + (j_new - k_lo) * STR + c * 8) = ((const uint4 *)kn_s)[c];
+                    *(uint4 *)(V_s + (j_new - k_lo) * STR + c * 8) = ((const uint4 *)vn_s)[c];
+                }
+            if (blockIdx.y % ht == 0) {
+                /* one CTA per (sequence, KV head) stores the new key */
+                const int64_t off = (slot * a.n_kv_heads + kvh) * D;
+                for (int c = tid; c < VPR; c += DC_THREADS) {
+                    ((uint4 *)((T *)a.k_cache + off))[c] = ((const uint4 *)kn_s)[c];
+                    ((uint4 *)((T *)a.v_cache + off))[c] = ((const uint4 *)vn_s)[c];
+                }
             }
         }
     }
-    if (k_lo < k_hi)
-        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh, j_new, kn_s, vn_s);
-    attn_cp_commit();
 
     float acc[GMAX][8];
 #pragma unroll
