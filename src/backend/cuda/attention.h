@@ -22,6 +22,14 @@
  *   k_cache, v_cache  (n_blocks, block_size, n_kv_heads, head_dim)
  * Slot s of a pool is block s / block_size, offset s % block_size.
  *
+ * Ordering.  Kernels are launched with programmatic dependent launch: the
+ * decode kernel reads the batch arrays and starts copying a sequence's keys
+ * before its new token's position while the kernel queued before it is
+ * still running, and waits for that kernel only before it reads q, k, v and
+ * the new token's slot.  So the cache rows of earlier positions must have
+ * been written by work complete before the call's step began (an earlier
+ * step, as the engine runs them), and the batch arrays uploaded before it.
+ *
  * The bk_batch's arrays are device memory (one buffer filled by
  * bk_batch_upload); its scalars (n_tokens, n_seqs, max_blocks, n_out,
  * max_seq_len) are host values.  `hb` is the host copy of the same arrays,

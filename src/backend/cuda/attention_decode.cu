@@ -135,9 +135,10 @@ static __device__ __forceinline__ void decode_rotate(const attn_args &a, const f
 {
     const int half = a.rot_dims / 2;
     const int i0 = a.rope_neox ? i : 2 * i, i1 = a.rope_neox ? i + half : 2 * i + 1;
-    const float x0 = dc_f32(x[i0]), x1 = dc_f32(x[i1]);
-    dc_put<T>(x + i0, attn_from_float<T>(x0 * cs[i] - x1 * cs[half + i]));
-    dc_put<T>(x + i1, attn_from_float<T>(x1 * cs[i] + x0 * cs[half + i]));
+    float r0, r1;
+    rope_turn(dc_f32(x[i0]), dc_f32(x[i1]), cs[i], cs[half + i], &r0, &r1);
+    dc_put<T>(x + i0, attn_from_float<T>(r0));
+    dc_put<T>(x + i1, attn_from_float<T>(r1));
 }
 
 /* Grid (n_seqs, n_kv_heads * ceil(group / GMAX), n_split), DC_THREADS
@@ -164,8 +165,11 @@ static __global__ void __launch_bounds__(DC_THREADS)
     float *P_s = q_s + GMAX * D;                  /* (GMAX, N) scores, weights */
     float *red_s = (float *)body;                 /* (SLICES, GMAX, D) after the loop */
 
+    /* Before the wait on the kernel before (the q/k/v projection; with
+     * separate launches the cache write): the batch arrays and the keys
+     * before the new token's position, which earlier steps stored, so the
+     * first chunk's copies overlap the projection's end. */
     pdl_trigger(); /* the o projection may start its weight reads */
-    pdl_wait();
     const int32_t s = blockIdx.x, z = blockIdx.z;
     if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;
@@ -185,17 +189,32 @@ static __global__ void __launch_bounds__(DC_THREADS)
     const int32_t k_lo = j_begin + z * per, k_hi = min(j_end, k_lo + per);
     const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
 
+    /* The first chunk's copies but the new key's go out first; its row of
+     * stage 0 is filled after the wait (the rotation's, or the cache's, which
+     * the write before this kernel made). */
+    const int32_t j_own = k_lo <= q_pos && q_pos < k_hi ? q_pos : -1;
+    const int32_t j_new = a.rope_inv ? j_own : -1; /* not read from the cache */
+    if (k_lo < k_hi)
+        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh, j_own, (const T *)0,
+                          (const T *)0);
+    pdl_wait(); /* q, k, v (and with the separate write, the new key's slot) are written */
+    if (!a.rope_inv && j_own >= 0 && j_own < k_lo + N) {
+        const int64_t off = attn_key_offset(a, table, j_own, kvh);
+        for (int c = tid; c < VPR; c += DC_THREADS) {
+            const bool ok = off >= 0;
+            const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+            attn_cp16(K_s + (j_own - k_lo) * STR + c * 8, ok ? kc + off + c * 8 : kc, ok);
+            attn_cp16(V_s + (j_own - k_lo) * STR + c * 8, ok ? vc + off + c * 8 : vc, ok);
+        }
+    }
+    attn_cp_commit();
+
     const T *q_src = (const T *)a.q + (int64_t)row * a.q_stride + h0 * D;
     for (int i = tid; i < GMAX * D; i += DC_THREADS)
         q_s[i] = i / D < G ? attn_to_float(q_src[i]) : 0.0f;
-    /* The first chunk's copies go out first; the rotation (q's heads here,
-     * the new key where this split holds it) runs while they are in flight,
-     * and the new key's row of the first chunk is written after it. */
-    const int32_t j_new = a.rope_inv && k_lo <= q_pos && q_pos < k_hi ? q_pos : -1;
-    if (k_lo < k_hi)
-        decode_load<T, D>(a, K_s, V_s, 0, k_lo, k_hi, table, kvh, j_new, (const T *)0,
-                          (const T *)0);
-    attn_cp_commit();
+    /* The rotation (q's heads here, the new key where this split holds it)
+     * runs while the copies are in flight; the new key's row of the first
+     * chunk is written after it. */
     if (a.rope_inv) {
         const int half = a.rot_dims / 2;
         const int64_t slot = a.slot_mapping[row]; /* read early: used after two barriers */

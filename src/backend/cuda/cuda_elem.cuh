@@ -119,6 +119,17 @@ static inline kiln_status elem_bad_dtype(const char *op, kiln_dtype dt)
      : (dt) == KILN_DT_F16 ? launcher<__half>(__VA_ARGS__)                           \
                            : elem_bad_dtype((op), (dt)))
 
+/* One rotary pair (x0, x1) turned by the angle whose cos and sin are c, s:
+ * (x0 c - x1 s, x1 c + x0 s), with the rounding spelled out (one product
+ * rounded, the other fused into the sum) so that every kernel that rotates
+ * - the rope kernels, decode attention - gets the same bits. */
+static __device__ __forceinline__ void rope_turn(float x0, float x1, float c, float s,
+                                                 float *r0, float *r1)
+{
+    *r0 = __fmaf_rn(x0, c, -__fmul_rn(x1, s));
+    *r1 = __fmaf_rn(x1, c, __fmul_rn(x0, s));
+}
+
 /* The activation of a bk_act (erf GELU, tanh GELU, SiLU, ReLU), in f32;
  * an unknown value passes x through (the entry points refuse it first). */
 static __device__ __forceinline__ float act_apply(int act, float x)

@@ -905,9 +905,10 @@ static __global__ void rope_kernel(T *q,                     /* (n, n_heads, hea
         int32_t i = p % half;
         T *v = rope_head(q, k, t, h_lo + p / half, n_heads, n_kv_heads, a.head_dim);
         int32_t i0 = a.neox ? i : 2 * i, i1 = a.neox ? i + half : 2 * i + 1;
-        float x0 = ld(v + i0), x1 = ld(v + i1);
-        put(v + i0, x0 * cs[i] - x1 * sn[i]);
-        put(v + i1, x1 * cs[i] + x0 * sn[i]);
+        float r0, r1;
+        rope_turn(ld(v + i0), ld(v + i1), cs[i], sn[i], &r0, &r1);
+        put(v + i0, r0);
+        put(v + i1, r1);
     }
 }
 
@@ -943,22 +944,17 @@ static __global__ void rope_vec_kernel(T *q,                     /* (n, n_heads,
             ldv<8>(v + i, x0);
             ldv<8>(v + i + half, x1);
 #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                float c = cs[i + e], s = sn[i + e], r0 = x0[e] * c - x1[e] * s;
-                x1[e] = x1[e] * c + x0[e] * s;
-                x0[e] = r0;
-            }
+            for (int e = 0; e < 8; e++)
+                rope_turn(x0[e], x1[e], cs[i + e], sn[i + e], &x0[e], &x1[e]);
             putv<8>(v + i, x0);
             putv<8>(v + i + half, x1);
         } else {
             float x[8];
             ldv<8>(v + 8 * u, x);
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float c = cs[4 * u + e], s = sn[4 * u + e], x0 = x[2 * e], x1 = x[2 * e + 1];
-                x[2 * e] = x0 * c - x1 * s;
-                x[2 * e + 1] = x1 * c + x0 * s;
-            }
+            for (int e = 0; e < 4; e++)
+                rope_turn(x[2 * e], x[2 * e + 1], cs[4 * u + e], sn[4 * u + e], &x[2 * e],
+                          &x[2 * e + 1]);
             putv<8>(v + 8 * u, x);
         }
     }
