@@ -15,8 +15,7 @@
  *        |                       without a cache): n_tiles CTAs per head
  *        v
  *   attn_decode_launch           sequences with 1 new token: n_split CTAs per
- *                                (sequence, KV head), the last to finish
- *                                combining them
+ *                                (sequence, KV head), then the combine kernel
  *
  * cuda_attention_rope (decode batches only) launches the decode kernel
  * alone: it rotates q and the new k and stores k and v into the cache.
@@ -94,8 +93,7 @@ err:
 
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    float *mem;        /* (rows, ATTN_WS_MAX_DIM) acc, (rows, 2) m, l, then
-                          (rows) split counts, zeroed once                 */
+    float *mem;        /* (rows, ATTN_WS_MAX_DIM) acc, then (rows, 2) m, l */
     int64_t rows;
     int32_t sm_count;
 } ws_dev[ATTN_MAX_DEVICES];
@@ -120,9 +118,7 @@ static kiln_status attn_device_state(int32_t *sm_count, attn_split_ws *ws)
         KILN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
         rows = attn_decode_ws_rows(sms);
         KILN_CUDA_CHECK(cudaMalloc((void **)&mem,
-                                   (size_t)rows * (ATTN_WS_MAX_DIM + 3) * sizeof(float)));
-        KILN_CUDA_CHECK(cudaMemset(mem + rows * (ATTN_WS_MAX_DIM + 2), 0,
-                                   (size_t)rows * sizeof(unsigned int)));
+                                   (size_t)rows * (ATTN_WS_MAX_DIM + 2) * sizeof(float)));
         ws_dev[dev].mem = mem;
         ws_dev[dev].rows = rows;
         ws_dev[dev].sm_count = sms;
@@ -131,7 +127,6 @@ static kiln_status attn_device_state(int32_t *sm_count, attn_split_ws *ws)
     *sm_count = ws_dev[dev].sm_count;
     ws->acc = ws_dev[dev].mem;
     ws->ml = ws_dev[dev].mem + ws_dev[dev].rows * ATTN_WS_MAX_DIM;
-    ws->done = (unsigned int *)(ws->ml + 2 * ws_dev[dev].rows);
 err:
     if (locked)
         pthread_mutex_unlock(&ws_lock);
@@ -299,7 +294,7 @@ static kiln_status attn_run(const bk_batch *b, const bk_batch_host *hb, const bk
 {
     kiln_status st;
     int32_t n_tiles, n_dec, max_keys, sm_count = 0;
-    attn_split_ws ws = {NULL, NULL, NULL};
+    attn_split_ws ws = {NULL, NULL};
 
     st = attn_check_args(b, hb, a, q, k, v, k_cache, v_cache, n_blocks, block_size, dtype, out);
     if (st || b->n_tokens == 0)
@@ -358,7 +353,7 @@ static kiln_status attn_run(const bk_batch *b, const bk_batch_host *hb, const bk
                                                    a->n_heads / a->n_kv_heads, max_keys,
                                                    sm_count);
         if (n_split == 1)
-            ws.acc = ws.ml = NULL, ws.done = NULL;
+            ws.acc = ws.ml = NULL;
         if ((st = attn_decode_launch(&args, dtype, n_split, &ws, stream)))
             return st;
     }

@@ -61,7 +61,7 @@ kiln_status attn_prefill_set_variant(const char *name);
 /* The fewest keys a split of the decode kernel gets, for the process:
  * `keys` in 1..65536, or the default (ATTN_DECODE_MIN_KEYS, 128) for 0.
  * Fewer splits of a short context mean fewer, longer CTAs and no combine
- * step (the last split's merge of the partials) at one split.  The CUDA backend passes KILN_CUDA_DECODE_MIN_KEYS
+ * kernel at one split.  The CUDA backend passes KILN_CUDA_DECODE_MIN_KEYS
  * when it is created; the kernel lab sweeps it.  Errors:
  * KILN_ERR_INVALID_ARG (out of range; the value in force is kept). */
 kiln_status attn_decode_set_min_keys(int32_t keys);

@@ -22,10 +22,10 @@
  *            n = slice (mod SLICES): acc = acc alpha + sum_n P[g][n] v_n.
  * At the end the slices' partial sums are added in shared memory; with one
  * split the CTA writes acc / l, else it writes (acc, m, l) to the split
- * workspace, counts itself done in ws.done, and the split that finishes
- * last (it sees n_split - 1 before its own count) merges them all:
- *   M = max_z m_z;  L = sum_z l_z 2^(m_z - M);  O = sum_z acc_z 2^(m_z - M) / L
- * and sets the count back to 0 for the next launch.  No second kernel.
+ * workspace and attn_decode_combine_kernel merges the splits:
+ *   M = max_z m_z;  L = sum_z l_z 2^(m_z - M);  O = sum_z acc_z 2^(m_z - M) / L.
+ * (Merging in the split that finishes last, with a count in the workspace,
+ * was measured slower at every split count: bench/NOTES.md.)
  *
  * Rotary embedding (attn_args.rope_inv set; cuda_attention_rope): q and
  * the new token's k come from the projection unrotated.  Each CTA rotates
@@ -406,43 +406,39 @@ static __global__ void __launch_bounds__(DC_THREADS)
             }
         }
     }
-    if (n_split == 1)
-        return;
+}
 
-    /* The last split of this (sequence, head tile) merges every split's
-     * partials: each thread's stores are ordered before the count, and the
-     * last CTA reads through L2 (never a stale L1 line of an earlier step). */
-    __shared__ bool last_s;
-    __threadfence();
-    __syncthreads(); /* every thread's partials are stored and fenced */
-    unsigned int *done = ws.done + (int64_t)s * gridDim.y + blockIdx.y;
-    if (tid == 0)
-        last_s = atomicAdd(done, 1u) == (unsigned int)n_split - 1;
-    __syncthreads();
-    if (!last_s)
+/* Grid (n_seqs, n_heads), DC_THREADS threads: merge the n_split partials
+ * of each decode (sequence, head) into out (n_tokens, n_heads, head_dim). */
+template <typename T>
+static __global__ void __launch_bounds__(DC_THREADS)
+    attn_decode_combine_kernel(const attn_args a, const int32_t n_split, const attn_split_ws ws)
+{
+    pdl_trigger();
+    pdl_wait();
+    const int32_t s = blockIdx.x, h = blockIdx.y, D = a.head_dim;
+    if (a.seq_start[s + 1] - a.seq_start[s] != 1)
         return;
-    __threadfence();
-    for (int i = tid; i < G * D; i += DC_THREADS) {
-        const int g = i / D, d = i % D;
-        const int64_t prow = ((int64_t)s * a.n_heads + h0 + g) * n_split;
-        const float *ml = ws.ml + 2 * prow;
-        float M = -INFINITY;
-        for (int32_t zz = 0; zz < n_split; zz++)
-            M = fmaxf(M, __ldcg(ml + 2 * zz));
-        float L = 0.0f, o = 0.0f;
-        for (int32_t zz = 0; zz < n_split; zz++) {
-            const float mz = __ldcg(ml + 2 * zz);
-            if (mz == -INFINITY)
-                continue;
-            const float f = exp2f(mz - M);
-            L += f * __ldcg(ml + 2 * zz + 1);
-            o += f * __ldcg(ws.acc + (prow + zz) * D + d);
-        }
-        T *out = (T *)a.out + ((int64_t)row * a.n_heads + h0 + g) * D;
-        out[d] = attn_from_float<T>(o * (L > 0.0f ? 1.0f / L : 0.0f));
+    const int32_t row = a.seq_start[s];
+    const int64_t prow = ((int64_t)s * a.n_heads + h) * n_split;
+    const float *ml = ws.ml + 2 * prow;
+
+    float M = -INFINITY;
+    for (int32_t z = 0; z < n_split; z++)
+        M = fmaxf(M, ml[2 * z]);
+    float L = 0.0f;
+    for (int32_t z = 0; z < n_split; z++)
+        L += ml[2 * z] == -INFINITY ? 0.0f : exp2f(ml[2 * z] - M) * ml[2 * z + 1];
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+
+    T *out = (T *)a.out + ((int64_t)row * a.n_heads + h) * D;
+    for (int32_t d = threadIdx.x; d < D; d += DC_THREADS) {
+        float o = 0.0f;
+        for (int32_t z = 0; z < n_split; z++)
+            if (ml[2 * z] != -INFINITY)
+                o += exp2f(ml[2 * z] - M) * ws.acc[(prow + z) * D + d];
+        out[d] = attn_from_float<T>(o * inv);
     }
-    if (tid == 0)
-        *done = 0u; /* ready for the next launch (a graph replays this one) */
 }
 
 template <typename T, int D, int GMAX>
@@ -459,6 +455,12 @@ static kiln_status decode_run(const attn_args *a, int32_t n_split, const attn_sp
     KILN_CUDA_CHECK(pdl_launch(attn_decode_kernel<T, D, GMAX>, grid, dim3(DC_THREADS), smem,
                                stream, *a, n_split, *ws));
     KILN_CUDA_LAUNCH_CHECK("attention_decode", stream);
+    if (n_split > 1) {
+        dim3 cgrid((unsigned)a->n_seqs, (unsigned)a->n_heads);
+        KILN_CUDA_CHECK(pdl_launch(attn_decode_combine_kernel<T>, cgrid, dim3(DC_THREADS), 0,
+                                   stream, *a, n_split, *ws));
+        KILN_CUDA_LAUNCH_CHECK("attention_decode_combine", stream);
+    }
 err:
     return st;
 }
@@ -530,8 +532,7 @@ extern "C" int64_t attn_decode_ws_rows(int32_t sm_count)
 extern "C" kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_split,
                                           const attn_split_ws *ws, cudaStream_t stream)
 {
-    if (n_split < 1 || n_split > ATTN_DECODE_MAX_SPLIT ||
-        (n_split > 1 && (!ws->acc || !ws->ml || !ws->done)))
+    if (n_split < 1 || n_split > ATTN_DECODE_MAX_SPLIT || (n_split > 1 && (!ws->acc || !ws->ml)))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "attention: bad decode split %d", n_split);
     if (a->n_heads > 65535) /* grid.y = n_kv_heads * head tiles <= n_heads */
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query heads (at most 65535)",

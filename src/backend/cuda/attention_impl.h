@@ -82,14 +82,10 @@ typedef struct attn_args {
 } attn_args;
 
 /* Flash-decoding scratch for one launch: n_split partial results per
- * (sequence, query head), and a count of the splits done per CTA column
- * (sequence, KV head tile) that the last split to finish reads, combines
- * and sets back to 0 (zero between launches).  NULL pointers when n_split
- * == 1. */
+ * (sequence, query head).  NULL pointers when n_split == 1. */
 typedef struct attn_split_ws {
     float *acc;                   /* (n_seqs, n_heads, n_split, head_dim)        */
     float *ml;                    /* (n_seqs, n_heads, n_split, 2): m (base 2), l */
-    unsigned int *done;           /* (n_seqs, n_kv_heads * head tiles)           */
 } attn_split_ws;
 
 /* Query rows a prefill CTA takes at this head_dim with the kernel variant
@@ -104,8 +100,7 @@ kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype, int32_t n_
 
 /* Decode kernel over every sequence (non-decode ones exit at once), each
  * sequence's keys cut into n_split pieces; with n_split > 1 the partials go
- * to `ws` and the last split of each (sequence, KV head tile) to finish
- * combines them into out.  Errors as above. */
+ * to `ws` and a second kernel combines them into out.  Errors as above. */
 kiln_status attn_decode_launch(const attn_args *a, kiln_dtype dtype, int32_t n_split,
                                const attn_split_ws *ws, cudaStream_t stream);
 
