@@ -155,6 +155,7 @@ fi
 
 # ---- benchmarks ------------------------------------------------------------
 # name | kiln bench arguments (dummy weights: no model files on the GPU host)
+#      [| VAR=VALUE ... set for that run alone]
 BENCHES=(
     "lat-8b-b1|latency --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 128 --gen-tokens 256"
     "pre-8b-1x2048|prefill --dummy-weights --config bench/configs/llama-3.1-8b.json --batch 1 --prompt-tokens 2048"
@@ -176,6 +177,8 @@ BENCHES=(
     "e2e-minilm-dp4|embed --dtype f16 --dummy-weights --config bench/configs/all-minilm-l6-v2.json --tokenizer .debs/tok/all-MiniLM-L6-v2 --docs 80000 --repeat 2 --data-parallel-size 4 --no-peer"
     "emb-minilm|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 1"
     "emb-bge-base|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 1"
+    "emb-minilm-tanh|embed-model --dummy-weights --config bench/configs/all-minilm-l6-v2.json --dtype f16 --docs 20000 --repeat 1 --no-peer|KILN_CUDA_GELU_TANH=1"
+    "emb-bge-base-tanh|embed-model --dummy-weights --config bench/configs/bge-base-en-v1.5.json --dtype f16 --docs 20000 --repeat 1|KILN_CUDA_GELU_TANH=1"
 )
 case "${KILN_GPU_BENCH:-quick}" in
     none) want="" ;;
@@ -184,16 +187,16 @@ case "${KILN_GPU_BENCH:-quick}" in
     *) want=$KILN_GPU_BENCH ;;
 esac
 for b in "${BENCHES[@]}"; do
-    name=${b%%|*}
+    IFS='|' read -r name args envs <<<"$b"
     grep -qw -- "$name" <<<"$want" || continue
     t0=$(date +%s)
     extra=()
-    if [ "${KILN_GPU_NO_PEER:-0}" != 0 ] && ! grep -q -- '--no-peer' <<<"${b#*|}" &&
-       grep -qE '^(latency|prefill|embed-model) ' <<<"${b#*|}"; then
+    if [ "${KILN_GPU_NO_PEER:-0}" != 0 ] && ! grep -q -- '--no-peer' <<<"$args" &&
+       grep -qE '^(latency|prefill|embed-model) ' <<<"$args"; then
         extra=(--no-peer)
     fi
-    # shellcheck disable=SC2086 # the arguments are split on purpose
-    if build-gpu/kiln bench ${b#*|} "${extra[@]}" --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
+    # shellcheck disable=SC2086 # the arguments and variables are split on purpose
+    if env $envs build-gpu/kiln bench $args "${extra[@]}" --device cuda --out "$res" >"$OUT/logs/bench-$name.log" 2>&1; then
         line=$(grep -E '^(decode|prefill|embed) ' "$OUT/logs/bench-$name.log" | head -1 |
                awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
         row "bench $name" "ok" "$line ($(( $(date +%s) - t0 )) s)"
@@ -236,15 +239,14 @@ fi
 # named benchmark's run (warm-up included), timed alone, summed by name.
 if [ -n "${KILN_GPU_NCU_RUNS:-}" ] && [ -x "$ncu" ]; then
     for b in "${BENCHES[@]}"; do
-        name=${b%%|*}
+        IFS='|' read -r name args envs <<<"$b"
         grep -qw -- "$name" <<<"$KILN_GPU_NCU_RUNS" || continue
-        args=${b#*|}
         args=$(sed -E 's/--docs [0-9]+/--docs 400/; s/--repeat [0-9]+//' <<<"$args")
         grep -qE '^(prefill|embed-model) ' <<<"$args" && args="$args --repeat 1"
         t0=$(date +%s)
         csvf=$OUT/logs/ncu-run-$name.csv
         # shellcheck disable=SC2086 # the arguments are split on purpose
-        if timeout 420 "$ncu" --clock-control none --csv --print-units base \
+        if timeout 420 env $envs "$ncu" --clock-control none --csv --print-units base \
                --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size \
                build-gpu/kiln bench $args --no-peer --device cuda --out "$OUT/logs" \
                >"$csvf" 2>"$OUT/logs/ncu-run-$name.log" &&

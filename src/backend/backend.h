@@ -227,6 +227,13 @@ typedef struct bk_ops {
     /* y(n, w->ne1) = x(n, w->ne0) W^T (+ bias) */
     kiln_status (*matmul)(backend *be, const void *x, int64_t n, const bk_tensor *w,
                           const bk_tensor *bias, void *y);
+    /* y(n, w->ne1) = act(x W^T + bias): a feed-forward's up projection and
+     * its activation in one op (CUDA: in cuBLASLt's epilogue where it has
+     * one for act - RELU and the tanh GELU, and the erf GELU in its tanh
+     * form when the backend is told to, bk_cuda_opts.gelu_tanh).  NULL:
+     * model_matmul_act runs matmul, then act. */
+    kiln_status (*matmul_act)(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                              const bk_tensor *bias, bk_act act, void *y);
     /* y(n, ff) = act(x' Wg^T + bg) * (x' Wu^T + bu) from wg and wu (ff, k),
      * biases optional, x' = rmsnorm(x) by `norm` (NULL: x' = x): the gated
      * feed-forward's input side in one op, with the bits of matmul into

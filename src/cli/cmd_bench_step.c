@@ -367,6 +367,34 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
     return KILN_OK;
 }
 
+/* The CUDA matmul planner's counts over a span of the run (now minus
+ * *since; since NULL: the whole process): plans made, cuBLASLt heuristic
+ * calls and checks of a bucket's algorithm, with their host time.  NULL on
+ * other backends. */
+static json_t *step_planner_json(const backend *be, const void *since)
+{
+#ifdef KILN_HAVE_CUDA
+    if (bk_is_cuda(be)) {
+        bk_cuda_mm_stats s, z = {0};
+        bk_cuda_mm_stats_get(be, &s);
+        if (since)
+            z = *(const bk_cuda_mm_stats *)since;
+        json_t *j = json_object();
+        json_object_set_new(j, "plans", json_integer(s.plans - z.plans));
+        json_object_set_new(j, "heuristic_calls", json_integer(s.heuristic_calls -
+                                                               z.heuristic_calls));
+        json_object_set_new(j, "heuristic_ms", json_real((s.heuristic_s - z.heuristic_s) * 1e3));
+        json_object_set_new(j, "checks", json_integer(s.checks - z.checks));
+        json_object_set_new(j, "check_misses", json_integer(s.check_misses - z.check_misses));
+        json_object_set_new(j, "check_ms", json_real((s.check_s - z.check_s) * 1e3));
+        return j;
+    }
+#endif
+    (void)be;
+    (void)since;
+    return NULL;
+}
+
 /* Settings every record of the run carries. */
 static json_t *step_settings(const step_env *e, const step_opts *o)
 {
@@ -406,6 +434,9 @@ static json_t *step_settings(const step_env *e, const step_opts *o)
     json_object_set_new(s, "step_bytes", json_integer((json_int_t)e->ms.step_bytes));
     json_object_set_new(s, "copy_gbs", json_real(e->copy_gbs));
     json_object_set_new(s, "gemm_tflops", json_real(e->gemm_tflops));
+    json_t *pl = step_planner_json(e->be, NULL);
+    if (pl)
+        json_object_set_new(s, "matmul_planner", pl);
     return s;
 }
 
@@ -733,8 +764,17 @@ int bench_embed_model(int argc, char **argv)
     gen_embed_opts go = {.max_batch_tokens = o->batch_tokens,
                          .max_seqs = o->batch_tokens / o->min_len, .max_len = o->max_len,
                          .stats = &gs};
+#ifdef KILN_HAVE_CUDA
+    bk_cuda_mm_stats warm = {0};
+#else
+    int warm = 0;
+#endif
     for (int r = 0; r <= o->repeat; r++) {
         uint64_t t0 = clock_now_ns();
+#ifdef KILN_HAVE_CUDA
+        if (r == 1)
+            bk_cuda_mm_stats_get(e.be, &warm);
+#endif
         if ((st = gen_embed_ids(e.m, e.ids, lens, N, &go, out)))
             goto out;
         double s = (double)(clock_now_ns() - t0) * 1e-9;
@@ -780,6 +820,11 @@ int bench_embed_model(int argc, char **argv)
     json_object_set_new(settings, "flops", json_real(flops));
     json_object_set_new(settings, "gemm_tflops", json_real(e.gemm_tflops));
     json_object_set_new(settings, "batch", json_integer(o->batch_tokens));
+    json_t *pl = step_planner_json(e.be, NULL), *plt = step_planner_json(e.be, &warm);
+    if (pl)
+        json_object_set_new(settings, "matmul_planner", pl);
+    if (plt)
+        json_object_set_new(settings, "matmul_planner_timed_runs", plt);
     double ceil = e.gemm_tflops > 0 ? e.gemm_tflops * 1e12 / (flops / N) : 0;
     all = json_array();
     json_t *r = step_record(&e, "embed", settings, bench_median(dps, o->repeat), "docs/s", ceil,

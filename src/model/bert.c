@@ -111,7 +111,7 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
     const bk_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_ws *w = &m->ws;
-    int64_t n = b->n_tokens, d = c->hidden_size, ff = c->intermediate_size;
+    int64_t n = b->n_tokens, d = c->hidden_size;
     int32_t nh = (int32_t)c->n_heads, nkv = (int32_t)c->n_kv_heads, hd = (int32_t)c->head_dim;
     float eps = c->norm_eps;
     bk_attn attn = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
@@ -150,8 +150,7 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
             return st;
 
         /* 5. feed-forward: down(act(up x)) */
-        if ((st = op->matmul(be, w->x, n, &L->w_up, &L->b_up, w->up)) ||
-            (st = op->act(be, w->up, n * ff, model_act(c->act))) ||
+        if ((st = model_matmul_act(m, w->x, n, &L->w_up, &L->b_up, model_act(c->act), w->up)) ||
             (st = op->matmul(be, w->up, n, &L->w_down, &L->b_down, w->o)))
             return st;
 

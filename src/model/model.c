@@ -568,6 +568,19 @@ kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int
     return op->glu(m->be, w->gate, w->up, n, m->shard.ff, act, w->act);
 }
 
+kiln_status model_matmul_act(kiln_model *m, const void *x, int64_t n, const bk_tensor *w,
+                             const bk_tensor *bias, bk_act act, void *y)
+{
+    const bk_ops *op = m->be->ops;
+    kiln_status st;
+
+    if (op->matmul_act)
+        return op->matmul_act(m->be, x, n, w, bias, act, y);
+    if ((st = op->matmul(m->be, x, n, w, bias, y)))
+        return st;
+    return op->act(m->be, y, n * w->ne1, act);
+}
+
 kiln_status model_rope_attention(kiln_model *m, const bk_batch *b, const bk_attn *a,
                                  const bk_rope *r, void *q, void *k, const void *v,
                                  bk_kv_cache *kv, int32_t l, void *out)

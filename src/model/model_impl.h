@@ -263,6 +263,11 @@ kiln_status model_qkv(kiln_model *m, const model_layer *L, const void *x, int64_
 kiln_status model_glu_in(kiln_model *m, const model_layer *L, const void *x, int64_t n,
                          const bk_norm *norm);
 
+/* y (n, w->ne1) = act(x W^T + bias): the backend's matmul_act where it has
+ * one (an epilogue computes act), else matmul, then act. */
+kiln_status model_matmul_act(kiln_model *m, const void *x, int64_t n, const bk_tensor *w,
+                             const bk_tensor *bias, bk_act act, void *y);
+
 /* Rotary embedding r of q and k, then attention of layer l into out: the
  * backend's rope_attention where it has one (which folds the rotation and
  * the cache write into decode attention), else rope, then attention. */

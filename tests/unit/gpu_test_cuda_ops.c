@@ -433,8 +433,10 @@ static void test_weight_errors(void **state)
 /* ==== matmul ====================================================================== */
 
 /* y = x W^T (+ bias) for a stored weight type, on GPU backend g. */
-static void run_matmul(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t m, bool bias,
-                       int64_t x_shift)
+/* y = act(x W^T + bias) on g (matmul_act; act NULL: matmul) against the
+ * CPU's matmul then act with `ref_act` (the activation g should compute). */
+static void run_product(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t m, bool bias,
+                        int64_t x_shift, const bk_act *act, bk_act ref_act)
 {
     kiln_dtype dt = g->ops->act_dtype;
     size_t bytes;
@@ -459,11 +461,16 @@ static void run_matmul(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t 
     gy = dev_nan(g, n * m);
 
     OK(cpu->ops->matmul(cpu, x, n, &wc, bias ? &b.c : NULL, ref));
-    OK(g->ops->matmul(g, gx, n, &wg, bias ? &b.g : NULL, gy));
+    if (act) {
+        OK(cpu->ops->act(cpu, ref, n * m, ref_act));
+        OK(g->ops->matmul_act(g, gx, n, &wg, bias ? &b.g : NULL, *act, gy));
+    } else {
+        OK(g->ops->matmul(g, gx, n, &wg, bias ? &b.g : NULL, gy));
+    }
     float *got = dev_get(g, gy, n * m);
-    char what[64];
-    snprintf(what, sizeof what, "matmul %s%s (m=%lld)", dtype_name(wt), bias ? "+bias" : "",
-             (long long)m);
+    char what[80];
+    snprintf(what, sizeof what, "matmul%s %s%s (m=%lld)", act ? "_act" : "", dtype_name(wt),
+             bias ? "+bias" : "", (long long)m);
     check(what, dt, n, k, got, ref, n * m);
 
     free(got), free(x), free(xs), free(ref), free(wb);
@@ -473,6 +480,13 @@ static void run_matmul(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t 
         vec_free(g, &b);
     cpu->ops->weight_free(cpu, &wc);
     g->ops->weight_free(g, &wg);
+}
+
+/* y = x W^T (+ bias) on g against the CPU. */
+static void run_matmul(backend *g, kiln_dtype wt, int64_t n, int64_t k, int64_t m, bool bias,
+                       int64_t x_shift)
+{
+    run_product(g, wt, n, k, m, bias, x_shift, NULL, BK_ACT_SILU);
 }
 
 /* Every stored type, both activation types, every row count. */
@@ -516,6 +530,127 @@ static void test_matmul_shapes(void **state)
                        rnd_int(2), 0);
         run_matmul(gpus[a], KILN_DT_F16, 1, 14336, 4096, true, 0);
     }
+}
+
+/* matmul_act: every activation, decode rows (gemv, then the activation
+ * kernel) and cuBLASLt rows (the epilogue for RELU and the tanh GELU), with
+ * and without a bias, against the CPU's matmul then act; the erf GELU is
+ * exact (a kernel) unless the backend was told to take the tanh form. */
+static void test_matmul_act(void **state)
+{
+    static const bk_act acts[] = {BK_ACT_SILU, BK_ACT_GELU, BK_ACT_GELU_TANH, BK_ACT_RELU};
+    static const int64_t ns[] = {1, 5, 17, 130, 1000};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+            for (size_t r = 0; r < sizeof ns / sizeof ns[0]; r++) {
+                int64_t k = 8 * (1 + rnd_int(100)), m = 8 * (1 + rnd_int(200));
+                run_product(gpus[a], act_types[a], ns[r], k, m, rnd_int(2), 0, &acts[i],
+                            acts[i]);
+            }
+    float one = 0.0f;
+    bk_tensor w = {0};
+    assert_int_equal(gpus[0]->ops->matmul_act(gpus[0], &one, 1, &w, NULL, BK_ACT_GELU, &one),
+                     KILN_ERR_INVALID_ARG);
+}
+
+/* The GELU a 300-row product computes on backend g, at pre-activations
+ * near -2.7 where the erf and tanh forms differ most (~4.7e-4, ~5 % of the
+ * value): y = x W^T with W picking x's first column; *d_erf and *d_tanh
+ * the largest differences from the two forms. */
+static void gelu_form_of(backend *g, double *d_erf, double *d_tanh)
+{
+    const int64_t n = 300, k = 8, m = 16;
+    float *x = calloc((size_t)(n * k), sizeof *x), *w = calloc((size_t)(m * k), sizeof *w);
+    bk_tensor wg;
+    for (int64_t i = 0; i < n; i++)
+        x[i * k] = round_act(g->ops->act_dtype, -2.4f - 0.6f * (float)i / (float)n);
+    for (int64_t j = 0; j < m; j++)
+        w[j * k] = 1.0f;
+    OK(g->ops->weight(g, KILN_DT_F32, k, m, w, (size_t)(m * k) * 4, &wg));
+    void *gx = dev_put(g, x, n * k), *gy = dev_nan(g, n * m);
+    OK(g->ops->matmul_act(g, gx, n, &wg, NULL, BK_ACT_GELU, gy));
+    float *got = dev_get(g, gy, n * m);
+    *d_erf = *d_tanh = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i * k];
+        double e = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        double t = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        for (int64_t j = 0; j < m; j++) {
+            *d_erf = fmax(*d_erf, fabs(got[i * m + j] - e));
+            *d_tanh = fmax(*d_tanh, fabs(got[i * m + j] - t));
+        }
+    }
+    free(got), free(x), free(w);
+    g->ops->free(g, gx), g->ops->free(g, gy);
+    g->ops->weight_free(g, &wg);
+}
+
+/* KILN_CUDA_GELU_TANH=1 (bk_cuda_opts.gelu_tanh): the erf GELU after a
+ * cuBLASLt product takes the tanh form in its epilogue; by default it is
+ * the erf form.  The two differ by ~4.7e-4 near -2.7, far above the
+ * rounding of values near -0.009 in either type. */
+static void test_gelu_tanh_knob(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        bk_cuda_opts o;
+        backend *t = NULL;
+        double de, dt;
+        gelu_form_of(gpus[a], &de, &dt);
+        print_message("%s default: |gelu - erf form| %.2e, |gelu - tanh form| %.2e\n",
+                      dtype_name(act_types[a]), de, dt);
+        assert_true(de < 1e-4 && dt > 3e-4);
+        bk_cuda_opts_default(&o);
+        o.act_dtype = act_types[a];
+        o.gelu_tanh = true;
+        OK(bk_cuda_create_opts(&o, &t));
+        gelu_form_of(t, &de, &dt);
+        print_message("%s gelu_tanh: |gelu - erf form| %.2e, |gelu - tanh form| %.2e\n",
+                      dtype_name(act_types[a]), de, dt);
+        assert_true(dt < 1e-4 && de > 3e-4);
+        t->ops->destroy(t);
+    }
+}
+
+/* Row counts past MM_EXACT_ROWS share their bucket's algorithm: the first
+ * product of a bucket asks the heuristic (for the bucket's plan) and
+ * checks the algorithm at its own row count; another row count of the
+ * same bucket is a check alone; the bucket's own row count is its plan.
+ * Every product against the CPU. */
+static void test_matmul_buckets(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bk_cuda_opts o;
+    backend *g = NULL;
+    bk_cuda_mm_stats s0, s1, s2, s3;
+    bk_cuda_opts_default(&o);
+    OK(bk_cuda_create_opts(&o, &g));
+    bk_cuda_mm_stats_get(g, &s0);
+    assert_int_equal(s0.plans, 0);
+    run_product(g, KILN_DT_BF16, 300, 256, 200, true, 0, NULL, BK_ACT_SILU); /* bucket 320 */
+    bk_cuda_mm_stats_get(g, &s1);
+    assert_int_equal(s1.plans, 2);
+    assert_true(s1.heuristic_calls >= 1);
+    assert_int_equal(s1.checks, 1);
+    run_product(g, KILN_DT_BF16, 310, 256, 200, true, 0, NULL, BK_ACT_SILU);
+    bk_cuda_mm_stats_get(g, &s2);
+    assert_int_equal(s2.plans, 3);
+    assert_int_equal(s2.heuristic_calls, s1.heuristic_calls);
+    assert_int_equal(s2.checks, 2);
+    run_product(g, KILN_DT_BF16, 320, 256, 200, true, 0, NULL, BK_ACT_SILU);
+    run_product(g, KILN_DT_BF16, 200, 256, 200, true, 0, NULL, BK_ACT_SILU); /* exact */
+    bk_cuda_mm_stats_get(g, &s3);
+    assert_int_equal(s3.plans, 4);
+    assert_int_equal(s3.checks, 2);
+    assert_true(s3.heuristic_calls > s2.heuristic_calls);
+    print_message("planner: %lld plans, %lld heuristic calls (%.3f ms), %lld checks (%.3f ms)\n",
+                  (long long)s3.plans, (long long)s3.heuristic_calls, s3.heuristic_s * 1e3,
+                  (long long)s3.checks, s3.check_s * 1e3);
+    g->ops->destroy(g);
 }
 
 /* A GPU backend of activation type dt with every matmul of <= 8 rows on
@@ -1485,6 +1620,9 @@ int main(void)
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_matmul_shapes),
+        cmocka_unit_test(test_matmul_act),
+        cmocka_unit_test(test_gelu_tanh_knob),
+        cmocka_unit_test(test_matmul_buckets),
         cmocka_unit_test(test_gemv_splits),
         cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_matmul_fused),

@@ -58,6 +58,10 @@ extern "C" {
  * a variant's name; the variant in force is kept). */
 kiln_status attn_prefill_set_variant(const char *name);
 
+/* The name of prefill variant i (0, 1, ...; KILN_CUDA_PREFILL's values),
+ * NULL past the last; borrowed, static. */
+const char *attn_prefill_variant_name(int i);
+
 /* The fewest keys a split of the decode kernel gets, for the process:
  * `keys` in 1..65536, or the default (ATTN_DECODE_MIN_KEYS, 128) for 0.
  * Fewer splits of a short context mean fewer, longer CTAs and no combine

@@ -493,12 +493,15 @@ err:
  *   m2k64  32 rows a warp, 64 keys
  *   k32q3  as k32q with three stages: two tiles in flight while one computes
  *   k32s4  as k32s bounded to 128 registers: 4 CTAs an SM
+ *   k32q4  as k32q with four stages: three tiles in flight (a short
+ *          bidirectional sequence's keys nearly all at once)
+ *   k64q3  as k64q with three stages
  * Default PF_DEFAULT, k32q: the fastest of them in the lab at 1 x 2048 and
  * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*). */
 #define PF_DEFAULT 2
-#define PF_N_VARIANTS 8
+#define PF_N_VARIANTS 10
 static const char *const pf_variant_names[PF_N_VARIANTS] = {
-    "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4"};
+    "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4", "k32q4", "k64q3"};
 
 /* The variant in force for the process (an index of pf_variant_names). */
 static int pf_variant = PF_DEFAULT;
@@ -512,10 +515,16 @@ extern "C" kiln_status attn_prefill_set_variant(const char *name)
         if (v == PF_N_VARIANTS)
             return kiln_err_set(KILN_ERR_INVALID_ARG,
                                 "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
-                                "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4)", name);
+                                "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4 k32q4 "
+                                "k64q3)", name);
     }
     __atomic_store_n(&pf_variant, v, __ATOMIC_RELAXED);
     return KILN_OK;
+}
+
+extern "C" const char *attn_prefill_variant_name(int i)
+{
+    return i >= 0 && i < PF_N_VARIANTS ? pf_variant_names[i] : NULL;
 }
 
 /* A kernel instantiation and the query rows its CTAs take, so the tile
@@ -543,6 +552,8 @@ template <typename T, int D> static pf_pick prefill_pick_variant(int v)
     case 5: return pf_kernel<T, D, 64, D <= 64, 1, 2>();
     case 6: return pf_kernel<T, D, 32, true, 3, 1, 3>();
     case 7: return pf_kernel<T, D, 32, false, 4, 1>();
+    case 8: return pf_kernel<T, D, 32, true, 3, 1, 4>();
+    case 9: return pf_kernel<T, D, 64, true, 2, 1, 3>();
     default: return pf_kernel<T, D, 64, true, 2, 1>();
     }
 }

@@ -497,7 +497,8 @@ static void cuda_destroy(backend *be)
         .batch_upload = cuda_batch_upload,                                           \
         .kv_alloc = cuda_kv_alloc, .kv_free = cuda_kv_free, .embed = cuda_embed,     \
         .embed_part = cuda_embed_part,                                               \
-        .matmul = cuda_matmul, .matmul_glu = cuda_matmul_glu,                        \
+        .matmul = cuda_matmul, .matmul_act = cuda_matmul_act,                        \
+        .matmul_glu = cuda_matmul_glu,                                               \
         .matmul_norm = cuda_matmul_norm, .matmul_res = cuda_matmul_res,              \
         .fused_rows = cuda_fused_rows,                                               \
         .rmsnorm = cuda_rmsnorm,                                                     \
@@ -567,6 +568,8 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
         cb->gemv_all = cb->gemv && all && *all && strcmp(all, "0");
         const char *nr = getenv("KILN_CUDA_NO_FUSED_ROPE");
         cb->rope_in_attn = !(nr && *nr && strcmp(nr, "0"));
+        const char *gt = getenv("KILN_CUDA_GELU_TANH");
+        cb->gelu_tanh = o->gelu_tanh || (gt && *gt && strcmp(gt, "0"));
     }
     if ((st = cuda_open_device(cb)) || (st = cuda_mm_init(cb, o->workspace_bytes))) {
         cuda_destroy(&cb->base);

@@ -37,6 +37,11 @@ typedef struct bk_cuda_opts {
     size_t workspace_bytes;     /* cuBLASLt workspace; 32 MiB                       */
     bool no_gemv;               /* matmuls of <= 8 rows through cuBLASLt too (also
                                    KILN_CUDA_NO_GEMV=1); for comparisons            */
+    bool gelu_tanh;             /* the erf GELU after a matmul (BERT's feed-forward)
+                                   in cuBLASLt's epilogue, which computes its tanh
+                                   form: one launch, within ~4.7e-4 of erf's value
+                                   an element (also KILN_CUDA_GELU_TANH=1); off:
+                                   the erf form by a kernel of its own              */
 } bk_cuda_opts;
 
 void bk_cuda_opts_default(bk_cuda_opts *o);
@@ -72,6 +77,22 @@ const cudev_info *bk_cuda_info(const backend *be);
  * KILN_ERR_DEVICE. */
 kiln_status bk_cuda_copy_gbs(backend *be, size_t bytes, double *gbs);
 kiln_status bk_cuda_gemm_tflops(backend *be, int64_t n, double *tflops);
+
+/* What the matmul planner did so far (cuda_matmul.c): plans made, calls
+ * of cuBLASLt's algorithm heuristic and checks of a bucket's algorithm at
+ * another row count, with the host seconds each took (the GPU waits through
+ * them when the product is the next work it has). */
+typedef struct bk_cuda_mm_stats {
+    int64_t plans;
+    int64_t heuristic_calls;
+    double heuristic_s;
+    int64_t checks;
+    int64_t check_misses;       /* checks that refused the bucket's algorithm      */
+    double check_s;
+} bk_cuda_mm_stats;
+
+/* *out = the planner's counts of `be`; zeros when it is not CUDA. */
+void bk_cuda_mm_stats_get(const backend *be, bk_cuda_mm_stats *out);
 
 #ifdef __cplusplus
 }

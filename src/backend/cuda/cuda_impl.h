@@ -98,6 +98,8 @@ typedef struct cuda_backend {
                                         (KILN_CUDA_GEMV_SPLIT=RBxU, the kernel lab) */
     bool pdl;                        /* gemv launches overlap the kernel before them
                                         (sm_90 and later; KILN_CUDA_NO_PDL=1 off)    */
+    bool gelu_tanh;                  /* erf GELU after a matmul in cuBLASLt's tanh-form
+                                        epilogue (KILN_CUDA_GELU_TANH=1)             */
     bool rope_in_attn;               /* decode batches' rope and cache write inside
                                         the attention kernel (rope_attention;
                                         KILN_CUDA_NO_FUSED_ROPE=1 off)              */
@@ -167,6 +169,8 @@ kiln_status cuda_mm_init(cuda_backend *cb, size_t ws_bytes);
 void cuda_mm_free(cuda_backend *cb);
 kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
                         const bk_tensor *bias, void *y);
+kiln_status cuda_matmul_act(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                            const bk_tensor *bias, bk_act act, void *y);
 kiln_status cuda_matmul_glu(backend *be, const void *x, int64_t n, const bk_norm *norm,
                             const bk_tensor *wg, const bk_tensor *bg, const bk_tensor *wu,
                             const bk_tensor *bu, bk_act act, void *xn, void *gate, void *up,

@@ -12,16 +12,35 @@
  * Types: A, B, D in the activation type (BF16/F16), CUBLAS_COMPUTE_32F with
  * f32 alpha = 1, beta = 0 (C is D and is not read).
  *
+ * Epilogues.  cuda_matmul_act asks for y = act(x W^T + bias) in one
+ * cuBLASLt call where an epilogue computes act: RELU, and GELU, which
+ * cuBLASLt computes in its tanh form - so the tanh GELU always, and the erf
+ * GELU only when the backend was told to take the tanh form for it
+ * (KILN_CUDA_GELU_TANH=1: within ~4.7e-4 of erf's value an element, the
+ * trade text-embeddings-inference makes by default).  Other activations,
+ * or a shape with no epilogue algorithm, run the product and then the
+ * bias and activation kernels.
+ *
  * Plans.  A plan is the matmul descriptor, the three layouts and the
- * algorithm cublasLtMatmulAlgoGetHeuristic chose for one key: (n, k, m,
- * type, bias or not, and the alignment of x, W, y and bias, which the
- * heuristic must know: cuBLASLt assumes 256-byte alignment unless told,
- * and a buffer carved from a workspace, or a row of odd width, is less
- * aligned).  Plans live in an open-addressing hash table (linear probing,
- * at most half full, doubled when it would be more); after CUDA_MM_MAX_PLANS
- * plans the table is emptied and refilled, which bounds the host memory of
- * a server whose batch sizes keep changing.  The workspace is allocated
- * once, at init.
+ * algorithm for one key: (n, k, m, type, bias or not, epilogue
+ * activation, and the alignment of x, W, y and bias, which the heuristic
+ * must know: cuBLASLt assumes 256-byte alignment unless told, and a buffer
+ * carved from a workspace, or a row of odd width, is less aligned).  Plans
+ * live in an open-addressing hash table (linear probing, at most half full,
+ * doubled when it would be more); after CUDA_MM_MAX_PLANS plans the table
+ * is emptied and refilled, which bounds the host memory of a server whose
+ * batch sizes keep changing.  The workspace is allocated once, at init.
+ *
+ * Buckets.  cublasLtMatmulAlgoGetHeuristic costs host time that the GPU
+ * waits through when the product is the next thing it has to run, and
+ * batches of packed sequences (embeddings, prefill) bring a new row count
+ * almost every time.  So above MM_EXACT_ROWS rows a plan takes the
+ * algorithm of its bucket's plan - the plan for n rounded up to one of 8
+ * steps an octave, made first with the heuristic - once
+ * cublasLtMatmulAlgoCheck accepts it at this n; the heuristic runs for the
+ * n itself only when it does not.  The algorithm a row count gets depends
+ * on its bucket alone, not on the order calls came in.  mm_stats counts
+ * heuristic calls, checks and the host time of both.
  *
  * Invariants:
  *   1. A plan is used only for calls whose key it was made for.
@@ -34,6 +53,7 @@
 #include "backend/cuda/gemv.h"
 #include "backend/cuda/cuda_ops.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/error.h"
 
 #include <cublasLt.h>
@@ -44,16 +64,23 @@
 #define CUDA_MM_MAX_PLANS 4096
 /* First table size (slots, a power of two). */
 #define CUDA_MM_FIRST_CAP 64
+/* Rows up to which every row count gets the heuristic's own algorithm. */
+#define MM_EXACT_ROWS 256
+
+/* Activation an epilogue computes (mm_key.epi_act). */
+enum { MM_EPI_NONE = 0, MM_EPI_GELU, MM_EPI_RELU };
 
 typedef struct mm_key {
     int64_t n, k, m;
     int32_t dtype;
+    int32_t epi_act;                  /* MM_EPI_*: the activation asked of the call */
     uint16_t align_x, align_w, align_y, align_bias; /* bytes, <= 256; bias 0 = none */
 } mm_key;
 
 typedef struct mm_plan {
     bool used;
-    bool bias_epilogue;               /* bias added by cuBLASLt, else by a kernel   */
+    bool epilogue;                    /* bias and epi_act computed by cuBLASLt, else
+                                         by kernels after the product              */
     mm_key key;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, d;   /* W, x, y                                     */
@@ -66,6 +93,7 @@ struct cuda_mm {
     size_t ws_bytes;
     mm_plan *slots;                   /* (cap) hash table                           */
     size_t cap, count;
+    bk_cuda_mm_stats stats;
 };
 
 /* ---- keys ------------------------------------------------------------------ */
@@ -83,7 +111,7 @@ static uint16_t mm_align(const void *p)
 static bool mm_key_eq(const mm_key *a, const mm_key *b)
 {
     return a->n == b->n && a->k == b->k && a->m == b->m && a->dtype == b->dtype &&
-           a->align_x == b->align_x && a->align_w == b->align_w && a->align_y == b->align_y &&
+           a->epi_act == b->epi_act && a->align_x == b->align_x && a->align_w == b->align_w && a->align_y == b->align_y &&
            a->align_bias == b->align_bias;
 }
 
@@ -99,7 +127,7 @@ static uint64_t mm_hash(const mm_key *k)
     h = mm_mix(h, (uint64_t)k->n);
     h = mm_mix(h, (uint64_t)k->k);
     h = mm_mix(h, (uint64_t)k->m);
-    h = mm_mix(h, (uint64_t)k->dtype);
+    h = mm_mix(h, (uint64_t)k->dtype | (uint64_t)k->epi_act << 32);
     h = mm_mix(h, ((uint64_t)k->align_x << 48) | ((uint64_t)k->align_w << 32) |
                       ((uint64_t)k->align_y << 16) | k->align_bias);
     h ^= h >> 33;
@@ -131,7 +159,7 @@ static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res;
     int n_res = 0;
-    uint64_t ws = mm->ws_bytes;
+    uint64_t ws = mm->ws_bytes, t0 = clock_now_ns();
     uint32_t al_w = p->key.align_w, al_x = p->key.align_x, al_y = p->key.align_y;
     cublasStatus_t s;
 
@@ -159,19 +187,56 @@ static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
         KILN_CUBLAS_CHECK(s);
     }
 err:
+    mm->stats.heuristic_calls++;
+    mm->stats.heuristic_s += (double)(clock_now_ns() - t0) * 1e-9;
     if (pref)
         cublasLtMatmulPreferenceDestroy(pref);
     return st;
 }
 
-/* Descriptor and layouts of plan p for its key; the BIAS epilogue when
- * `epilogue` (bias_ptr gives the heuristic the bias alignment). */
+/* Whether cuBLASLt runs `algo` (another row count's choice) for plan p
+ * (descriptor and layouts made) within the workspace; then it is p's. */
+static bool mm_take_algo(cuda_mm *mm, mm_plan *p, const cublasLtMatmulAlgo_t *algo)
+{
+    cublasLtMatmulHeuristicResult_t res;
+    uint64_t t0 = clock_now_ns();
+
+    memset(&res, 0, sizeof res);
+    bool ok = cublasLtMatmulAlgoCheck(mm->lt, p->desc, p->a, p->b, p->d, p->d, algo, &res) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              res.workspaceSize <= mm->ws_bytes;
+    mm->stats.checks++;
+    mm->stats.check_s += (double)(clock_now_ns() - t0) * 1e-9;
+    if (ok)
+        p->algo = *algo;
+    else
+        mm->stats.check_misses++;
+    return ok;
+}
+
+/* The epilogue of a plan that computes its key's bias and activation. */
+static cublasLtEpilogue_t mm_epilogue(const mm_key *k)
+{
+    bool bias = k->align_bias != 0;
+    switch (k->epi_act) {
+    case MM_EPI_GELU:
+        return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    case MM_EPI_RELU:
+        return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    default:
+        return CUBLASLT_EPILOGUE_BIAS;
+    }
+}
+
+/* Descriptor and layouts of plan p for its key; with `epilogue`, the
+ * bias (bias_ptr gives the heuristic its alignment) and activation of the
+ * key computed by cuBLASLt. */
 static kiln_status mm_plan_describe(mm_plan *p, bool epilogue, const void *bias_ptr)
 {
     kiln_status st = KILN_OK;
     cudaDataType_t t = p->key.dtype == KILN_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cublasLtEpilogue_t epi = mm_epilogue(&p->key);
     int32_t bias_type = (int32_t)t;
     uint64_t n = (uint64_t)p->key.n, k = (uint64_t)p->key.k, m = (uint64_t)p->key.m;
 
@@ -183,10 +248,12 @@ static kiln_status mm_plan_describe(mm_plan *p, bool epilogue, const void *bias_
     if (epilogue) {
         KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                          &epi, sizeof epi));
-        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-            p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
-        KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-            p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr));
+        if (bias_ptr) {
+            KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+                p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+            KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+                p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr));
+        }
     }
     KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, t, k, m, (int64_t)k));
     KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, t, k, n, (int64_t)k));
@@ -195,19 +262,34 @@ err:
     return st;
 }
 
-/* Fill plan p (key set) for a call with `bias_ptr` (NULL = none): the
- * epilogue first, the plain product when no algorithm takes the epilogue. */
-static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr)
+/* Fill plan p (key set) for a call with `bias_ptr` (NULL = none).  With a
+ * hint (the bucket plan's choice), its algorithm and epilogue when
+ * cuBLASLt accepts them at this key; otherwise, or without one, the
+ * heuristic's: the epilogue first (when the key has a bias or an
+ * activation), the plain product when no algorithm takes the epilogue. */
+static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr,
+                                const mm_plan *hint)
 {
     kiln_status st;
     mm_key key = p->key;
     bool found = false;
 
-    if (bias_ptr) {
+    if (hint) {
+        if ((st = mm_plan_describe(p, hint->epilogue, bias_ptr)))
+            goto fail;
+        if (mm_take_algo(mm, p, &hint->algo)) {
+            p->epilogue = hint->epilogue;
+            p->used = true;
+            return KILN_OK;
+        }
+        mm_plan_destroy(p);
+        p->key = key;
+    }
+    if (bias_ptr || key.epi_act != MM_EPI_NONE) {
         if ((st = mm_plan_describe(p, true, bias_ptr)) || (st = mm_pick_algo(mm, p, &found)))
             goto fail;
         if (found) {
-            p->bias_epilogue = true;
+            p->epilogue = true;
             p->used = true;
             return KILN_OK;
         }
@@ -225,7 +307,7 @@ static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr)
                           key.align_y);
         goto fail;
     }
-    p->bias_epilogue = false;
+    p->epilogue = false;
     p->used = true;
     return KILN_OK;
 fail:
@@ -273,12 +355,27 @@ static kiln_status mm_table_reserve(cuda_mm *mm)
     return KILN_OK;
 }
 
-/* The plan for key, made on first use. */
+/* The bucket of n rows: n itself up to MM_EXACT_ROWS, else n rounded up
+ * to a multiple of 2^(floor(log2 n) - 3) (8 steps an octave: at most 12.5 %
+ * above n). */
+static int64_t mm_bucket(int64_t n)
+{
+    if (n <= MM_EXACT_ROWS)
+        return n;
+    int64_t step = 1;
+    while (step * 16 <= n)
+        step *= 2;
+    return (n + step - 1) / step * step;
+}
+
+/* The plan for key, made on first use (from its bucket's plan, itself
+ * made first, where the bucket is another row count). */
 static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_ptr,
                                mm_plan **out)
 {
     kiln_status st;
-    mm_plan *p;
+    mm_plan *p, hint;
+    bool hinted = false;
 
     if (mm->cap) {
         p = mm_slot(mm->slots, mm->cap, key);
@@ -287,13 +384,22 @@ static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_
             return KILN_OK;
         }
     }
+    if (mm_bucket(key->n) != key->n) {
+        mm_key bk = *key;
+        bk.n = mm_bucket(key->n);
+        if ((st = mm_plan_get(mm, &bk, bias_ptr, &p)))
+            return st;
+        hint = *p; /* a copy: the table may move below */
+        hinted = true;
+    }
     if ((st = mm_table_reserve(mm)))
         return st;
     p = mm_slot(mm->slots, mm->cap, key);
     p->key = *key;
-    if ((st = mm_plan_make(mm, p, bias_ptr)))
+    if ((st = mm_plan_make(mm, p, bias_ptr, hinted ? &hint : NULL)))
         return st;
     mm->count++;
+    mm->stats.plans++;
     *out = p;
     return KILN_OK;
 }
@@ -373,30 +479,49 @@ static bool mm_gemv(const cuda_backend *cb, const void *x, int64_t n, const bk_t
     return true;
 }
 
-kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
-                        const bk_tensor *bias, void *y)
+/* The activation an epilogue computes for act on this backend
+ * (MM_EPI_NONE: none; kernels apply it). */
+static int32_t mm_epi_act(const cuda_backend *cb, const bk_act *act)
 {
-    cuda_backend *cb = cuda_of(be);
+    if (!act)
+        return MM_EPI_NONE;
+    switch (*act) {
+    case BK_ACT_GELU_TANH:
+        return MM_EPI_GELU;
+    case BK_ACT_GELU:
+        return cb->gelu_tanh ? MM_EPI_GELU : MM_EPI_NONE;
+    case BK_ACT_RELU:
+        return MM_EPI_RELU;
+    default:
+        return MM_EPI_NONE;
+    }
+}
+
+/* y = act(x W^T + bias), act NULL: none; operands checked by the caller. */
+static kiln_status mm_product(cuda_backend *cb, const void *x, int64_t n, const bk_tensor *w,
+                              const void *bias_ptr, const bk_act *act, void *y)
+{
     kiln_status st = KILN_OK;
-    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
     const float alpha = 1.0f, beta = 0.0f;
     mm_plan *p = NULL;
     mm_key key;
     gemv_cfg c;
 
-    if ((st = mm_check(cb, "matmul", x, n, w, bias_ptr, bias, y)))
-        return st;
     if (n == 0)
         return KILN_OK;
-    if (mm_gemv(cb, x, n, w, bias_ptr, y, &c))
-        return cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1, &c,
-                         cb->stream);
+    if (mm_gemv(cb, x, n, w, bias_ptr, y, &c)) {
+        if ((st = cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1, &c,
+                            cb->stream)))
+            return st;
+        return act ? cuops_act(cb->act, y, n * w->ne1, *act, cb->stream) : KILN_OK;
+    }
 
     memset(&key, 0, sizeof key);
     key.n = n;
     key.k = w->ne0;
     key.m = w->ne1;
     key.dtype = (int32_t)cb->act;
+    key.epi_act = mm_epi_act(cb, act);
     key.align_x = mm_align(x);
     key.align_w = mm_align(w->data);
     key.align_y = mm_align(y);
@@ -404,18 +529,50 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
     if ((st = mm_plan_get(cb->mm, &key, bias_ptr, &p)))
         return kiln_err_wrap(st, "cuda matmul");
 
-    if (p->bias_epilogue)
+    if (p->epilogue && bias_ptr)
         KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
             p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr));
     KILN_CUBLAS_CHECK(cublasLtMatmul(cb->mm->lt, p->desc, &alpha, w->data, p->a, x, p->b, &beta,
                                      y, p->d, y, p->d, &p->algo, cb->mm->ws, cb->mm->ws_bytes,
                                      cb->stream));
-    if (bias_ptr && !p->bias_epilogue)
+    if (bias_ptr && !p->epilogue)
         st = cuops_add_bias(cb->act, y, bias_ptr, n, w->ne1, cb->stream);
+    if (st == KILN_OK && act && !(p->epilogue && key.epi_act != MM_EPI_NONE))
+        st = cuops_act(cb->act, y, n * w->ne1, *act, cb->stream);
     if (st == KILN_OK && cuda_check_sync_enabled())
         st = cuda_check_launch("matmul", cb->stream, __FILE__, __LINE__);
 err:
     return st;
+}
+
+kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                        const bk_tensor *bias, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
+    kiln_status st = mm_check(cb, "matmul", x, n, w, bias_ptr, bias, y);
+    return st ? st : mm_product(cb, x, n, w, bias_ptr, NULL, y);
+}
+
+kiln_status cuda_matmul_act(backend *be, const void *x, int64_t n, const bk_tensor *w,
+                            const bk_tensor *bias, bk_act act, void *y)
+{
+    cuda_backend *cb = cuda_of(be);
+    const void *bias_ptr = bias && bias->data ? bias->data : NULL;
+    kiln_status st = mm_check(cb, "matmul_act", x, n, w, bias_ptr, bias, y);
+    if (st)
+        return st;
+    if (!cuda_act_valid(act))
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_act: unknown activation %d",
+                            (int)act);
+    return mm_product(cb, x, n, w, bias_ptr, &act, y);
+}
+
+void bk_cuda_mm_stats_get(const backend *be, bk_cuda_mm_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (bk_is_cuda(be) && ((const cuda_backend *)be)->mm)
+        *out = ((const cuda_backend *)be)->mm->stats;
 }
 
 /* The norm of a fused product: its weight holds k elements of the
