@@ -1167,62 +1167,87 @@ extern "C" kiln_status cuops_gather_rows(kiln_dtype dt, const void *x, int64_t d
                         stream);
 }
 
-/* Column i pooled over rows [r0, r1) of x (r0 < r1). */
-template <typename T>
-static __device__ float pool_column(const T *x, int64_t d, int32_t r0, int32_t r1, int mode,
-                                    int64_t i)
-{
-    float acc;
+/* A pool block's threads form `rg` row groups (pool_kernel); each thread
+ * keeps POOL_COLS columns' partial results in registers, so a row
+ * iteration has POOL_COLS independent loads in flight. */
+#define POOL_COLS 8
+/* Shared memory a pool block may take for its row groups' partials. */
+#define POOL_MAX_SMEM (160 * 1024)
 
-    switch (mode) {
-    case BK_POOL_CLS:
-        return ld(x + (int64_t)r0 * d + i);
-    case BK_POOL_LAST:
-        return ld(x + (int64_t)(r1 - 1) * d + i);
-    case BK_POOL_MAX:
-        acc = -INFINITY;
-        for (int32_t r = r0; r < r1; r++)
-            acc = fmaxf(acc, ld(x + (int64_t)r * d + i));
-        return acc;
-    default: /* BK_POOL_MEAN */
-        acc = 0.0f;
-        for (int32_t r = r0; r < r1; r++)
-            acc += ld(x + (int64_t)r * d + i);
-        return acc / (float)(r1 - r0);
-    }
-}
-
+/* y(s) = pool over rows [seq_start[s], seq_start[s + 1]) of x, one block a
+ * sequence: for MEAN and MAX the block's threads form rg row groups, group
+ * g taking rows r0 + g, r0 + g + rg, ..., whose partials meet in shared
+ * memory (rg x d floats); CLS and LAST read their one row.  With
+ * normalize, the pooled row (kept in shared memory) is scaled by 1 / its
+ * L2 norm. */
 template <typename T>
 static __global__ void pool_kernel(const T *x,               /* (n_tokens, d) */
                                    int64_t d,
                                    const int32_t *seq_start, /* (n_seqs + 1)  */
-                                   int mode, bool normalize,
+                                   int mode, bool normalize, int rg,
                                    T *y)                     /* (n_seqs, d)   */
 {
+    extern __shared__ float pool_s[]; /* (rg, d) partials; row 0 ends as the pooled row */
     __shared__ float sh[32];
-    int32_t r0 = seq_start[blockIdx.x], r1 = seq_start[blockIdx.x + 1];
+    const int32_t r0 = seq_start[blockIdx.x], r1 = seq_start[blockIdx.x + 1];
+    const int ct = (int)blockDim.x / rg, g = (int)threadIdx.x / ct, c = (int)threadIdx.x % ct;
+    const bool mx = mode == BK_POOL_MAX;
     T *yr = y + (int64_t)blockIdx.x * d;
-    float ss = 0.0f, scale = 1.0f;
+    float scale = 1.0f;
 
     if (r1 <= r0) {
         for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
             put(yr + i, 0.0f);
         return;
     }
-    /* With normalize, a first pass takes the norm; the second recomputes
-     * each value (the same operations, so the same bits) and scales it. */
-    if (normalize) {
-        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-            float v = pool_column(x, d, r0, r1, mode, i);
-            ss += v * v;
+    if (mode == BK_POOL_CLS || mode == BK_POOL_LAST) {
+        const T *xr = x + (int64_t)(mode == BK_POOL_CLS ? r0 : r1 - 1) * d;
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+            pool_s[i] = ld(xr + i);
+    } else {
+        /* 1. each row group's partials; threads past the last group idle */
+        for (int64_t base = 0; g < rg && base < d; base += (int64_t)POOL_COLS * ct) {
+            float acc[POOL_COLS];
+#pragma unroll
+            for (int u = 0; u < POOL_COLS; u++)
+                acc[u] = mx ? -INFINITY : 0.0f;
+            for (int32_t r = r0 + g; r < r1; r += rg) {
+                const T *xr = x + (int64_t)r * d;
+#pragma unroll
+                for (int u = 0; u < POOL_COLS; u++) {
+                    const int64_t i = base + (int64_t)u * ct + c;
+                    if (i < d) {
+                        const float v = ld(xr + i);
+                        acc[u] = mx ? fmaxf(acc[u], v) : acc[u] + v;
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < POOL_COLS; u++) {
+                const int64_t i = base + (int64_t)u * ct + c;
+                if (i < d)
+                    pool_s[(int64_t)g * d + i] = acc[u];
+            }
         }
-        float norm = sqrtf(block_sum(ss, sh));
+        __syncthreads(); /* every group's partials are in shared memory */
+        /* 2. the groups' partials of column i meet in row 0 (one thread a column) */
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+            float acc = pool_s[i];
+            for (int k = 1; k < rg; k++)
+                acc = mx ? fmaxf(acc, pool_s[(int64_t)k * d + i]) : acc + pool_s[(int64_t)k * d + i];
+            pool_s[i] = mx ? acc : acc / (float)(r1 - r0);
+        }
+    }
+    __syncthreads(); /* the pooled row is in pool_s[0, d) */
+    if (normalize) {
+        float ss = 0.0f;
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+            ss += pool_s[i] * pool_s[i];
+        const float norm = sqrtf(block_sum(ss, sh));
         scale = 1.0f / (norm < 1e-12f ? 1e-12f : norm);
     }
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-        float v = pool_column(x, d, r0, r1, mode, i);
-        put(yr + i, normalize ? v * scale : v);
-    }
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        put(yr + i, pool_s[i] * scale);
 }
 
 template <typename T>
@@ -1231,9 +1256,21 @@ static kiln_status pool_launch(const void *x, int64_t d, const int32_t *seq_star
                                cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
-
-    pool_kernel<T><<<(unsigned)n_seqs, OPS_POOL_THREADS, 0, stream>>>(
-        (const T *)x, d, seq_start, (int)mode, normalize, (T *)y);
+    /* row groups: 4 where their partials fit, fewer for wide rows */
+    const bool one_row = mode == BK_POOL_CLS || mode == BK_POOL_LAST;
+    int rg = one_row ? 1 : 4;
+    while (rg > 1 && (size_t)rg * (size_t)d * sizeof(float) > POOL_MAX_SMEM)
+        rg /= 2;
+    const size_t smem = (size_t)rg * (size_t)d * sizeof(float);
+    if (smem > POOL_MAX_SMEM)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "pool: rows of %lld elements (at most %d)",
+                            (long long)d, (int)(POOL_MAX_SMEM / sizeof(float)));
+    if (smem > 48 * 1024)
+        KILN_CUDA_CHECK(cudaFuncSetAttribute(pool_kernel<T>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem));
+    pool_kernel<T><<<(unsigned)n_seqs, OPS_POOL_THREADS, smem, stream>>>(
+        (const T *)x, d, seq_start, (int)mode, normalize, rg, (T *)y);
     KILN_CUDA_LAUNCH_CHECK("pool", stream);
 err:
     return st;
