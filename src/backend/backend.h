@@ -311,6 +311,16 @@ typedef struct bk_ops {
     kiln_status (*softcap)(backend *be, void *x, int64_t n, float cap);
     /* f32 host copy of n elements of activation memory */
     kiln_status (*to_host_f32)(backend *be, const void *x, int64_t n, float *dst);
+    /* to_host_f32 left in flight: the f32 copy of n elements of x goes to
+     * host memory of `slot` (0 or 1: two copies may be in flight), which the
+     * backend owns; *out points at it (borrowed: valid until the slot's
+     * next start or the backend's end) and holds the values once
+     * to_host_wait(slot) has returned KILN_OK.  The work queued after a
+     * start runs on while the copy completes.  NULL on backends whose
+     * to_host_f32 is synchronous anyway (the CPU). */
+    kiln_status (*to_host_f32_start)(backend *be, const void *x, int64_t n, int slot,
+                                     const float **out);
+    kiln_status (*to_host_wait)(backend *be, int slot);
     /* ids[r] = index of the largest element of row r of x (rows, cols): the
      * lowest index among equals, NaN never chosen (0 for a row of NaN), as
      * the host sampler's greedy choice.  ids is backend memory (rows). */

@@ -1112,12 +1112,21 @@ typedef struct gen_embed_bufs {
     int32_t *tokens, *pos;   /* (max_batch_tokens) */
     int32_t *seq_start;      /* (max_seqs + 1)     */
     int32_t *seq_len;        /* (max_seqs)         */
-    float *emb;              /* (max_seqs, hidden) */
+    float *emb[2];           /* (max_seqs, hidden) each: a batch's vectors where
+                                the backend copies them out at once        */
+    /* the batch of each slot whose vectors are still on their way */
+    struct {
+        const gen_doc *docs;
+        int32_t nd;
+        const float *emb;
+    } pend[2];
 } gen_embed_bufs;
 
-/* Run docs[0..nd) (which fit one batch) and scatter their vectors. */
-static kiln_status gen_embed_batch(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
-                                   int32_t nd, gen_embed_bufs *w, int64_t hidden, float *out)
+/* Upload docs[0..nd) (which fit one batch) and queue their forward, its
+ * vectors' copy to the host into slot `slot` (model_embed_start): the slot
+ * is pending until gen_embed_collect. */
+static kiln_status gen_embed_launch(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
+                                    int32_t nd, gen_embed_bufs *w, int slot)
 {
     backend *be = model_backend(m);
     int32_t rows = 0;
@@ -1134,11 +1143,36 @@ static kiln_status gen_embed_batch(kiln_model *m, const kiln_ids *ids, const gen
     bk_batch_host h = {.n_tokens = rows, .n_seqs = nd, .tokens = w->tokens,
                        .positions = w->pos, .seq_start = w->seq_start, .seq_len = w->seq_len};
     bk_batch b;
-    if ((st = be->ops->batch_upload(be, &h, &b)) || (st = model_embed(m, &b, w->emb)))
+    if ((st = be->ops->batch_upload(be, &h, &b)) ||
+        (st = model_embed_start(m, &b, slot, w->emb[slot], &w->pend[slot].emb)))
+        return st;
+    w->pend[slot].docs = docs;
+    w->pend[slot].nd = nd;
+    return KILN_OK;
+}
+
+/* Wait for the vectors of slot's batch (if one is pending) and scatter them
+ * into out by document index. */
+static kiln_status gen_embed_collect(kiln_model *m, gen_embed_bufs *w, int slot, int64_t hidden,
+                                     gen_embed_stats *stats, float *out)
+{
+    const gen_doc *docs = w->pend[slot].docs;
+    const int32_t nd = w->pend[slot].nd;
+    kiln_status st;
+
+    if (!docs)
+        return KILN_OK;
+    w->pend[slot].docs = NULL;
+    if ((st = model_embed_wait(m, slot)))
         return st;
     for (int32_t s = 0; s < nd; s++)
-        memcpy(out + (size_t)docs[s].idx * (size_t)hidden, w->emb + (size_t)s * (size_t)hidden,
-               (size_t)hidden * sizeof(float));
+        memcpy(out + (size_t)docs[s].idx * (size_t)hidden,
+               w->pend[slot].emb + (size_t)s * (size_t)hidden, (size_t)hidden * sizeof(float));
+    if (stats) {
+        stats->batches++;
+        for (int32_t i = 0; i < nd; i++)
+            stats->tokens += docs[i].len;
+    }
     return KILN_OK;
 }
 
@@ -1165,21 +1199,18 @@ static kiln_status gen_embed_limits(const kiln_model *m, const gen_embed_opts *o
     return KILN_OK;
 }
 
-/* Run docs[0..nd) as one batch; when it runs out of memory, as two halves
- * (at most `retries` more times down this branch). */
+/* Run docs[0..nd) as one batch and collect it; when it runs out of memory,
+ * as two halves (at most `retries` more times down this branch).  Nothing
+ * may be pending. */
 static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
                                  int32_t nd, gen_embed_bufs *w, int64_t hidden, int retries,
                                  gen_embed_stats *stats, float *out)
 {
-    kiln_status st = gen_embed_batch(m, ids, docs, nd, w, hidden, out);
-    if (st != KILN_ERR_OOM || retries == 0 || nd < 2) {
-        if (!st && stats) {
-            stats->batches++;
-            for (int32_t i = 0; i < nd; i++)
-                stats->tokens += docs[i].len;
-        }
+    kiln_status st = gen_embed_launch(m, ids, docs, nd, w, 0);
+    if (st == KILN_OK)
+        return gen_embed_collect(m, w, 0, hidden, stats, out);
+    if (st != KILN_ERR_OOM || retries == 0 || nd < 2)
         return st;
-    }
     kiln_log(KILN_LOG_WARN, "embed: a batch of %d documents ran out of memory (%s); running "
              "it as two halves", nd, kiln_last_error());
     if (stats)
@@ -1196,7 +1227,8 @@ static void gen_embed_bufs_free(gen_embed_bufs *w)
     kiln_free(w->pos);
     kiln_free(w->seq_start);
     kiln_free(w->seq_len);
-    kiln_free(w->emb);
+    kiln_free(w->emb[0]);
+    kiln_free(w->emb[1]);
     memset(w, 0, sizeof *w);
 }
 
@@ -1209,9 +1241,10 @@ static kiln_status gen_embed_bufs_alloc(const kiln_model *m, int32_t mbt, int32_
     w->pos = kiln_calloc((size_t)mbt, sizeof(int32_t));
     w->seq_start = kiln_calloc((size_t)max_seqs + 1, sizeof(int32_t));
     w->seq_len = kiln_calloc((size_t)max_seqs, sizeof(int32_t));
-    w->emb = kiln_calloc((size_t)max_seqs * (size_t)model_config_of(m)->hidden_size,
-                         sizeof(float));
-    if (!w->tokens || !w->pos || !w->seq_start || !w->seq_len || !w->emb)
+    for (int i = 0; i < 2; i++)
+        w->emb[i] = kiln_calloc((size_t)max_seqs * (size_t)model_config_of(m)->hidden_size,
+                                sizeof(float));
+    if (!w->tokens || !w->pos || !w->seq_start || !w->seq_len || !w->emb[0] || !w->emb[1])
         return kiln_err_set(KILN_ERR_OOM, "embed: out of memory for batches of %d tokens", mbt);
     return KILN_OK;
 }
@@ -1225,16 +1258,31 @@ static kiln_status gen_embed_docs(kiln_model *m, const kiln_ids *ids, gen_doc *d
     const model_config *c = model_config_of(m);
     kiln_status st = KILN_OK;
 
+    int slot = 0;
+
+    /* Two batches in flight: batch k + 1 is queued before batch k's vectors
+     * are waited for and scattered, so the device never waits for the host
+     * between batches.  A batch that runs out of memory is run again alone,
+     * in halves (gen_embed_run), once the one before is collected. */
     qsort(docs, (size_t)n, sizeof *docs, gen_doc_cmp);
     for (int32_t i = 0; i < n && !st;) {
         int32_t j = i, rows = 0;
         while (j < n && j - i < max_seqs && rows + docs[j].len <= mbt)
             rows += docs[j++].len;
-        st = gen_embed_run(m, ids, docs + i, j - i, w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
-                           stats, out);
+        st = gen_embed_launch(m, ids, docs + i, j - i, w, slot);
+        if (st == KILN_ERR_OOM) {
+            if ((st = gen_embed_collect(m, w, slot ^ 1, c->hidden_size, stats, out)))
+                break;
+            st = gen_embed_run(m, ids, docs + i, j - i, w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
+                               stats, out);
+        } else if (st == KILN_OK) {
+            st = gen_embed_collect(m, w, slot ^ 1, c->hidden_size, stats, out);
+            slot ^= 1;
+        }
         i = j;
     }
-    return st;
+    kiln_status st2 = gen_embed_collect(m, w, slot ^ 1, c->hidden_size, stats, out);
+    return st ? st : st2;
 }
 
 /* ---- embeddings with tokenization on other threads ------------------------

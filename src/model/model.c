@@ -1106,17 +1106,46 @@ static kiln_status model_check_encoder(const kiln_model *m, const bk_batch *b, c
     return model_check_batch(m, b);
 }
 
-kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb)
+/* Check, encode b and pool its sequences into ws.x (n_seqs, hidden) on
+ * the backend; dst is the caller's output (checked for presence). */
+static kiln_status model_embed_pooled(kiln_model *m, const bk_batch *b, const float *dst)
 {
     const model_config *c = &m->cfg;
     kiln_status st;
 
-    if ((st = model_check_encoder(m, b, emb)) || (st = m->arch->encode(m, b)))
+    if ((st = model_check_encoder(m, b, dst)) || (st = m->arch->encode(m, b)))
         return st;
-    if ((st = m->be->ops->pool(m->be, m->ws.h, c->hidden_size, b, model_pool_mode(c),
-                               c->normalize, m->ws.x)))
+    return m->be->ops->pool(m->be, m->ws.h, c->hidden_size, b, model_pool_mode(c),
+                            c->normalize, m->ws.x);
+}
+
+kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb)
+{
+    kiln_status st = model_embed_pooled(m, b, emb);
+    return st ? st
+              : m->be->ops->to_host_f32(m->be, m->ws.x, (int64_t)b->n_seqs * m->cfg.hidden_size,
+                                        emb);
+}
+
+kiln_status model_embed_start(kiln_model *m, const bk_batch *b, int slot, float *host,
+                              const float **emb)
+{
+    const bk_ops *op = m->be->ops;
+    kiln_status st;
+
+    *emb = host;
+    if (!op->to_host_f32_start)
+        return model_embed(m, b, host);
+    if ((st = model_embed_pooled(m, b, host)))
         return st;
-    return m->be->ops->to_host_f32(m->be, m->ws.x, (int64_t)b->n_seqs * c->hidden_size, emb);
+    return op->to_host_f32_start(m->be, m->ws.x, (int64_t)b->n_seqs * m->cfg.hidden_size, slot,
+                                 emb);
+}
+
+kiln_status model_embed_wait(kiln_model *m, int slot)
+{
+    const bk_ops *op = m->be->ops;
+    return op->to_host_wait ? op->to_host_wait(m->be, slot) : KILN_OK;
 }
 
 kiln_status model_encode_tokens(kiln_model *m, const bk_batch *b, float *hidden)

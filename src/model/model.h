@@ -124,6 +124,17 @@ kiln_status model_forward_ids(kiln_model *m, const bk_batch *b, bk_kv_cache *kv,
  * of every sequence of b into emb (n_seqs, hidden_size), host f32. */
 kiln_status model_embed(kiln_model *m, const bk_batch *b, float *emb);
 
+/* model_embed with its copy to the host left in flight where the backend
+ * can (bk to_host_f32_start): the vectors of b land in host memory of
+ * `slot` (0 or 1) that the backend owns, *emb pointing at them, valid once
+ * model_embed_wait(m, slot) returns KILN_OK and until the slot's next
+ * start; the next batch can be queued meanwhile.  Where the backend cannot,
+ * they are copied into `host` (n_seqs, hidden_size; the caller's) before
+ * this returns and *emb = host.  Errors as model_embed. */
+kiln_status model_embed_start(kiln_model *m, const bk_batch *b, int slot, float *host,
+                              const float **emb);
+kiln_status model_embed_wait(kiln_model *m, int slot);
+
 /* Encoder: the last hidden state of every token of b (before pooling) into
  * hidden (n_tokens, hidden_size), host f32.  Errors as model_embed. */
 kiln_status model_encode_tokens(kiln_model *m, const bk_batch *b, float *hidden);

@@ -653,6 +653,37 @@ static void test_matmul_buckets(void **state)
     g->ops->destroy(g);
 }
 
+/* to_host_f32_start: two copies in flight in the two slots, each exact
+ * once its slot is waited for; a slot grows (a larger copy after a small
+ * one) while the other is in flight; bad slots are refused. */
+static void test_to_host_async(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (int a = 0; a < 2; a++) {
+        backend *g = gpus[a];
+        kiln_dtype dt = act_types[a];
+        const int64_t n0 = 1000, n1 = 3001, n2 = 200000;
+        float *x0 = rnd_act(dt, n0, -4.0f, 4.0f), *x1 = rnd_act(dt, n1, -4.0f, 4.0f);
+        float *x2 = rnd_act(dt, n2, -4.0f, 4.0f);
+        void *g0 = dev_put(g, x0, n0), *g1 = dev_put(g, x1, n1), *g2 = dev_put(g, x2, n2);
+        const float *h0 = NULL, *h1 = NULL, *h2 = NULL;
+        OK(g->ops->to_host_f32_start(g, g0, n0, 0, &h0));
+        OK(g->ops->to_host_f32_start(g, g1, n1, 1, &h1));
+        OK(g->ops->to_host_wait(g, 0));
+        assert_memory_equal(h0, x0, (size_t)n0 * sizeof(float));
+        OK(g->ops->to_host_f32_start(g, g2, n2, 0, &h2)); /* slot 0 grows; slot 1 in flight */
+        OK(g->ops->to_host_wait(g, 1));
+        assert_memory_equal(h1, x1, (size_t)n1 * sizeof(float));
+        OK(g->ops->to_host_wait(g, 0));
+        assert_memory_equal(h2, x2, (size_t)n2 * sizeof(float));
+        assert_int_equal(g->ops->to_host_f32_start(g, g0, n0, 2, &h0), KILN_ERR_INVALID_ARG);
+        assert_int_equal(g->ops->to_host_wait(g, -1), KILN_ERR_INVALID_ARG);
+        free(x0), free(x1), free(x2);
+        g->ops->free(g, g0), g->ops->free(g, g1), g->ops->free(g, g2);
+    }
+}
+
 /* A GPU backend of activation type dt with every matmul of <= 8 rows on
  * gemv.cu's split `split` ("RBxU"), or NULL when the split is refused. */
 static backend *gemv_backend(kiln_dtype dt, const char *split, bool pdl)
@@ -1623,6 +1654,7 @@ int main(void)
         cmocka_unit_test(test_matmul_act),
         cmocka_unit_test(test_gelu_tanh_knob),
         cmocka_unit_test(test_matmul_buckets),
+        cmocka_unit_test(test_to_host_async),
         cmocka_unit_test(test_gemv_splits),
         cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_matmul_fused),

@@ -180,6 +180,66 @@ err:
     return st;
 }
 
+/* Pinned host slot `slot` of at least `bytes`: a slot that must grow waits
+ * for its last copy first. */
+static kiln_status cuda_host_slot(cuda_backend *cb, int slot, size_t bytes)
+{
+    kiln_status st = KILN_OK;
+    if (bytes <= cb->host_slot_cap[slot])
+        return KILN_OK;
+    if (!cb->host_done[slot])
+        KILN_CUDA_CHECK(cudaEventCreateWithFlags(&cb->host_done[slot], cudaEventDisableTiming));
+    KILN_CUDA_CHECK(cudaEventSynchronize(cb->host_done[slot]));
+    if (cb->host_slot[slot])
+        cudaFreeHost(cb->host_slot[slot]);
+    cb->host_slot[slot] = NULL;
+    cb->host_slot_cap[slot] = 0;
+    if (cudaMallocHost((void **)&cb->host_slot[slot], bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        cb->host_slot[slot] = NULL;
+        return kiln_err_set(KILN_ERR_OOM, "cuda to_host_f32_start: %zu bytes of pinned host "
+                            "memory", bytes);
+    }
+    cb->host_slot_cap[slot] = bytes;
+err:
+    return st;
+}
+
+static kiln_status cuda_to_host_f32_start(backend *be, const void *x, int64_t n, int slot,
+                                          const float **out)
+{
+    cuda_backend *cb = cuda_of(be);
+    kiln_status st = KILN_OK;
+    const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+
+    if (n < 0 || (n && !x) || !out || slot < 0 || slot > 1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda to_host_f32_start: bad arguments");
+    if ((st = cuda_host_slot(cb, slot, bytes)) ||
+        (st = cuda_scratch(cb, (void **)&cb->f32_dev, &cb->f32_cap, bytes,
+                           "to_host_f32 staging")) ||
+        (n && (st = cuops_to_f32(cb->act, x, n, cb->f32_dev, cb->stream))))
+        goto err;
+    if (n)
+        KILN_CUDA_CHECK(cudaMemcpyAsync(cb->host_slot[slot], cb->f32_dev, (size_t)n * sizeof(float),
+                                        cudaMemcpyDeviceToHost, cb->stream));
+    KILN_CUDA_CHECK(cudaEventRecord(cb->host_done[slot], cb->stream));
+    *out = cb->host_slot[slot];
+err:
+    return st;
+}
+
+static kiln_status cuda_to_host_wait(backend *be, int slot)
+{
+    cuda_backend *cb = cuda_of(be);
+    kiln_status st = KILN_OK;
+    if (slot < 0 || slot > 1)
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda to_host_wait: slot %d", slot);
+    if (cb->host_done[slot])
+        KILN_CUDA_CHECK(cudaEventSynchronize(cb->host_done[slot]));
+err:
+    return st;
+}
+
 /* ---- the current device ----------------------------------------------------------- */
 
 /* The device this thread last made current through cuda_use_device (or
@@ -469,6 +529,12 @@ static void cuda_destroy(backend *be)
     cuda_stage_free(cb);
     if (cb->batch_host)
         cudaFreeHost(cb->batch_host);
+    for (int i = 0; i < 2; i++) {
+        if (cb->host_slot[i])
+            cudaFreeHost(cb->host_slot[i]);
+        if (cb->host_done[i])
+            cudaEventDestroy(cb->host_done[i]);
+    }
     /* Whatever is still listed (batch, staging, buffers and weights the
      * caller did not free) goes now. */
     while (cb->n_allocs)
@@ -507,6 +573,7 @@ static void cuda_destroy(backend *be)
         .rope_attention = cuda_rope_attention,                                       \
         .glu = cuda_glu, .act = cuda_act, .gather_rows = cuda_gather_rows,           \
         .pool = cuda_pool, .softcap = cuda_softcap, .to_host_f32 = cuda_to_host_f32, \
+        .to_host_f32_start = cuda_to_host_f32_start, .to_host_wait = cuda_to_host_wait, \
         .argmax = cuda_argmax, .sample = cuda_sample,                                \
         .sample_reset = cuda_sample_reset, .graph_begin = cuda_graph_begin,          \
         .graph_end = cuda_graph_end, .graph_launch = cuda_graph_launch,              \

@@ -81,6 +81,11 @@ typedef struct cuda_backend {
     /* to_host_f32's device staging */
     float *f32_dev;
     size_t f32_cap;                  /* bytes */
+    /* to_host_f32_start's pinned host slots: the copy into slot i is done
+     * once host_done[i] has been reached */
+    float *host_slot[2];
+    size_t host_slot_cap[2];         /* bytes */
+    cudaEvent_t host_done[2];
 
     /* argmax's row maxima and counters (zero between calls) */
     void *amx_ws;
