@@ -369,7 +369,7 @@ static kiln_status step_setup(step_env *e, const step_opts *o, int32_t n_ctx)
 
 /* The CUDA matmul planner's counts over a span of the run (now minus
  * *since; since NULL: the whole process): plans made, cuBLASLt heuristic
- * calls and checks of a bucket's algorithm, with their host time.  NULL on
+ * calls, checks of a bucket's algorithm and tunings, with their host time.  NULL on
  * other backends. */
 static json_t *step_planner_json(const backend *be, const void *since)
 {
@@ -387,6 +387,9 @@ static json_t *step_planner_json(const backend *be, const void *since)
         json_object_set_new(j, "checks", json_integer(s.checks - z.checks));
         json_object_set_new(j, "check_misses", json_integer(s.check_misses - z.check_misses));
         json_object_set_new(j, "check_ms", json_real((s.check_s - z.check_s) * 1e3));
+        json_object_set_new(j, "tuned", json_integer(s.tuned - z.tuned));
+        json_object_set_new(j, "tuned_away", json_integer(s.tuned_away - z.tuned_away));
+        json_object_set_new(j, "tune_ms", json_real((s.tune_s - z.tune_s) * 1e3));
         return j;
     }
 #endif

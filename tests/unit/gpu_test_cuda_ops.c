@@ -619,7 +619,8 @@ static void test_gelu_tanh_knob(void **state)
  * product of a bucket asks the heuristic (for the bucket's plan) and
  * checks the algorithm at its own row count; another row count of the
  * same bucket is a check alone; the bucket's own row count is its plan.
- * Every product against the CPU. */
+ * A bucket from MM_TUNE_ROWS rows is tuned once.  Every product against
+ * the CPU. */
 static void test_matmul_buckets(void **state)
 {
     (void)state;
@@ -647,9 +648,17 @@ static void test_matmul_buckets(void **state)
     assert_int_equal(s3.plans, 4);
     assert_int_equal(s3.checks, 2);
     assert_true(s3.heuristic_calls > s2.heuristic_calls);
-    print_message("planner: %lld plans, %lld heuristic calls (%.3f ms), %lld checks (%.3f ms)\n",
+    assert_int_equal(s3.tuned, 0);
+    /* from MM_TUNE_ROWS rows the bucket's plan times the heuristic's
+     * candidates on the call's operands; the product is still exact */
+    run_product(g, KILN_DT_F16, 2000, 512, 384, true, 0, NULL, BK_ACT_SILU); /* bucket 2048 */
+    bk_cuda_mm_stats_get(g, &s3);
+    assert_int_equal(s3.tuned, 1);
+    print_message("planner: %lld plans, %lld heuristic calls (%.3f ms), %lld checks (%.3f ms), "
+                  "%lld tuned (%lld away from the first candidate, %.3f ms)\n",
                   (long long)s3.plans, (long long)s3.heuristic_calls, s3.heuristic_s * 1e3,
-                  (long long)s3.checks, s3.check_s * 1e3);
+                  (long long)s3.checks, s3.check_s * 1e3, (long long)s3.tuned,
+                  (long long)s3.tuned_away, s3.tune_s * 1e3);
     g->ops->destroy(g);
 }
 

@@ -79,9 +79,10 @@ kiln_status bk_cuda_copy_gbs(backend *be, size_t bytes, double *gbs);
 kiln_status bk_cuda_gemm_tflops(backend *be, int64_t n, double *tflops);
 
 /* What the matmul planner did so far (cuda_matmul.c): plans made, calls
- * of cuBLASLt's algorithm heuristic and checks of a bucket's algorithm at
- * another row count, with the host seconds each took (the GPU waits through
- * them when the product is the next work it has). */
+ * of cuBLASLt's algorithm heuristic, checks of a bucket's algorithm at
+ * another row count and tunings (candidates timed), with the host seconds
+ * each took (the GPU waits through them when the product is the next work
+ * it has). */
 typedef struct bk_cuda_mm_stats {
     int64_t plans;
     int64_t heuristic_calls;
@@ -89,6 +90,9 @@ typedef struct bk_cuda_mm_stats {
     int64_t checks;
     int64_t check_misses;       /* checks that refused the bucket's algorithm      */
     double check_s;
+    int64_t tuned;              /* plans whose candidates were timed               */
+    int64_t tuned_away;         /* ... where another than the heuristic's first won */
+    double tune_s;
 } bk_cuda_mm_stats;
 
 /* *out = the planner's counts of `be`; zeros when it is not CUDA. */

@@ -39,8 +39,13 @@
  * steps an octave, made first with the heuristic - once
  * cublasLtMatmulAlgoCheck accepts it at this n; the heuristic runs for the
  * n itself only when it does not.  The algorithm a row count gets depends
- * on its bucket alone, not on the order calls came in.  mm_stats counts
- * heuristic calls, checks and the host time of both.
+ * on its bucket alone, not on the order calls came in.
+ *
+ * Tuning.  A plan the heuristic makes for MM_TUNE_ROWS rows or more (a
+ * bucket's plan, the one the whole bucket shares) times the heuristic's
+ * first MM_TUNE_ALGOS candidates on the operands of the call that made it
+ * and keeps the fastest (mm_tune); not while the stream is captured.  The
+ * stats count heuristic calls, checks, tunings and the host time of each.
  *
  * Invariants:
  *   1. A plan is used only for calls whose key it was made for.
@@ -66,6 +71,24 @@
 #define CUDA_MM_FIRST_CAP 64
 /* Rows up to which every row count gets the heuristic's own algorithm. */
 #define MM_EXACT_ROWS 256
+
+/* Row counts from which a plan made by the heuristic is tuned: the
+ * heuristic's first MM_TUNE_ALGOS candidates are timed on the call's own
+ * operands (one run to warm up, then the best of MM_TUNE_RUNS) and the
+ * fastest is kept.  Products this large take tens of microseconds or more
+ * and come back in every later batch of their bucket. */
+#define MM_TUNE_ROWS 1024
+#define MM_TUNE_ALGOS 8
+#define MM_TUNE_RUNS 3
+
+/* The call a plan is made for: its operands serve the tuning runs, whose
+ * products y takes before the call's own product overwrites it. */
+typedef struct mm_call {
+    const void *x, *w, *bias;
+    void *y;
+    int64_t n;                        /* rows of the call (<= the plan's key.n)      */
+    cudaStream_t stream;
+} mm_call;
 
 /* Activation an epilogue computes (mm_key.epi_act). */
 enum { MM_EPI_NONE = 0, MM_EPI_GELU, MM_EPI_RELU };
@@ -150,45 +173,152 @@ static void mm_plan_destroy(mm_plan *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The preference of plan p's key: workspace and alignments (owned:
+ * cublasLtMatmulPreferenceDestroy). */
+static kiln_status mm_pref(const cuda_mm *mm, const mm_plan *p, cublasLtMatmulPreference_t *out)
+{
+    kiln_status st = KILN_OK;
+    uint64_t ws = mm->ws_bytes;
+    uint32_t al_w = p->key.align_w, al_x = p->key.align_x, al_y = p->key.align_y;
+
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(out));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        *out, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        *out, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof al_w));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        *out, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof al_x));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        *out, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_y, sizeof al_y));
+    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        *out, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_y, sizeof al_y));
+err:
+    return st;
+}
+
+/* Whether plan p (made for the call c) is tuned: a large product, on a
+ * stream that is not being captured (the timing waits for the device). */
+static bool mm_tunable(const mm_plan *p, const mm_call *c)
+{
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (!c || p->key.n < MM_TUNE_ROWS)
+        return false;
+    if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return cs == cudaStreamCaptureStatusNone;
+}
+
+/* Seconds of the best of MM_TUNE_RUNS runs of `algo` for plan p at the
+ * call's rows (layouts b, d), after one to warm up; a negative value when
+ * it does not run. */
+static double mm_time_algo(cuda_mm *mm, const mm_plan *p, cublasLtMatrixLayout_t b,
+                           cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t *algo,
+                           const mm_call *c, cudaEvent_t e0, cudaEvent_t e1)
+{
+    const float alpha = 1.0f, beta = 0.0f;
+    double best = -1.0;
+    for (int r = 0; r <= MM_TUNE_RUNS; r++) {
+        float ms = 0.0f;
+        if (cudaEventRecord(e0, c->stream) != cudaSuccess ||
+            cublasLtMatmul(mm->lt, p->desc, &alpha, c->w, p->a, c->x, b, &beta, c->y, d, c->y, d,
+                           algo, mm->ws, mm->ws_bytes, c->stream) != CUBLAS_STATUS_SUCCESS ||
+            cudaEventRecord(e1, c->stream) != cudaSuccess ||
+            cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return -1.0;
+        }
+        if (r > 0 && (best < 0 || ms * 1e-3 < best))
+            best = ms * 1e-3;
+    }
+    return best;
+}
+
+/* Of the heuristic's n candidates for plan p, the fastest at the call c:
+ * its index, or 0 when none could be timed. */
+static int mm_tune(cuda_mm *mm, mm_plan *p, const cublasLtMatmulHeuristicResult_t *res, int n,
+                   const mm_call *c)
+{
+    cudaDataType_t t = p->key.dtype == KILN_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasLtMatrixLayout_t b = NULL, d = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    uint64_t t0 = clock_now_ns();
+    double best = -1.0;
+    int pick = 0;
+
+    if (cublasLtMatrixLayoutCreate(&b, t, (uint64_t)p->key.k, (uint64_t)c->n, p->key.k) ||
+        cublasLtMatrixLayoutCreate(&d, t, (uint64_t)p->key.m, (uint64_t)c->n, p->key.m) ||
+        cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess)
+        goto out;
+    if (p->epilogue && c->bias)
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c->bias,
+                                       sizeof c->bias);
+    for (int i = 0; i < n; i++) {
+        cublasLtMatmulHeuristicResult_t chk;
+        memset(&chk, 0, sizeof chk);
+        if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > mm->ws_bytes ||
+            cublasLtMatmulAlgoCheck(mm->lt, p->desc, p->a, b, d, d, &res[i].algo, &chk) !=
+                CUBLAS_STATUS_SUCCESS ||
+            chk.workspaceSize > mm->ws_bytes)
+            continue;
+        double s = mm_time_algo(mm, p, b, d, &res[i].algo, c, e0, e1);
+        if (s > 0 && (best < 0 || s < best)) {
+            best = s;
+            pick = i;
+        }
+    }
+    mm->stats.tuned++;
+    mm->stats.tuned_away += pick != 0;
+out:
+    (void)cudaGetLastError();
+    if (b)
+        cublasLtMatrixLayoutDestroy(b);
+    if (d)
+        cublasLtMatrixLayoutDestroy(d);
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    mm->stats.tune_s += (double)(clock_now_ns() - t0) * 1e-9;
+    return pick;
+}
+
 /* Ask the heuristic for the best algorithm of plan p (descriptor and
- * layouts made) with the preferences of its key.  *found false when there
- * is none. */
-static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, bool *found)
+ * layouts made) with the preferences of its key; for a large product made
+ * for a call c, the fastest of its first candidates there (mm_tune).
+ * *found false when there is none. */
+static kiln_status mm_pick_algo(cuda_mm *mm, mm_plan *p, const mm_call *c, bool *found)
 {
     kiln_status st = KILN_OK;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
-    int n_res = 0;
-    uint64_t ws = mm->ws_bytes, t0 = clock_now_ns();
-    uint32_t al_w = p->key.align_w, al_x = p->key.align_x, al_y = p->key.align_y;
+    cublasLtMatmulHeuristicResult_t res[MM_TUNE_ALGOS];
+    const bool tune = mm_tunable(p, c);
+    int n_res = 0, pick = 0;
+    uint64_t t0 = clock_now_ns();
     cublasStatus_t s;
 
     *found = false;
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof al_w));
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof al_x));
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_y, sizeof al_y));
-    KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_y, sizeof al_y));
-    memset(&res, 0, sizeof res);
+    if ((st = mm_pref(mm, p, &pref)))
+        goto err;
+    memset(res, 0, sizeof res);
     /* NOT_SUPPORTED means no algorithm fits: not an error here. */
-    s = cublasLtMatmulAlgoGetHeuristic(mm->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &res,
-                                       &n_res);
-    if (s == CUBLAS_STATUS_SUCCESS && n_res > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
-        res.workspaceSize <= mm->ws_bytes) {
-        p->algo = res.algo;
-        *found = true;
-    } else if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED) {
-        KILN_CUBLAS_CHECK(s);
-    }
-err:
+    s = cublasLtMatmulAlgoGetHeuristic(mm->lt, p->desc, p->a, p->b, p->d, p->d, pref,
+                                       tune ? MM_TUNE_ALGOS : 1, res, &n_res);
     mm->stats.heuristic_calls++;
     mm->stats.heuristic_s += (double)(clock_now_ns() - t0) * 1e-9;
+    if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED)
+        KILN_CUBLAS_CHECK(s);
+    if (s != CUBLAS_STATUS_SUCCESS || n_res <= 0)
+        goto err;
+    if (tune && n_res > 1)
+        pick = mm_tune(mm, p, res, n_res, c);
+    if (res[pick].state == CUBLAS_STATUS_SUCCESS && res[pick].workspaceSize <= mm->ws_bytes) {
+        p->algo = res[pick].algo;
+        *found = true;
+    }
+err:
     if (pref)
         cublasLtMatmulPreferenceDestroy(pref);
     return st;
@@ -268,7 +398,7 @@ err:
  * heuristic's: the epilogue first (when the key has a bias or an
  * activation), the plain product when no algorithm takes the epilogue. */
 static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr,
-                                const mm_plan *hint)
+                                const mm_plan *hint, const mm_call *c)
 {
     kiln_status st;
     mm_key key = p->key;
@@ -286,7 +416,7 @@ static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr,
         p->key = key;
     }
     if (bias_ptr || key.epi_act != MM_EPI_NONE) {
-        if ((st = mm_plan_describe(p, true, bias_ptr)) || (st = mm_pick_algo(mm, p, &found)))
+        if ((st = mm_plan_describe(p, true, bias_ptr)) || (st = mm_pick_algo(mm, p, c, &found)))
             goto fail;
         if (found) {
             p->epilogue = true;
@@ -296,7 +426,7 @@ static kiln_status mm_plan_make(cuda_mm *mm, mm_plan *p, const void *bias_ptr,
         mm_plan_destroy(p);
         p->key = key;
     }
-    if ((st = mm_plan_describe(p, false, NULL)) || (st = mm_pick_algo(mm, p, &found)))
+    if ((st = mm_plan_describe(p, false, NULL)) || (st = mm_pick_algo(mm, p, c, &found)))
         goto fail;
     if (!found) {
         st = kiln_err_set(KILN_ERR_UNSUPPORTED,
@@ -369,9 +499,9 @@ static int64_t mm_bucket(int64_t n)
 }
 
 /* The plan for key, made on first use (from its bucket's plan, itself
- * made first, where the bucket is another row count). */
+ * made first, where the bucket is another row count) for the call c. */
 static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_ptr,
-                               mm_plan **out)
+                               const mm_call *c, mm_plan **out)
 {
     kiln_status st;
     mm_plan *p, hint;
@@ -387,7 +517,7 @@ static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_
     if (mm_bucket(key->n) != key->n) {
         mm_key bk = *key;
         bk.n = mm_bucket(key->n);
-        if ((st = mm_plan_get(mm, &bk, bias_ptr, &p)))
+        if ((st = mm_plan_get(mm, &bk, bias_ptr, c, &p)))
             return st;
         hint = *p; /* a copy: the table may move below */
         hinted = true;
@@ -396,7 +526,7 @@ static kiln_status mm_plan_get(cuda_mm *mm, const mm_key *key, const void *bias_
         return st;
     p = mm_slot(mm->slots, mm->cap, key);
     p->key = *key;
-    if ((st = mm_plan_make(mm, p, bias_ptr, hinted ? &hint : NULL)))
+    if ((st = mm_plan_make(mm, p, bias_ptr, hinted ? &hint : NULL, c)))
         return st;
     mm->count++;
     mm->stats.plans++;
@@ -526,7 +656,8 @@ static kiln_status mm_product(cuda_backend *cb, const void *x, int64_t n, const 
     key.align_w = mm_align(w->data);
     key.align_y = mm_align(y);
     key.align_bias = bias_ptr ? mm_align(bias_ptr) : 0;
-    if ((st = mm_plan_get(cb->mm, &key, bias_ptr, &p)))
+    const mm_call call = {x, w->data, bias_ptr, y, n, cb->stream};
+    if ((st = mm_plan_get(cb->mm, &key, bias_ptr, &call, &p)))
         return kiln_err_wrap(st, "cuda matmul");
 
     if (p->epilogue && bias_ptr)
