@@ -1199,17 +1199,19 @@ static kiln_status gen_embed_limits(const kiln_model *m, const gen_embed_opts *o
     return KILN_OK;
 }
 
-/* Run docs[0..nd) as one batch and collect it; when it runs out of memory,
- * as two halves (at most `retries` more times down this branch).  Nothing
- * may be pending. */
 static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
                                  int32_t nd, gen_embed_bufs *w, int64_t hidden, int retries,
-                                 gen_embed_stats *stats, float *out)
+                                 gen_embed_stats *stats, float *out);
+
+/* docs[0..nd) ran out of memory (st, its message set): run them as two
+ * halves (gen_embed_run, `retries` - 1 more times down each branch), or
+ * give st back when no retry is left or one document is.  Nothing may be
+ * pending. */
+static kiln_status gen_embed_halves(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
+                                    int32_t nd, gen_embed_bufs *w, int64_t hidden, int retries,
+                                    gen_embed_stats *stats, float *out, kiln_status st)
 {
-    kiln_status st = gen_embed_launch(m, ids, docs, nd, w, 0);
-    if (st == KILN_OK)
-        return gen_embed_collect(m, w, 0, hidden, stats, out);
-    if (st != KILN_ERR_OOM || retries == 0 || nd < 2)
+    if (retries == 0 || nd < 2)
         return st;
     kiln_log(KILN_LOG_WARN, "embed: a batch of %d documents ran out of memory (%s); running "
              "it as two halves", nd, kiln_last_error());
@@ -1219,6 +1221,20 @@ static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_d
     if ((st = gen_embed_run(m, ids, docs, half, w, hidden, retries - 1, stats, out)))
         return st;
     return gen_embed_run(m, ids, docs + half, nd - half, w, hidden, retries - 1, stats, out);
+}
+
+/* Run docs[0..nd) as one batch and collect it; when it runs out of memory,
+ * as two halves (gen_embed_halves).  Nothing may be pending. */
+static kiln_status gen_embed_run(kiln_model *m, const kiln_ids *ids, const gen_doc *docs,
+                                 int32_t nd, gen_embed_bufs *w, int64_t hidden, int retries,
+                                 gen_embed_stats *stats, float *out)
+{
+    kiln_status st = gen_embed_launch(m, ids, docs, nd, w, 0);
+    if (st == KILN_OK)
+        return gen_embed_collect(m, w, 0, hidden, stats, out);
+    if (st != KILN_ERR_OOM)
+        return st;
+    return gen_embed_halves(m, ids, docs, nd, w, hidden, retries, stats, out, st);
 }
 
 static void gen_embed_bufs_free(gen_embed_bufs *w)
@@ -1262,8 +1278,8 @@ static kiln_status gen_embed_docs(kiln_model *m, const kiln_ids *ids, gen_doc *d
 
     /* Two batches in flight: batch k + 1 is queued before batch k's vectors
      * are waited for and scattered, so the device never waits for the host
-     * between batches.  A batch that runs out of memory is run again alone,
-     * in halves (gen_embed_run), once the one before is collected. */
+     * between batches.  A batch that runs out of memory is run again as two
+     * halves (gen_embed_halves), alone, once the one before is collected. */
     qsort(docs, (size_t)n, sizeof *docs, gen_doc_cmp);
     for (int32_t i = 0; i < n && !st;) {
         int32_t j = i, rows = 0;
@@ -1271,10 +1287,14 @@ static kiln_status gen_embed_docs(kiln_model *m, const kiln_ids *ids, gen_doc *d
             rows += docs[j++].len;
         st = gen_embed_launch(m, ids, docs + i, j - i, w, slot);
         if (st == KILN_ERR_OOM) {
+            /* keep the message of the failure across the collect */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", kiln_last_error());
             if ((st = gen_embed_collect(m, w, slot ^ 1, c->hidden_size, stats, out)))
                 break;
-            st = gen_embed_run(m, ids, docs + i, j - i, w, c->hidden_size, GEN_EMBED_OOM_RETRIES,
-                               stats, out);
+            st = kiln_err_set(KILN_ERR_OOM, "%s", msg);
+            st = gen_embed_halves(m, ids, docs + i, j - i, w, c->hidden_size,
+                                  GEN_EMBED_OOM_RETRIES, stats, out, st);
         } else if (st == KILN_OK) {
             st = gen_embed_collect(m, w, slot ^ 1, c->hidden_size, stats, out);
             slot ^= 1;
