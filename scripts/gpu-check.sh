@@ -23,6 +23,12 @@
 #                     without their transformers peer (short calls)
 #   KILN_GPU_NCU      1 times one decode step's kernels with Nsight Compute
 #                     (logs/ncu-*-step.txt)
+#   KILN_GPU_SMI      0 skips sampling the GPU's clocks and power (nvidia-smi
+#                     every 200 ms into logs/smi.csv; each benchmark's row
+#                     gets the median SM clock, power and throttle reasons
+#                     of its run, peer included: scripts/smi-window.py)
+#   KILN_COMMIT       the commit the records name; a copy of the tree whose
+#                     .git is older than its files (a GPU host) must be told
 #   KILN_GPU_NCU_RUNS names of benchmarks below whose whole run Nsight
 #                     Compute times kernel by kernel, summed by kernel name
 #                     (logs/ncu-run-NAME.txt; prefill and embed-model runs
@@ -153,6 +159,14 @@ if grep -qw attention <<<"$lab"; then
     fi
 fi
 
+# ---- clocks and power while the benchmarks run ---------------------------------
+smi_pid=
+if [ "${KILN_GPU_SMI:-1}" != 0 ] && command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_throttle_reasons.active \
+        --format=csv,noheader -lms 200 >"$OUT/logs/smi.csv" 2>/dev/null &
+    smi_pid=$!
+fi
+
 # ---- benchmarks ------------------------------------------------------------
 # name | kiln bench arguments (dummy weights: no model files on the GPU host)
 #      [| VAR=VALUE ... set for that run alone]
@@ -200,6 +214,8 @@ for b in "${BENCHES[@]}"; do
         line=$(grep -E '^(decode|prefill|embed) ' "$OUT/logs/bench-$name.log" | head -1 |
                awk '{printf "kiln %s peer %s ratio %s; %s of ceiling %s %s", $4, $5, $6, $8, $7, $9}')
         row "bench $name" "ok" "$line ($(( $(date +%s) - t0 )) s)"
+        [ -n "$smi_pid" ] && row "  clock $name" "" "$(python3 scripts/smi-window.py \
+            "$OUT/logs/smi.csv" "$t0" "$(date +%s)" 2>&1)"
     else
         row "bench $name" "FAIL" "see logs/bench-$name.log"
         status=1
@@ -208,6 +224,8 @@ for b in "${BENCHES[@]}"; do
     tar -czf "$OUT/results.tgz" -C "$res" . 2>/dev/null
     printf '%s\n' "${rows[@]}" >"$OUT/summary.txt"
 done
+
+[ -n "$smi_pid" ] && kill "$smi_pid" 2>/dev/null
 
 # ---- one decode step's kernels, timed by Nsight Compute --------------------------
 # KILN_GPU_NCU=1: the 8B-shape batch-1 decode (eager, so every kernel is
