@@ -1233,8 +1233,10 @@ static __global__ void pool_kernel(const T *x,               /* (n_tokens, d) */
         /* 2. the groups' partials of column i meet in row 0 (one thread a column) */
         for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
             float acc = pool_s[i];
-            for (int k = 1; k < rg; k++)
-                acc = mx ? fmaxf(acc, pool_s[(int64_t)k * d + i]) : acc + pool_s[(int64_t)k * d + i];
+            for (int k = 1; k < rg; k++) {
+                const float v = pool_s[(int64_t)k * d + i];
+                acc = mx ? fmaxf(acc, v) : acc + v;
+            }
             pool_s[i] = mx ? acc : acc / (float)(r1 - r0);
         }
     }
