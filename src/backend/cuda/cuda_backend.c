@@ -159,6 +159,23 @@ err:
     return st;
 }
 
+/* Queue n (> 0) elements of activation memory x, widened to f32 in the
+ * device staging buffer, then copied into host memory dst on the stream. */
+static kiln_status cuda_f32_copy_out(cuda_backend *cb, const void *x, int64_t n, float *dst)
+{
+    kiln_status st = KILN_OK;
+    const size_t bytes = (size_t)n * sizeof(float);
+
+    if ((st = cuda_scratch(cb, (void **)&cb->f32_dev, &cb->f32_cap, bytes,
+                           "to_host_f32 staging")) ||
+        (st = cuops_to_f32(cb->act, x, n, cb->f32_dev, cb->stream)))
+        goto err;
+    KILN_CUDA_CHECK(
+        cudaMemcpyAsync(dst, cb->f32_dev, bytes, cudaMemcpyDeviceToHost, cb->stream));
+err:
+    return st;
+}
+
 static kiln_status cuda_to_host_f32(backend *be, const void *x, int64_t n, float *dst)
 {
     cuda_backend *cb = cuda_of(be);
@@ -168,13 +185,8 @@ static kiln_status cuda_to_host_f32(backend *be, const void *x, int64_t n, float
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda to_host_f32: bad arguments");
     if (n == 0)
         return KILN_OK;
-    if ((st = cuda_scratch(cb, (void **)&cb->f32_dev, &cb->f32_cap, (size_t)n * sizeof(float),
-                           "to_host_f32 staging")))
+    if ((st = cuda_f32_copy_out(cb, x, n, dst)))
         goto err;
-    if ((st = cuops_to_f32(cb->act, x, n, cb->f32_dev, cb->stream)))
-        goto err;
-    KILN_CUDA_CHECK(cudaMemcpyAsync(dst, cb->f32_dev, (size_t)n * sizeof(float),
-                                    cudaMemcpyDeviceToHost, cb->stream));
     KILN_CUDA_CHECK(cudaStreamSynchronize(cb->stream));
 err:
     return st;
@@ -215,13 +227,8 @@ static kiln_status cuda_to_host_f32_start(backend *be, const void *x, int64_t n,
     if (n < 0 || (n && !x) || !out || slot < 0 || slot > 1)
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda to_host_f32_start: bad arguments");
     if ((st = cuda_host_slot(cb, slot, bytes)) ||
-        (st = cuda_scratch(cb, (void **)&cb->f32_dev, &cb->f32_cap, bytes,
-                           "to_host_f32 staging")) ||
-        (n && (st = cuops_to_f32(cb->act, x, n, cb->f32_dev, cb->stream))))
+        (n && (st = cuda_f32_copy_out(cb, x, n, cb->host_slot[slot]))))
         goto err;
-    if (n)
-        KILN_CUDA_CHECK(cudaMemcpyAsync(cb->host_slot[slot], cb->f32_dev, (size_t)n * sizeof(float),
-                                        cudaMemcpyDeviceToHost, cb->stream));
     KILN_CUDA_CHECK(cudaEventRecord(cb->host_done[slot], cb->stream));
     *out = cb->host_slot[slot];
 err:
