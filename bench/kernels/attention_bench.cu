@@ -10,9 +10,10 @@
  *            swept (bench_decode_min_keys);
  *   prefill  1 x 2048 and 8 x 512 causal from an empty cache: TFLOP/s of
  *            4 * head_dim * n_heads * sum over queries of visible keys;
- *   encoder  bge-base's heads (12 x 64), bidirectional over 120 documents
- *            of 16..256 tokens without a cache, q, k, v packed and inside
- *            one fused projection output (bench_encoder).
+ *   encoder  bge-base's heads (12 x 64) and all-MiniLM-L6-v2's (12 x 32),
+ *            bidirectional over 120 documents of 16..256 tokens without a
+ *            cache, q, k, v packed and inside one fused projection output,
+ *            the kernel's encoder form and its general one (bench_encoder).
  *
  * Each figure is the mean over a CUDA graph of ITERS back-to-back calls (so
  * host-side checks and launch gaps are not counted), after a warm-up call.
@@ -31,6 +32,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,21 +388,22 @@ static void bench_prefill(void)
     }
 }
 
-/* The bge-base encoder's attention: 12 heads of 64 (no GQA), bidirectional
- * within each of E_SEQS documents of E_MIN..E_MAX tokens (uniform, a fixed
- * seed), no cache; q, k, v packed, and inside one fused q/k/v projection
- * output (bk_attn.qkv_stride), as the engine's BERT runs them.  TFLOP/s of
- * 4 * head_dim * n_heads * sum of len^2. */
+/* An encoder's attention: 12 heads of E_DIM (64: bge-base, 32:
+ * all-MiniLM-L6-v2; no GQA), bidirectional within each of E_SEQS documents
+ * of E_MIN..E_MAX tokens (uniform, a fixed seed), no cache; q, k, v packed,
+ * and inside one fused q/k/v projection output (bk_attn.qkv_stride), as the
+ * engine's BERT runs them; the kernel's encoder form and the general one
+ * (attn_prefill_set_encoder_form).  Every variant at head_dim 64 (16 and 32
+ * have one kernel).  TFLOP/s of 4 * head_dim * n_heads * sum of len^2. */
 #define E_HEADS 12
-#define E_DIM 64
 #define E_SEQS 120
 #define E_MIN 16
 #define E_MAX 256
 
-static void bench_encoder(void)
+static void bench_encoder(int E_DIM)
 {
     const char *variants[16] = {"default"};
-    const int n_variants = bench_variants(variants, 16);
+    const int n_variants = E_DIM == 64 ? bench_variants(variants, 16) : 1;
     const char *commit = getenv("KILN_COMMIT");
     const int64_t width = (int64_t)E_HEADS * E_DIM;
     int32_t start[E_SEQS + 1], lens[E_SEQS];
@@ -447,11 +450,14 @@ static void bench_encoder(void)
     memset(&a, 0, sizeof a);
     a.n_heads = a.n_kv_heads = E_HEADS;
     a.head_dim = E_DIM;
-    a.scale = 0.125f;
-    printf("\nencoder (bge-base heads: %d x %d, bidirectional, %d documents of %d..%d, "
-           "%d tokens)\n", E_HEADS, E_DIM, E_SEQS, E_MIN, E_MAX, n);
-    printf("%8s %7s %10s %9s\n", "variant", "layout", "us", "TFLOP/s");
-    for (int fused = 0; fused < 2; fused++) {
+    a.scale = 1.0f / sqrtf((float)E_DIM);
+    printf("\nencoder (%s heads: %d x %d, bidirectional, %d documents of %d..%d, "
+           "%d tokens)\n", E_DIM == 64 ? "bge-base" : "all-MiniLM-L6-v2", E_HEADS, E_DIM,
+           E_SEQS, E_MIN, E_MAX, n);
+    printf("%8s %7s %8s %10s %9s\n", "variant", "layout", "form", "us", "TFLOP/s");
+    for (int lf = 0; lf < 4; lf++) {
+        const int fused = lf >> 1, general = lf & 1;
+        attn_prefill_set_encoder_form(!general);
         bb.q = fused ? qkv : q;
         bb.k = fused ? (char *)qkv + width * 2 : k;
         bb.v = fused ? (char *)qkv + 2 * width * 2 : v;
@@ -464,19 +470,21 @@ static void bench_encoder(void)
             }
             const double sec = bench_time(&bb, &a);
             const double tflops = 4.0 * E_DIM * E_HEADS * sq / sec / 1e12;
-            printf("%8s %7s %10.1f %9.1f\n", variants[vi], fused ? "fused" : "packed",
-                   sec * 1e6, tflops);
+            const char *form = general ? "general" : "encoder";
+            printf("%8s %7s %8s %10.1f %9.1f\n", variants[vi], fused ? "fused" : "packed",
+                   form, sec * 1e6, tflops);
             fprintf(json, "{\"bench\":\"attention\",\"op\":\"encoder\",\"device\":\"%s\","
-                    "\"commit\":\"%s\",\"variant\":\"%s\",\"dtype\":\"bf16\","
-                    "\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":%d,\"causal\":false,"
-                    "\"seqs\":%d,\"len\":\"%d..%d\",\"tokens\":%d,\"layout\":\"%s\","
-                    "\"us\":%.2f,\"tflops\":%.2f}\n",
-                    dev.name, commit ? commit : "unknown", variants[vi], E_HEADS, E_HEADS,
-                    E_DIM, E_SEQS, E_MIN, E_MAX, n, fused ? "fused" : "packed", sec * 1e6,
-                    tflops);
+                    "\"commit\":\"%s\",\"variant\":\"%s\",\"form\":\"%s\","
+                    "\"dtype\":\"bf16\",\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":%d,"
+                    "\"causal\":false,\"seqs\":%d,\"len\":\"%d..%d\",\"tokens\":%d,"
+                    "\"layout\":\"%s\",\"us\":%.2f,\"tflops\":%.2f}\n",
+                    dev.name, commit ? commit : "unknown", variants[vi], form, E_HEADS,
+                    E_HEADS, E_DIM, E_SEQS, E_MIN, E_MAX, n, fused ? "fused" : "packed",
+                    sec * 1e6, tflops);
         }
         attn_prefill_set_variant(NULL);
     }
+    attn_prefill_set_encoder_form(true);
     cudaFree(g_start);
     cudaFree(g_len);
     cudaFree(g_pos);
@@ -528,7 +536,8 @@ int main(int argc, char **argv)
         bench_decode_min_keys(copy_bw);
     }
     bench_prefill();
-    bench_encoder();
+    bench_encoder(64);
+    bench_encoder(32);
 
     attn_workspace_release();
     cudaStreamDestroy(stream);

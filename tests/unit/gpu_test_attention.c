@@ -477,12 +477,41 @@ static void test_random_f16(void **state)
     random_cases(KILN_DT_F16, true, 25);
 }
 
+/* An encoder-shaped call (no cache, no causal mask, window or softcap: the
+ * kernel's encoder form at head_dims 16, 32, 64), sequence lengths drawn
+ * around the tile edges (1, 31..33, 63..65, 127..129) and at random. */
+static void encoder_case(attn_case *c, kiln_dtype dt, int head_dim)
+{
+    static const int edges[] = {1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129};
+    random_case(c, dt, false);
+    c->head_dim = head_dim;
+    c->scale = 1.0f / sqrtf((float)head_dim);
+    c->causal = false;
+    c->window = 0;
+    c->softcap = 0.0f;
+    for (int s = 0; s < c->n_seqs; s++) {
+        c->ctx[s] = rnd_int(0, 1) ? edges[rnd_int(0, (int)KILN_ARRAY_LEN(edges) - 1)]
+                                  : rnd_int(1, 300);
+        c->n_new[s] = c->ctx[s];
+    }
+}
+
 static void test_encoder(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
     random_cases(KILN_DT_BF16, false, 12);
     random_cases(KILN_DT_F16, false, 8);
+    /* encoder-shaped calls in the encoder form and in the general one */
+    for (int form = 0; form < 2; form++) {
+        attn_prefill_set_encoder_form(form == 0);
+        for (int i = 0; i < 12; i++) {
+            attn_case c;
+            encoder_case(&c, i % 2 ? KILN_DT_F16 : KILN_DT_BF16, 16 << (i % 3));
+            run_case(&c);
+        }
+    }
+    attn_prefill_set_encoder_form(true);
 }
 
 /* Every prefill kernel variant (attn_prefill_set_variant) at the head dims that
@@ -507,6 +536,15 @@ static void test_prefill_variants(void **state)
             c.scale = 1.0f / sqrtf((float)c.head_dim);
             run_case(&c);
         }
+        /* head_dim 64 encoder-shaped: the variant's encoder form, then its
+         * general form */
+        for (int i = 0; i < 3; i++) {
+            attn_case c;
+            attn_prefill_set_encoder_form(i < 2);
+            encoder_case(&c, i % 2 ? KILN_DT_F16 : KILN_DT_BF16, 64);
+            run_case(&c);
+        }
+        attn_prefill_set_encoder_form(true);
     }
     assert_int_equal(attn_prefill_set_variant(NULL), KILN_OK);
 }

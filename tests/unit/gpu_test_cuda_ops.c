@@ -714,6 +714,30 @@ static backend *gemv_backend(kiln_dtype dt, const char *split, bool pdl)
     return st == KILN_OK ? be : NULL;
 }
 
+/* KILN_CUDA_PREFILL_ENCODER takes 0 or 1 and nothing else: another value
+ * stops the backend with a message naming it. */
+static void test_prefill_encoder_knob(void **state)
+{
+    static const char *const bad[] = {"2", "yes", "01"};
+    static const char *const good[] = {"0", "1", ""};
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        backend *be = NULL;
+        setenv("KILN_CUDA_PREFILL_ENCODER", bad[i], 1);
+        assert_int_equal(bk_cuda_create(0, KILN_DT_BF16, &be), KILN_ERR_INVALID_ARG);
+        assert_null(be);
+        assert_non_null(strstr(kiln_last_error(), "KILN_CUDA_PREFILL_ENCODER"));
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        backend *be = NULL;
+        setenv("KILN_CUDA_PREFILL_ENCODER", good[i], 1);
+        assert_int_equal(bk_cuda_create(0, KILN_DT_BF16, &be), KILN_OK);
+        be->ops->destroy(be);
+    }
+    unsetenv("KILN_CUDA_PREFILL_ENCODER");
+}
+
 /* Every split gemv.cu is built for, every row count it takes, against the
  * CPU: k from one 16-byte piece to several per thread and not a multiple
  * of the block's pieces, m not a multiple of the split's rows, f16 too. */
@@ -1676,6 +1700,7 @@ int main(void)
         cmocka_unit_test(test_split3),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_gather_pool),
+        cmocka_unit_test(test_prefill_encoder_knob),
         cmocka_unit_test(test_rope),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -62,6 +62,14 @@ kiln_status attn_prefill_set_variant(const char *name);
  * NULL past the last; borrowed, static. */
 const char *attn_prefill_variant_name(int i);
 
+/* Whether prefill calls of encoder shape (no cache, no causal mask, window
+ * or softcap) at head_dims 16, 32 and 64 take the encoder form of the
+ * variant's kernel, which reads no positions and masks only the keys past
+ * a sequence's end (default on).  Same results either way; the CUDA
+ * backend passes KILN_CUDA_PREFILL_ENCODER (0 turns it off) when it is
+ * created, the kernel lab and the tests compare the two. */
+void attn_prefill_set_encoder_form(bool on);
+
 /* The fewest keys a split of the decode kernel gets, for the process:
  * `keys` in 1..65536, or the default (ATTN_DECODE_MIN_KEYS, 128) for 0.
  * Fewer splits of a short context mean fewer, longer CTAs and no combine

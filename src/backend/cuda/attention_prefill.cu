@@ -115,7 +115,7 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
  * independent and all in flight together), then the copies are queued -
  * each copy is an asm statement that orders memory, so a table load placed
  * between two copies would wait for the first. */
-template <typename T, typename cfg>
+template <typename T, typename cfg, bool ENC>
 static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
                                                        int32_t *kpos_s, int st, int32_t j0,
                                                        int32_t j_end, int32_t s, int32_t row0,
@@ -125,8 +125,8 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
     constexpr int RPI = PF_THREADS / VPR;         /* rows per pass of the block        */
     constexpr int NPASS = BN * VPR / PF_THREADS;  /* passes: rows a thread copies      */
     static_assert(BN * VPR % PF_THREADS == 0, "whole passes");
-    const T *kc = (const T *)(a.use_cache ? a.k_cache : a.k);
-    const T *vc = (const T *)(a.use_cache ? a.v_cache : a.v);
+    const T *kc = (const T *)(!ENC && a.use_cache ? a.k_cache : a.k);
+    const T *vc = (const T *)(!ENC && a.use_cache ? a.v_cache : a.v);
     const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
     const int r0 = threadIdx.x / VPR, c = threadIdx.x % VPR;
 
@@ -136,8 +136,8 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
         const int32_t j = j0 + r0 + i * RPI;
         off[i] = -1;
         if (j < j_end)
-            off[i] = a.use_cache ? attn_key_offset(a, table, j, kvh)
-                                 : (int64_t)(row0 + j) * a.kv_stride + kvh * D;
+            off[i] = !ENC && a.use_cache ? attn_key_offset(a, table, j, kvh)
+                                         : (int64_t)(row0 + j) * a.kv_stride + kvh * D;
     }
 #pragma unroll
     for (int i = 0; i < NPASS; i++) {
@@ -148,7 +148,7 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
         attn_cp16(kd, ok ? kc + off[i] + c * 8 : kc, ok);
         attn_cp16(vd, ok ? vc + off[i] + c * 8 : vc, ok);
     }
-    if (!a.use_cache)
+    if (!ENC && !a.use_cache) /* the encoder path reads no key position */
         for (int i = threadIdx.x; i < BN; i += PF_THREADS)
             kpos_s[st * BN + i] = j0 + i < j_end ? a.positions[row0 + j0 + i] : 0;
 }
@@ -172,8 +172,16 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
  *          mask and no -inf test (the running max is finite from here on);
  *   masked the visibility rule per (row, key), scores shaped by attn_score.
  * Only tiles on a causal diagonal, at a window's edge or at the end of the
- * keys take the masked path. */
-template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS>
+ * keys take the masked path.
+ *
+ * ENC: the encoder form, for calls without a cache, causal mask, window or
+ * softcap and with a positive scale (prefill_is_encoder): every key of the
+ * sequence is visible to every row, so no position is read and every tile
+ * takes the full path; the last tile's keys past the sequence's end get a
+ * score of -inf first.  The running max is finite from the first tile on
+ * (key 0 is visible to every row), so p = 2^(S sl2 - m) needs no -inf test:
+ * a masked key's weight is 2^-inf = 0. */
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS, bool ENC>
 static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(const attn_args a)
 {
     using cfg = pf_cfg<D, BN, QREG, MINB, MT, NS>;
@@ -200,9 +208,12 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     const int32_t *pos = a.positions + row0;
 
     /* Key range of the whole tile; each row masks its own part of it. */
-    const int32_t qpos_lo = pos[q0], qpos_hi = pos[q0 + nq - 1];
+    const int32_t qpos_lo = ENC ? 0 : pos[q0], qpos_hi = ENC ? 0 : pos[q0 + nq - 1];
     int32_t j_begin, j_end;
-    if (a.use_cache) {
+    if (ENC) {
+        j_begin = 0;
+        j_end = n_rows;
+    } else if (a.use_cache) {
         int32_t kv_len = a.seq_len[s];
         j_end = a.causal ? min(kv_len, qpos_hi + 1) : kv_len;
         j_begin = a.window > 0 ? max(0, qpos_lo - a.window + 1) : 0;
@@ -219,7 +230,7 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             int row = warp * WR + mt * 16 + g + 8 * r;
-            qp[mt][r] = row < nq ? pos[q0 + row] : qpos_hi;
+            qp[mt][r] = !ENC && row < nq ? pos[q0 + row] : qpos_hi;
             wq_lo = min(wq_lo, qp[mt][r]);
             wq_hi = max(wq_hi, qp[mt][r]);
         }
@@ -255,8 +266,8 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 #pragma unroll
     for (int p = 0; p < NS - 1; p++) {
         if (j_begin + p * BN < j_end)
-            prefill_load_kv<T, cfg>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s, row0,
-                                      kvh);
+            prefill_load_kv<T, cfg, ENC>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s,
+                                           row0, kvh);
         attn_cp_commit();
     }
 
@@ -280,8 +291,8 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
          * groups waits for it */
         const int32_t jn = j0 + (NS - 1) * BN;
         if (jn < j_end)
-            prefill_load_kv<T, cfg>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn, j_end,
-                                      s, row0, kvh);
+            prefill_load_kv<T, cfg, ENC>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn,
+                                           j_end, s, row0, kvh);
         attn_cp_commit();
         attn_cp_wait<NS - 1>();
         __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
@@ -298,7 +309,9 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         /* the warp's path for this tile (see above) */
         const int32_t j_last = min(j0 + BN, j_end) - 1;
         bool skip = !warp_live, full = false;
-        if (a.use_cache) {
+        if (ENC) {
+            full = true;
+        } else if (a.use_cache) {
             skip = skip || (a.causal && j0 > wq_hi) ||
                    (a.window > 0 && j_last <= wq_lo - a.window);
             full = j0 + BN <= j_end && a.softcap <= 0.0f && (!a.causal || j_last <= wq_lo) &&
@@ -339,6 +352,18 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
                         attn_mma<T>(S[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
                     }
                 }
+            }
+
+            /* ENC: keys past the sequence's end (the last tile only) score -inf */
+            if (ENC && j0 + BN > j_end) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++)
+                            if (j0 + nt * 8 + 2 * t + (e & 1) >= j_end)
+                                S[mt][nt][e] = -INFINITY;
             }
 
             /* row maxima over the 4 lanes of a row, in base-2 score units */
@@ -468,16 +493,18 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         }
 }
 
-template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS = 2>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS, bool ENC>
 static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t stream)
 {
     kiln_status st = KILN_OK;
     const size_t smem = pf_cfg<D, BN, QREG, MINB, MT, NS>::template smem_bytes<T>();
     dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
 
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS><<<grid, PF_THREADS, smem, stream>>>(*a);
+    KILN_CUDA_CHECK(
+        cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS, ENC>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS, ENC>
+        <<<grid, PF_THREADS, smem, stream>>>(*a);
     KILN_CUDA_LAUNCH_CHECK("attention_prefill", stream);
 err:
     return st;
@@ -493,18 +520,30 @@ err:
  *   m2k64  32 rows a warp, 64 keys
  *   k32q3  as k32q with three stages: two tiles in flight while one computes
  *   k32s4  as k32s bounded to 128 registers: 4 CTAs an SM
- *   k32q4  as k32q with four stages: three tiles in flight (a short
- *          bidirectional sequence's keys nearly all at once)
- *   k64q3  as k64q with three stages
+ *   k32s5  as k32s bounded to 5 CTAs an SM at D 64 (96 registers), k32s at
+ *          D 128 (a fourth CTA already spills there)
+ *   k32s6  as k32s bounded to 6 CTAs an SM at D 64 (80 registers; the
+ *          encoder form fits, the general one spills), k32s at D 128
  * Default PF_DEFAULT, k32q: the fastest of them in the lab at 1 x 2048 and
- * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*). */
+ * 8 x 512 (bench/results/attention-kernels-2026-12-02T07-3*).  k32q4 (four
+ * stages) and k64q3 were slower than k32q at every shape of the lab
+ * (attention-kernels-2026-12-07T17-42-44Z.jsonl) and are gone.
+ *
+ * ptxas (CUDA 13, sm_90, bf16) at D 64 without the encoder form: k32q 125
+ * registers (4 CTAs an SM), k32s and k32s4 112 (4), k64q 162 (3), m2k32
+ * 201 (2), m2k64 255 (1).  In the lab's encoder shape the 32-key variants
+ * at 4 CTAs an SM all ran at ~86 TFLOP/s, those at 2-3 at 46-67: short
+ * sequences leave little work a CTA to hide its latencies behind, so CTAs
+ * an SM are what k32s5 and k32s6 try. */
 #define PF_DEFAULT 2
 #define PF_N_VARIANTS 10
 static const char *const pf_variant_names[PF_N_VARIANTS] = {
-    "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4", "k32q4", "k64q3"};
+    "k64q", "k64s", "k32q", "k32s", "m2k32", "m2k64", "k32q3", "k32s4", "k32s5", "k32s6"};
 
-/* The variant in force for the process (an index of pf_variant_names). */
+/* The variant in force for the process (an index of pf_variant_names), and
+ * whether encoder-shaped calls take the encoder form of its kernel. */
 static int pf_variant = PF_DEFAULT;
+static bool pf_encoder = true;
 
 extern "C" kiln_status attn_prefill_set_variant(const char *name)
 {
@@ -515,8 +554,8 @@ extern "C" kiln_status attn_prefill_set_variant(const char *name)
         if (v == PF_N_VARIANTS)
             return kiln_err_set(KILN_ERR_INVALID_ARG,
                                 "cuda backend: KILN_CUDA_PREFILL=%s is not a prefill attention "
-                                "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4 k32q4 "
-                                "k64q3)", name);
+                                "variant (k64q k64s k32q k32s m2k32 m2k64 k32q3 k32s4 k32s5 "
+                                "k32s6)", name);
     }
     __atomic_store_n(&pf_variant, v, __ATOMIC_RELAXED);
     return KILN_OK;
@@ -527,6 +566,11 @@ extern "C" const char *attn_prefill_variant_name(int i)
     return i >= 0 && i < PF_N_VARIANTS ? pf_variant_names[i] : NULL;
 }
 
+extern "C" void attn_prefill_set_encoder_form(bool on)
+{
+    __atomic_store_n(&pf_encoder, on, __ATOMIC_RELAXED);
+}
+
 /* A kernel instantiation and the query rows its CTAs take, so the tile
  * count (attn_prefill_bm) and the launch can never disagree. */
 typedef kiln_status (*pf_run_fn)(const attn_args *, int32_t, cudaStream_t);
@@ -535,46 +579,57 @@ typedef struct pf_pick {
     int32_t bm;
 } pf_pick;
 
-template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS = 2>
+template <typename T, int D, int BN, bool QREG, int MINB, int MT, int NS, bool ENC>
 static pf_pick pf_kernel(void)
 {
-    return pf_pick{prefill_run<T, D, BN, QREG, MINB, MT, NS>,
+    return pf_pick{prefill_run<T, D, BN, QREG, MINB, MT, NS, ENC>,
                    pf_cfg<D, BN, QREG, MINB, MT, NS>::BM};
 }
 
-template <typename T, int D> static pf_pick prefill_pick_variant(int v)
+template <typename T, int D, bool ENC> static pf_pick prefill_pick_variant(int v)
 {
+    constexpr int M5 = D <= 64 ? 5 : 3, M6 = D <= 64 ? 6 : 3;
     switch (v) {
-    case 1: return pf_kernel<T, D, 64, false, 2, 1>();
-    case 2: return pf_kernel<T, D, 32, true, 3, 1>();
-    case 3: return pf_kernel<T, D, 32, false, 3, 1>();
-    case 4: return pf_kernel<T, D, 32, D <= 64, 2, 2>();
-    case 5: return pf_kernel<T, D, 64, D <= 64, 1, 2>();
-    case 6: return pf_kernel<T, D, 32, true, 3, 1, 3>();
-    case 7: return pf_kernel<T, D, 32, false, 4, 1>();
-    case 8: return pf_kernel<T, D, 32, true, 3, 1, 4>();
-    case 9: return pf_kernel<T, D, 64, true, 2, 1, 3>();
-    default: return pf_kernel<T, D, 64, true, 2, 1>();
+    case 1: return pf_kernel<T, D, 64, false, 2, 1, 2, ENC>();
+    case 2: return pf_kernel<T, D, 32, true, 3, 1, 2, ENC>();
+    case 3: return pf_kernel<T, D, 32, false, 3, 1, 2, ENC>();
+    case 4: return pf_kernel<T, D, 32, D <= 64, 2, 2, 2, ENC>();
+    case 5: return pf_kernel<T, D, 64, D <= 64, 1, 2, 2, ENC>();
+    case 6: return pf_kernel<T, D, 32, true, 3, 1, 3, ENC>();
+    case 7: return pf_kernel<T, D, 32, false, 4, 1, 2, ENC>();
+    case 8: return pf_kernel<T, D, 32, false, M5, 1, 2, ENC>();
+    case 9: return pf_kernel<T, D, 32, false, M6, 1, 2, ENC>();
+    default: return pf_kernel<T, D, 64, true, 2, 1, 2, ENC>();
     }
 }
 
-template <typename T> static pf_pick prefill_pick(int32_t head_dim)
+/* The encoder form exists for the head_dims of BERT-family models (16, 32,
+ * 64); ENC is ignored above them. */
+template <typename T, bool ENC> static pf_pick prefill_pick(int32_t head_dim)
 {
     const int v = __atomic_load_n(&pf_variant, __ATOMIC_RELAXED);
     switch (head_dim) {
-    case 16: return pf_kernel<T, 16, 64, true, 2, 1>();
-    case 32: return pf_kernel<T, 32, 64, true, 2, 1>();
-    case 64: return prefill_pick_variant<T, 64>(v);
-    case 128: return prefill_pick_variant<T, 128>(v);
+    case 16: return pf_kernel<T, 16, 64, true, 2, 1, 2, ENC>();
+    case 32: return pf_kernel<T, 32, 64, true, 2, 1, 2, ENC>();
+    case 64: return prefill_pick_variant<T, 64, ENC>(v);
+    case 128: return prefill_pick_variant<T, 128, false>(v);
     /* 32 keys and Q from shared memory: O alone is 128 registers a thread */
-    case 256: return pf_kernel<T, 256, 32, false, 1, 1>();
+    case 256: return pf_kernel<T, 256, 32, false, 1, 1, 2, false>();
     default: return pf_pick{NULL, 0};
     }
 }
 
+/* Whether a call may take the encoder form (see attn_prefill_kernel). */
+static bool prefill_is_encoder(const attn_args *a)
+{
+    return __atomic_load_n(&pf_encoder, __ATOMIC_RELAXED) && !a->use_cache && !a->causal &&
+           a->window <= 0 && !(a->softcap > 0.0f) && a->scale > 0.0f;
+}
+
 extern "C" int32_t attn_prefill_bm(int32_t head_dim)
 {
-    const pf_pick p = prefill_pick<__nv_bfloat16>(head_dim); /* BM does not depend on T */
+    /* BM depends on neither T nor the encoder form */
+    const pf_pick p = prefill_pick<__nv_bfloat16, false>(head_dim);
     return p.run ? p.bm : 64;
 }
 
@@ -589,8 +644,12 @@ extern "C" kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype,
     if (dtype != KILN_DT_BF16 && dtype != KILN_DT_F16)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: activation type %s has no kernel "
                             "(bf16, f16)", dtype_name(dtype));
-    const pf_pick p = dtype == KILN_DT_BF16 ? prefill_pick<__nv_bfloat16>(a->head_dim)
-                                            : prefill_pick<__half>(a->head_dim);
+    const bool enc = prefill_is_encoder(a);
+    const pf_pick p = dtype == KILN_DT_BF16
+                          ? (enc ? prefill_pick<__nv_bfloat16, true>(a->head_dim)
+                                 : prefill_pick<__nv_bfloat16, false>(a->head_dim))
+                          : (enc ? prefill_pick<__half, true>(a->head_dim)
+                                 : prefill_pick<__half, false>(a->head_dim));
     if (!p.run)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: head_dim %d has no prefill kernel "
                             "(16, 32, 64, 128, 256)", a->head_dim);

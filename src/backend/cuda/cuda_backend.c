@@ -667,6 +667,13 @@ kiln_status bk_cuda_create_opts(const bk_cuda_opts *o, backend **out)
         cuda_destroy(&cb->base);
         return st;
     }
+    const char *pe = getenv("KILN_CUDA_PREFILL_ENCODER");
+    if (pe && *pe && strcmp(pe, "0") && strcmp(pe, "1")) {
+        cuda_destroy(&cb->base);
+        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda backend: KILN_CUDA_PREFILL_ENCODER=%s is "
+                            "not 0 or 1", pe);
+    }
+    attn_prefill_set_encoder_form(!(pe && !strcmp(pe, "0")));
     const char *mk = getenv("KILN_CUDA_DECODE_MIN_KEYS");
     if (mk && *mk) {
         char *end = NULL;
