@@ -29,6 +29,9 @@
 #                     of its run, peer included: scripts/smi-window.py)
 #   KILN_COMMIT       the commit the records name; a copy of the tree whose
 #                     .git is older than its files (a GPU host) must be told
+#   KILN_GPU_NCU_ATTN 1 profiles the prefill attention kernel (causal 8B
+#                     heads, bge-base's encoder form) with Nsight Compute's
+#                     full set (logs/ncu-attn-*)
 #   KILN_GPU_NCU_RUNS names of benchmarks below whose whole run Nsight
 #                     Compute times kernel by kernel, summed by kernel name
 #                     (logs/ncu-run-NAME.txt; prefill and embed-model runs
@@ -282,6 +285,34 @@ if [ -n "${KILN_GPU_NCU_RUNS:-}" ] && [ -x "$ncu" ]; then
         else
             row "ncu run $name" "FAIL" "see logs/ncu-run-$name.log"
         fi
+    done
+fi
+
+# KILN_GPU_NCU_ATTN=1: Nsight Compute's full set (stall reasons, occupancy,
+# source-level counters) on the prefill attention kernel, the engine's
+# variant: launch 0 of `attention_bench --prefill-only --default-only
+# --iters 1` is the causal 1 x 2048 at the 8B heads, launch 12 the encoder
+# form at bge-base's heads in the fused layout (three launches a shape:
+# warm-up, then a graph of one call run twice).  The details page goes to
+# logs/ncu-attn-*.txt, the per-instruction counters (SASS, CSV) to
+# logs/ncu-attn-*-source.csv.gz.
+if [ "${KILN_GPU_NCU_ATTN:-0}" != 0 ] && [ -x "$ncu" ] &&
+   cmake --build build-gpu --target attention_bench >>"$OUT/build.log" 2>&1; then
+    for pick in 0:causal-1x2048 12:encoder-bge; do
+        skip=${pick%%:*} what=${pick#*:} t0=$(date +%s)
+        rep=$OUT/logs/ncu-attn-$what
+        if timeout 300 "$ncu" --set full --import-source yes --kernel-name regex:attn_prefill_kernel \
+               --launch-skip "$skip" --launch-count 1 -f -o "$rep" \
+               build-gpu/attention_bench --prefill-only --default-only --iters 1 \
+               >"$rep.log" 2>&1 &&
+           "$ncu" --import "$rep.ncu-rep" --page details >"$rep.txt" 2>&1; then
+            "$ncu" --import "$rep.ncu-rep" --page source --csv --print-source sass 2>/dev/null |
+                gzip >"$rep-source.csv.gz"
+            row "ncu attention $what" "ok" "$(grep -m1 -E 'Achieved Occupancy' "$rep.txt" | tr -s ' ') ($(( $(date +%s) - t0 )) s)"
+        else
+            row "ncu attention $what" "FAIL" "see logs/ncu-attn-$what.log"
+        fi
+        rm -f "$rep.ncu-rep"
     done
 fi
 

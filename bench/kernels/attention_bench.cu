@@ -23,7 +23,11 @@
  * Prefill and encoder run every kernel variant (those KILN_CUDA_PREFILL
  * names), the default first.
  *
+ * --default-only times the engine's variant alone (prefill and encoder,
+ * for a profiler: each shape's first launch is its warm-up call).
+ *
  *   make attention_bench && ./attention_bench [--json FILE] [--iters N] [--prefill-only]
+ *       [--default-only]
  */
 #include "backend/cuda/attention.h"
 #include "backend/cuda/attention_impl.h"
@@ -54,7 +58,7 @@
     } while (0)
 
 static int iters = 20;
-static bool prefill_only;
+static bool prefill_only, default_only;
 static FILE *json;
 static cudev_info dev;
 static cudaStream_t stream;
@@ -339,13 +343,13 @@ static void bench_decode_min_keys(double copy_bw)
     }
 }
 
-/* "default" (the engine's), then every variant's name into v[0..cap);
- * the count. */
+/* "default" (the engine's), then every variant's name into v[0..cap)
+ * (none with --default-only); the count. */
 static int bench_variants(const char **v, int cap)
 {
     int n = 1;
     v[0] = "default";
-    while (n < cap && attn_prefill_variant_name(n - 1))
+    while (!default_only && n < cap && attn_prefill_variant_name(n - 1))
         v[n] = attn_prefill_variant_name(n - 1), n++;
     return n;
 }
@@ -509,11 +513,14 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--prefill-only")) {
             prefill_only = true;
+        } else if (!strcmp(argv[i], "--default-only")) {
+            default_only = true;
         } else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
             iters = atoi(argv[++i]);
             iters = iters < 1 ? 1 : iters;
         } else {
-            fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--prefill-only]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--prefill-only] "
+                    "[--default-only]\n", argv[0]);
             return 2;
         }
     }
