@@ -295,7 +295,9 @@ fi
 # form at bge-base's heads in the fused layout (three launches a shape:
 # warm-up, then a graph of one call run twice).  The details page goes to
 # logs/ncu-attn-*.txt, the per-instruction counters (SASS, CSV) to
-# logs/ncu-attn-*-source.csv.gz.
+# logs/ncu-attn-*-source.csv.gz and their summary (stall reasons, opcode
+# mix, the instructions warps wait at most: scripts/ncu-source.py) to
+# logs/ncu-attn-*-source.txt.
 if [ "${KILN_GPU_NCU_ATTN:-0}" != 0 ] && [ -x "$ncu" ] &&
    cmake --build build-gpu --target attention_bench >>"$OUT/build.log" 2>&1; then
     for pick in 0:causal-1x2048 12:encoder-bge; do
@@ -308,6 +310,7 @@ if [ "${KILN_GPU_NCU_ATTN:-0}" != 0 ] && [ -x "$ncu" ] &&
            "$ncu" --import "$rep.ncu-rep" --page details >"$rep.txt" 2>&1; then
             "$ncu" --import "$rep.ncu-rep" --page source --csv --print-source sass 2>/dev/null |
                 gzip >"$rep-source.csv.gz"
+            python3 scripts/ncu-source.py "$rep-source.csv.gz" 30 >"$rep-source.txt" 2>&1
             row "ncu attention $what" "ok" "$(grep -m1 -E 'Achieved Occupancy' "$rep.txt" | tr -s ' ') ($(( $(date +%s) - t0 )) s)"
         else
             row "ncu attention $what" "FAIL" "see logs/ncu-attn-$what.log"

@@ -18,7 +18,8 @@
  * variants), every warp computes for its rows
  *   S = Q_i K_j^T                        (mma.m16n8k16, f32 accumulators)
  *   S = scale, softcap, mask, in base 2
- *   m' = max(m, rowmax S);  P = 2^(S - m');  l = l 2^(m - m') + rowsum P
+ *   m' = max(m, rowmax S) if that passes m by more than PF_SLACK, else m;
+ *   P = 2^(S - m');  l = l 2^(m - m') + rowsum P
  *   O = O 2^(m - m') + P V_j            (P rounded to the input type)
  * and at the end writes O / l (zeros where no key is visible).  Q, K and V
  * fragments come from shared memory through ldmatrix (V transposed; Q read
@@ -41,6 +42,8 @@
  *      max is still -inf rescales by 1 and adds nothing.
  *   3. The new tokens' keys are in the cache before this kernel runs (the
  *      cache write precedes it on the same stream).
+ *   4. Every score of a row is at most its reference max + PF_SLACK, so no
+ *      weight exceeds 2^PF_SLACK.
  */
 #include "backend/cuda/attention.h"
 #include "backend/cuda/attention_dev.cuh"
@@ -51,6 +54,15 @@
 
 #define PF_THREADS 128
 #define PF_FULL 0xffffffffu
+/* Lazy rescaling: a row's reference max m (base 2) moves only when a
+ * tile's scores pass it by more than PF_SLACK, so the weights
+ * p = 2^(s - m) stay at most 2^PF_SLACK = 256 (in range for bf16 and f16
+ * and for the f32 sums, with the same relative precision as p <= 1) and O
+ * and l are rescaled only when m moves: in most tiles after the first a
+ * row's max grows by less than that, and the rescale of O (a multiply an
+ * accumulator) is skipped.  O / l at the end is the same softmax for any
+ * reference. */
+#define PF_SLACK 8.0f
 
 /* A kernel variant: BN keys per tile, Q fragments held in registers or
  * read from shared memory at every tile, at least MINB CTAs an SM (a
@@ -108,8 +120,11 @@ static __device__ bool prefill_find_tile(const attn_args &a, int32_t target, int
     return false;
 }
 
-/* Queue the copies of keys [j0, j0 + BN) of sequence s (batch rows from
- * row0 without a cache) into stage `st`; keys at or past j_end are zeros.
+/* Queue the copies of keys [j0, j0 + BN) of sequence s into stage `st`;
+ * keys at or past j_end are zeros.  Key j is batch row row0 + j without a
+ * cache and, with `own`, in a sequence whose keys are all new (its first
+ * chunk: the cache holds the same rows, written before this kernel); else
+ * it is read from the cache through the block table.
  * A thread copies the same 16-byte column c of rows r0, r0 + RPI, ...: the
  * addresses of all its rows are found first (the block-table loads are
  * independent and all in flight together), then the copies are queued -
@@ -119,14 +134,15 @@ template <typename T, typename cfg, bool ENC>
 static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_s, T *V_s,
                                                        int32_t *kpos_s, int st, int32_t j0,
                                                        int32_t j_end, int32_t s, int32_t row0,
-                                                       int32_t kvh)
+                                                       int32_t kvh, bool own)
 {
     constexpr int D = cfg::HD, BN = cfg::KT, STR = cfg::STR, VPR = cfg::VPR;
     constexpr int RPI = PF_THREADS / VPR;         /* rows per pass of the block        */
     constexpr int NPASS = BN * VPR / PF_THREADS;  /* passes: rows a thread copies      */
     static_assert(BN * VPR % PF_THREADS == 0, "whole passes");
-    const T *kc = (const T *)(!ENC && a.use_cache ? a.k_cache : a.k);
-    const T *vc = (const T *)(!ENC && a.use_cache ? a.v_cache : a.v);
+    const bool paged = !ENC && a.use_cache && !own;
+    const T *kc = (const T *)(paged ? a.k_cache : a.k);
+    const T *vc = (const T *)(paged ? a.v_cache : a.v);
     const int32_t *table = a.block_tables + (int64_t)s * a.max_blocks;
     const int r0 = threadIdx.x / VPR, c = threadIdx.x % VPR;
 
@@ -136,8 +152,8 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
         const int32_t j = j0 + r0 + i * RPI;
         off[i] = -1;
         if (j < j_end)
-            off[i] = !ENC && a.use_cache ? attn_key_offset(a, table, j, kvh)
-                                         : (int64_t)(row0 + j) * a.kv_stride + kvh * D;
+            off[i] = paged ? attn_key_offset(a, table, j, kvh)
+                           : (int64_t)(row0 + j) * a.kv_stride + kvh * D;
     }
 #pragma unroll
     for (int i = 0; i < NPASS; i++) {
@@ -210,11 +226,13 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     /* Key range of the whole tile; each row masks its own part of it. */
     const int32_t qpos_lo = ENC ? 0 : pos[q0], qpos_hi = ENC ? 0 : pos[q0 + nq - 1];
     int32_t j_begin, j_end;
+    bool own = false; /* every key is one of this batch's rows (see prefill_load_kv) */
     if (ENC) {
         j_begin = 0;
         j_end = n_rows;
     } else if (a.use_cache) {
         int32_t kv_len = a.seq_len[s];
+        own = kv_len == n_rows;
         j_end = a.causal ? min(kv_len, qpos_hi + 1) : kv_len;
         j_begin = a.window > 0 ? max(0, qpos_lo - a.window + 1) : 0;
     } else {
@@ -267,7 +285,7 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
     for (int p = 0; p < NS - 1; p++) {
         if (j_begin + p * BN < j_end)
             prefill_load_kv<T, cfg, ENC>(a, K_s, V_s, kpos_s, p, j_begin + p * BN, j_end, s,
-                                           row0, kvh);
+                                           row0, kvh, own);
         attn_cp_commit();
     }
 
@@ -292,7 +310,7 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
         const int32_t jn = j0 + (NS - 1) * BN;
         if (jn < j_end)
             prefill_load_kv<T, cfg, ENC>(a, K_s, V_s, kpos_s, st == 0 ? NS - 1 : st - 1, jn,
-                                           j_end, s, row0, kvh);
+                                           j_end, s, row0, kvh, own);
         attn_cp_commit();
         attn_cp_wait<NS - 1>();
         __syncthreads(); /* tile j0 (and Q_i) copied by every thread is visible to all */
@@ -400,10 +418,13 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
                 for (int r = 0; r < 2; r++) {
                     mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 1));
                     mx[r] = fmaxf(mx[r], __shfl_xor_sync(PF_FULL, mx[r], 2));
-                    float m_new = fmaxf(m[mt][r], mx[r]);
-                    alpha[mt][r] = m_new == -INFINITY ? 1.0f : attn_exp2(m[mt][r] - m_new);
-                    moved = moved || alpha[mt][r] != 1.0f;
-                    m[mt][r] = m_new;
+                    /* the reference max moves only past PF_SLACK (false
+                     * while no key was visible: -inf > -inf) */
+                    const float m_new = fmaxf(m[mt][r], mx[r]);
+                    const bool up = m_new > m[mt][r] + PF_SLACK;
+                    alpha[mt][r] = up ? attn_exp2(m[mt][r] - m_new) : 1.0f;
+                    moved = moved || up;
+                    m[mt][r] = up ? m_new : m[mt][r];
                     l[mt][r] *= alpha[mt][r];
                 }
                 if (full) {
@@ -431,8 +452,8 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
                     }
                 }
             }
-            /* a row's running max rarely moves after its first tiles: the
-             * warp skips the rescale when no row of it moved */
+            /* a row's reference max seldom moves after its first tile (see
+             * PF_SLACK): the warp skips the rescale when no row of it moved */
             if (__any_sync(PF_FULL, moved)) {
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
