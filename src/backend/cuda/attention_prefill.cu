@@ -550,9 +550,10 @@ err:
  * stages) and k64q3 were slower than k32q at every shape of the lab
  * (attention-kernels-2026-12-07T17-42-44Z.jsonl) and are gone.
  *
- * ptxas (CUDA 13, sm_90, bf16) at D 64 without the encoder form: k32q 125
- * registers (4 CTAs an SM), k32s and k32s4 112 (4), k64q 162 (3), m2k32
- * 201 (2), m2k64 255 (1).  In the lab's encoder shape the 32-key variants
+ * ptxas (CUDA 13, sm_90, bf16) on the kernel the 2026-12-07 lab timed
+ * (17b1a4c, before the encoder form), at D 64: k32q 125 registers (4 CTAs
+ * an SM), k32s and k32s4 112 (4), k64q 162 (3), m2k32 201 (2), m2k64 255
+ * (1).  In the lab's encoder shape the 32-key variants
  * at 4 CTAs an SM all ran at ~86 TFLOP/s, those at 2-3 at 46-67: short
  * sequences leave little work a CTA to hide its latencies behind, so CTAs
  * an SM are what k32s5 and k32s6 try. */
