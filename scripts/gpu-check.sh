@@ -32,6 +32,9 @@
 #   KILN_GPU_NCU_ATTN 1 profiles the prefill attention kernel (causal 8B
 #                     heads, bge-base's encoder form) with Nsight Compute's
 #                     full set (logs/ncu-attn-*)
+#   KILN_GPU_NSYS_RUNS names of benchmarks whose run (no peer) Nsight
+#                     Systems traces: how busy the device was in the timed
+#                     pass, and its idle gaps (logs/nsys-run-NAME.txt)
 #   KILN_GPU_NCU_RUNS names of benchmarks below whose whole run Nsight
 #                     Compute times kernel by kernel, summed by kernel name
 #                     (logs/ncu-run-NAME.txt; prefill and embed-model runs
@@ -286,6 +289,35 @@ if [ -n "${KILN_GPU_NCU_RUNS:-}" ] && [ -x "$ncu" ]; then
             row "ncu run $name" "FAIL" "see logs/ncu-run-$name.log"
         fi
     done
+fi
+
+# KILN_GPU_NSYS_RUNS="emb-bge-base ...": the named benchmark's run (no
+# peer) under Nsight Systems (CUDA trace only); scripts/nsys-busy.py reads
+# the trace's second half (the timed pass) and prints how busy the device
+# was, the idle gaps by length and what the longest ones fall between
+# (logs/nsys-run-NAME.txt).  Kernels run as they do without a profiler,
+# concurrently and at the clock the device picks.
+nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+if [ -n "${KILN_GPU_NSYS_RUNS:-}" ] && [ -n "$nsys" ]; then
+    for b in "${BENCHES[@]}"; do
+        IFS='|' read -r name args envs <<<"$b"
+        grep -qw -- "$name" <<<"$KILN_GPU_NSYS_RUNS" || continue
+        t0=$(date +%s)
+        rep=$OUT/logs/nsys-run-$name
+        # shellcheck disable=SC2086 # the arguments are split on purpose
+        if timeout 420 env $envs "$nsys" profile --trace=cuda --sample=none --cpuctxsw=none \
+               --export=sqlite -f true -o "$rep" \
+               build-gpu/kiln bench $args --no-peer --device cuda --out "$OUT/logs" \
+               >"$rep.log" 2>&1 &&
+           python3 scripts/nsys-busy.py "$rep.sqlite" 0.5 16 >"$rep.txt" 2>&1; then
+            row "nsys run $name" "ok" "$(grep -m1 'device busy' "$rep.txt") ($(( $(date +%s) - t0 )) s)"
+        else
+            row "nsys run $name" "FAIL" "see logs/nsys-run-$name.log"
+        fi
+        rm -f "$rep.sqlite" "$rep.nsys-rep"
+    done
+elif [ -n "${KILN_GPU_NSYS_RUNS:-}" ]; then
+    row "nsys runs" "skip" "no nsys on this machine"
 fi
 
 # KILN_GPU_NCU_ATTN=1: Nsight Compute's full set (stall reasons, occupancy,
