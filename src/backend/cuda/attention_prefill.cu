@@ -169,7 +169,7 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
             kpos_s[st * BN + i] = j0 + i < j_end ? a.positions[row0 + j0 + i] : 0;
 }
 
-/* Grid (n_tiles, n_heads), PF_THREADS threads, pf_cfg<...>::smem_bytes<T>()
+/* Grid n_tiles * n_heads (one dimension, heads fastest), PF_THREADS threads, pf_cfg<...>::smem_bytes<T>()
  * bytes of dynamic shared memory.  Tensors as in attn_args:
  * q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
  * caches (n_blocks, block_size, n_kv_heads, D).
@@ -214,10 +214,17 @@ static __global__ void __launch_bounds__(PF_THREADS, MINB) attn_prefill_kernel(c
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int32_t h = blockIdx.y, kvh = h / a.group;
+    /* CTA i takes head i % n_heads of tile n_tiles - 1 - i / n_heads: the
+     * last tiles (a causal sequence's, whose rows see the most keys; the
+     * longest sequence's in a batch sorted by length) start first for
+     * every head before any lighter tile, so the light ones fill the tail
+     * of the last wave (see attn_prefill_launch) */
+    const int32_t h = (int32_t)(blockIdx.x % (unsigned)a.n_heads), kvh = h / a.group;
+    const int32_t n_tiles = (int32_t)(gridDim.x / (unsigned)a.n_heads);
 
     int32_t s, tile;
-    if (!prefill_find_tile<BM>(a, (int32_t)(gridDim.x - 1 - blockIdx.x), &s, &tile))
+    if (!prefill_find_tile<BM>(a, n_tiles - 1 - (int32_t)(blockIdx.x / (unsigned)a.n_heads), &s,
+                               &tile))
         return;
     const int32_t row0 = a.seq_start[s], n_rows = a.seq_start[s + 1] - row0;
     const int32_t q0 = tile * BM, nq = min(BM, n_rows - q0);
@@ -519,7 +526,7 @@ static kiln_status prefill_run(const attn_args *a, int32_t n_tiles, cudaStream_t
 {
     kiln_status st = KILN_OK;
     const size_t smem = pf_cfg<D, BN, QREG, MINB, MT, NS>::template smem_bytes<T>();
-    dim3 grid((unsigned)n_tiles, (unsigned)a->n_heads);
+    dim3 grid((unsigned)n_tiles * (unsigned)a->n_heads);
 
     KILN_CUDA_CHECK(
         cudaFuncSetAttribute(attn_prefill_kernel<T, D, BN, QREG, MINB, MT, NS, ENC>,
@@ -660,9 +667,10 @@ extern "C" kiln_status attn_prefill_launch(const attn_args *a, kiln_dtype dtype,
 {
     if (n_tiles <= 0)
         return KILN_OK;
-    if (a->n_heads > 65535)
-        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query heads (at most 65535)",
-                            a->n_heads);
+    /* one CTA a (tile, head), in a one-dimensional grid */
+    if (a->n_heads <= 0 || (int64_t)n_tiles * a->n_heads > INT32_MAX)
+        return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: %d query tiles x %d heads do not "
+                            "fit one grid (at most %d CTAs)", n_tiles, a->n_heads, INT32_MAX);
     if (dtype != KILN_DT_BF16 && dtype != KILN_DT_F16)
         return kiln_err_set(KILN_ERR_UNSUPPORTED, "attention: activation type %s has no kernel "
                             "(bf16, f16)", dtype_name(dtype));
