@@ -252,8 +252,12 @@ typedef struct bk_ops {
     kiln_status (*matmul_norm)(backend *be, const void *x, int64_t n, const bk_norm *norm,
                                const bk_tensor *w, const bk_tensor *bias, void *xn, void *y);
     /* res(n, w->ne1) += x W^T (+ bias): an output projection into the
-     * residual stream, with the bits of matmul then add; tmp (n, w->ne1) is
-     * scratch the op may write.  NULL with matmul_glu. */
+     * residual stream in one launch at any row count.  Up to fused_rows
+     * rows with the bits of matmul then add; above, the sum is rounded
+     * once (CUDA: cuBLASLt adds into res in place), within the type's
+     * precision of matmul then add.  tmp (n, w->ne1) is scratch the op
+     * may write (or NULL).  A forward with it needs no add before its
+     * norm: rmsnorm/layernorm of res alone.  NULL with matmul_glu. */
     kiln_status (*matmul_res)(backend *be, const void *x, int64_t n, const bk_tensor *w,
                               const bk_tensor *bias, void *tmp, void *res);
     /* The most rows at which matmul_norm, matmul_res and matmul_glu are

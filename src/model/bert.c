@@ -114,6 +114,7 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
     int64_t n = b->n_tokens, d = c->hidden_size;
     int32_t nh = (int32_t)c->n_heads, nkv = (int32_t)c->n_kv_heads, hd = (int32_t)c->head_dim;
     float eps = c->norm_eps;
+    const bool res = model_res_step(m);
     bk_attn attn = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
                     .scale = 1.0f / sqrtf((float)hd), .causal = false, .window = 0,
                     .softcap = 0.0f, .use_cache = false};
@@ -144,18 +145,24 @@ static kiln_status bert_encode(kiln_model *m, const bk_batch *b)
         if ((st = op->attention(be, b, &attn, q, k, v, NULL, l, w->att)))
             return st;
 
-        /* 4. output projection, residual, LayerNorm: the stream moves to x */
-        if ((st = op->matmul(be, w->att, n, &L->wo, &L->bo, w->o)) ||
-            (st = op->layernorm(be, w->o, w->h, n, d, &L->attn_ln_w, &L->attn_ln_b, eps, w->x)))
+        /* 4. output projection, residual, LayerNorm: the stream moves to x
+         * (with matmul_res the matmul adds the product into h and the
+         * LayerNorm reads h alone) */
+        st = res ? op->matmul_res(be, w->att, n, &L->wo, &L->bo, w->o, w->h)
+                 : op->matmul(be, w->att, n, &L->wo, &L->bo, w->o);
+        if (st || (st = op->layernorm(be, res ? w->h : w->o, res ? NULL : w->h, n, d,
+                                      &L->attn_ln_w, &L->attn_ln_b, eps, w->x)))
             return st;
 
-        /* 5. feed-forward: down(act(up x)) */
-        if ((st = model_matmul_act(m, w->x, n, &L->w_up, &L->b_up, model_act(c->act), w->up)) ||
-            (st = op->matmul(be, w->up, n, &L->w_down, &L->b_down, w->o)))
+        /* 5. feed-forward: down(act(up x)), into x with matmul_res */
+        if ((st = model_matmul_act(m, w->x, n, &L->w_up, &L->b_up, model_act(c->act), w->up)))
             return st;
+        st = res ? op->matmul_res(be, w->up, n, &L->w_down, &L->b_down, w->o, w->x)
+                 : op->matmul(be, w->up, n, &L->w_down, &L->b_down, w->o);
 
         /* 6. residual and LayerNorm: the stream is back in h */
-        if ((st = op->layernorm(be, w->o, w->x, n, d, &L->out_ln_w, &L->out_ln_b, eps, w->h)))
+        if (st || (st = op->layernorm(be, res ? w->x : w->o, res ? NULL : w->x, n, d,
+                                      &L->out_ln_w, &L->out_ln_b, eps, w->h)))
             return st;
     }
     return KILN_OK;

@@ -17,7 +17,9 @@
  * A decode step on a backend with fused forms (model_fused_step) runs the
  * same block with each norm inside the projection that reads it (bk
  * matmul_norm, matmul_glu) and each output projection added into h by the
- * matmul itself (bk matmul_res): four launches a layer fewer.
+ * matmul itself (bk matmul_res): four launches a layer fewer.  Longer
+ * steps (prefill) on such a backend add the output projections into h in
+ * the matmul too (model_res_step), and the norm after reads h alone.
  */
 #include "model/model_impl.h"
 
@@ -114,7 +116,7 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
                     .scale = 1.0f / sqrtf((float)hd), .causal = true,
                     .softcap = c->attn_logit_softcap, .use_cache = true};
     bk_rope rope;
-    const bool fused = model_fused_step(m, n);
+    const bool fused = model_fused_step(m, n), res = model_res_step(m);
     bk_norm nrm = {.w = NULL, .eps = eps, .add_one = false};
     kiln_status st;
 
@@ -152,8 +154,10 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
 
         /* 6. output projection (row-parallel: partial sums over the ranks'
          *    heads, the bias on rank 0) into the residual; x = norm(h) */
-        if (fused) {
-            if ((st = op->matmul_res(be, w->att, n, &L->wo, model_opt(&L->bo), w->o, w->h)))
+        if (res) {
+            if ((st = op->matmul_res(be, w->att, n, &L->wo, model_opt(&L->bo), w->o, w->h)) ||
+                (!fused &&
+                 (st = op->rmsnorm(be, w->h, n, d, &L->ffn_norm, eps, false, w->x))))
                 return st;
         } else if ((st = op->matmul(be, w->att, n, &L->wo, model_opt(&L->bo), w->o)) ||
                    (st = model_reduce(m, w->o, n * d)) ||
@@ -167,9 +171,12 @@ static kiln_status llama_forward(kiln_model *m, const bk_batch *b, bk_kv_cache *
         nrm.w = &L->ffn_norm;
         if ((st = model_glu_in(m, L, fused ? w->h : w->x, n, fused ? &nrm : NULL)))
             return st;
-        if (fused) {
+        if (res) {
             if ((st = op->matmul_res(be, w->act, n, &L->w_down, model_opt(&L->b_down), w->o,
-                                     w->h)))
+                                     w->h)) ||
+                (!fused && l + 1 < (int32_t)c->n_layers &&
+                 (st = op->rmsnorm(be, w->h, n, d, &m->layers[l + 1].attn_norm, eps, false,
+                                   w->x))))
                 return st;
             continue;
         }

@@ -595,6 +595,11 @@ kiln_status model_rope_attention(kiln_model *m, const bk_batch *b, const bk_attn
     return op->attention(m->be, b, a, q, k, v, kv, l, out);
 }
 
+bool model_res_step(const kiln_model *m)
+{
+    return m->be->ops->matmul_res && m->shard.world == 1;
+}
+
 bool model_fused_step(const kiln_model *m, int64_t n)
 {
     const bk_ops *op = m->be->ops;

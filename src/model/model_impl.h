@@ -275,6 +275,12 @@ kiln_status model_rope_attention(kiln_model *m, const bk_batch *b, const bk_attn
                                  const bk_rope *r, void *q, void *k, const void *v,
                                  bk_kv_cache *kv, int32_t l, void *out);
 
+/* Whether output projections join the residual stream through bk
+ * matmul_res at any row count (the backend has it, one rank: a
+ * row-parallel output is summed over the ranks first), so that the norm
+ * after one reads the residual alone. */
+bool model_res_step(const kiln_model *m);
+
 /* Whether a step of n rows runs the decoder's fused form: norms inside the
  * input projections and output projections added into the residual
  * (bk matmul_norm, matmul_res, matmul_glu) - a backend that has them, n at

@@ -10,7 +10,11 @@
  * separate kernel (cuops_add_bias) after the product.
  *
  * Types: A, B, D in the activation type (BF16/F16), CUBLAS_COMPUTE_32F with
- * f32 alpha = 1, beta = 0 (C is D and is not read).
+ * f32 alpha = 1, beta = 0 (C is D and is not read) - or beta = 1 for a
+ * product added into the residual stream in place (cuda_matmul_res: C is
+ * D and holds the residual, so y += x W^T + bias is one rounding, and the
+ * norm after it reads one tensor instead of the product and the
+ * residual).  An algorithm serves either beta: plans do not depend on it.
  *
  * Epilogues.  cuda_matmul_act asks for y = act(x W^T + bias) in one
  * cuBLASLt call where an epilogue computes act: RELU, and GELU, which
@@ -82,7 +86,9 @@
 #define MM_TUNE_RUNS 3
 
 /* The call a plan is made for: its operands serve the tuning runs, whose
- * products y takes before the call's own product overwrites it. */
+ * products y takes before the call's own product overwrites it (for a
+ * product added in place, y is scratch of the same shape, never the
+ * residual). */
 typedef struct mm_call {
     const void *x, *w, *bias;
     void *y;
@@ -629,19 +635,23 @@ static int32_t mm_epi_act(const cuda_backend *cb, const bk_act *act)
     }
 }
 
-/* y = act(x W^T + bias), act NULL: none; operands checked by the caller. */
+/* y = act(x W^T + bias), act NULL: none; or with `acc`, y += x W^T + bias
+ * in cuBLASLt (no act; `scratch`, NULL or (n, m) like y, takes the tuning
+ * runs' products - without it the plan is not tuned); operands checked
+ * by the caller. */
 static kiln_status mm_product(cuda_backend *cb, const void *x, int64_t n, const bk_tensor *w,
-                              const void *bias_ptr, const bk_act *act, void *y)
+                              const void *bias_ptr, const bk_act *act, void *y, bool acc,
+                              void *scratch)
 {
     kiln_status st = KILN_OK;
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
     mm_plan *p = NULL;
     mm_key key;
     gemv_cfg c;
 
     if (n == 0)
         return KILN_OK;
-    if (mm_gemv(cb, x, n, w, bias_ptr, y, &c)) {
+    if (!acc && mm_gemv(cb, x, n, w, bias_ptr, y, &c)) {
         if ((st = cuda_gemv(cb->act, x, (int32_t)n, w->data, bias_ptr, y, w->ne0, w->ne1, &c,
                             cb->stream)))
             return st;
@@ -657,9 +667,11 @@ static kiln_status mm_product(cuda_backend *cb, const void *x, int64_t n, const 
     key.align_x = mm_align(x);
     key.align_w = mm_align(w->data);
     key.align_y = mm_align(y);
+    if (acc && scratch && mm_align(scratch) < key.align_y)
+        key.align_y = mm_align(scratch); /* the algorithm runs on both */
     key.align_bias = bias_ptr ? mm_align(bias_ptr) : 0;
-    const mm_call call = {x, w->data, bias_ptr, y, n, cb->stream};
-    if ((st = mm_plan_get(cb->mm, &key, bias_ptr, &call, &p)))
+    const mm_call call = {x, w->data, bias_ptr, acc ? scratch : y, n, cb->stream};
+    if ((st = mm_plan_get(cb->mm, &key, bias_ptr, acc && !scratch ? NULL : &call, &p)))
         return kiln_err_wrap(st, "cuda matmul");
 
     if (p->epilogue && bias_ptr)
@@ -684,7 +696,7 @@ kiln_status cuda_matmul(backend *be, const void *x, int64_t n, const bk_tensor *
     cuda_backend *cb = cuda_of(be);
     const void *bias_ptr = bias && bias->data ? bias->data : NULL;
     kiln_status st = mm_check(cb, "matmul", x, n, w, bias_ptr, bias, y);
-    return st ? st : mm_product(cb, x, n, w, bias_ptr, NULL, y);
+    return st ? st : mm_product(cb, x, n, w, bias_ptr, NULL, y, false, NULL);
 }
 
 kiln_status cuda_matmul_act(backend *be, const void *x, int64_t n, const bk_tensor *w,
@@ -698,7 +710,7 @@ kiln_status cuda_matmul_act(backend *be, const void *x, int64_t n, const bk_tens
     if (!cuda_act_valid(act))
         return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_act: unknown activation %d",
                             (int)act);
-    return mm_product(cb, x, n, w, bias_ptr, &act, y);
+    return mm_product(cb, x, n, w, bias_ptr, &act, y, false, NULL);
 }
 
 void bk_cuda_mm_stats_get(const backend *be, bk_cuda_mm_stats *out)
@@ -815,11 +827,9 @@ kiln_status cuda_matmul_res(backend *be, const void *x, int64_t n, const bk_tens
         const gemv_args a = {x, w->data, bias_ptr, NULL, NULL, 0, NULL, 0.0f, false, true, res};
         return cuda_gemv_ex(cb->act, &a, (int32_t)n, w->ne0, w->ne1, &c, cb->stream);
     }
-    if (!tmp)
-        return kiln_err_set(KILN_ERR_INVALID_ARG, "cuda matmul_res: no scratch for the product");
-    if ((st = cuda_matmul(be, x, n, w, bias, tmp)))
-        return st;
-    return cuops_add(cb->act, res, tmp, n * w->ne1, res, cb->stream);
+    /* cuBLASLt adds the product to res in place (beta = 1); tmp only takes
+     * the tuning runs of a new plan */
+    return mm_product(cb, x, n, w, bias_ptr, NULL, res, true, tmp);
 }
 
 int32_t cuda_fused_rows(backend *be)
