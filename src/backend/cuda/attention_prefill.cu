@@ -171,8 +171,8 @@ static __device__ __forceinline__ void prefill_load_kv(const attn_args &a, T *K_
 
 /* Grid n_tiles * n_heads (one dimension, heads fastest), PF_THREADS
  * threads, pf_cfg<...>::smem_bytes<T>() bytes of dynamic shared memory.
- * Tensors as in attn_args: q, out (n_tokens, n_heads, D); k, v (n_tokens, n_kv_heads, D);
- * caches (n_blocks, block_size, n_kv_heads, D).
+ * Tensors as in attn_args: q, out (n_tokens, n_heads, D); k, v (n_tokens,
+ * n_kv_heads, D); caches (n_blocks, block_size, n_kv_heads, D).
  *
  * A warp owns MT m-tiles of 16 query rows (BM = 64 MT rows a CTA): each K
  * and V fragment read from shared memory feeds MT independent mma, which
