@@ -18,7 +18,7 @@
  * same block with each norm inside the projection that reads it (bk
  * matmul_norm, matmul_glu) and each output projection added into h by the
  * matmul itself (bk matmul_res): four launches a layer fewer.  Longer
- * steps (prefill) on such a backend add the output projections into h in
+ * steps (prefill, decode batches past fused_rows) on such a backend add the output projections into h in
  * the matmul too (model_res_step), and the norm after reads h alone.
  */
 #include "model/model_impl.h"

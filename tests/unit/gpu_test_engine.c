@@ -7,7 +7,8 @@
  * (padded) shapes, so the tokens must be identical - for 4 prompts of
  * 5..40 tokens decoding in lockstep (every step a full bucket) and for 3
  * prompts padded into a bucket of 4 (the padding rows must not disturb a
- * live sequence); the graph run must replay every decode step but each
+ * live sequence), and for 12 sequences (a bucket of 16: decode rows past
+ * the gemv's, through the cuBLASLt residual path); the graph run must replay every decode step but each
  * key's warm-up and capture, with no fallback.
  * Reported, with a loose bound: each sequence decoded alone vs in the
  * batch, and the CUDA backend vs the CPU backend.  Different batch shapes
@@ -36,10 +37,12 @@
 
 #define NP 4
 #define GEN 48
+/* requests of one run at most: the NP prompts, repeated */
+#define NR (3 * NP)
 
 typedef struct run_out {
-    int32_t tokens[NP][GEN];
-    int32_t n[NP];
+    int32_t tokens[NR][GEN];
+    int32_t n[NR];
 } run_out;
 
 typedef struct golden_prompts {
@@ -76,17 +79,17 @@ static void load_prompts(const char *name, golden_prompts *p)
     json_decref(root);
 }
 
-/* Greedy runs of prompts [first, first + count) of p on model m: all at
- * once, with or without graphs; the runner's counters into *stats. */
-/* Generate GEN tokens for prompts [first, first + count) with settings
- * `base` (NULL: greedy); request i gets seed base->seed + i. */
+/* Generate GEN tokens for requests [first, first + count) (request j is
+ * prompt j % NP of p) on model m, all at once, with or without graphs, with
+ * settings `base` (NULL: greedy); request i gets seed base->seed + i; the
+ * runner's counters into *stats. */
 static void run_with(kiln_model *m, const golden_prompts *p, int first, int count, bool graphs,
                      const sampler_params *base, run_out *o, gen_stats *stats)
 {
-    gen_opts go = {.max_seqs = NP, .n_ctx = 128, .max_batch_tokens = 128,
+    gen_opts go = {.max_seqs = count > NP ? count : NP, .n_ctx = 128, .max_batch_tokens = 128,
                    .no_graphs = !graphs};
     gen_runner *r = NULL;
-    gen_request rq[NP];
+    gen_request rq[NR];
     sampler_params sp;
 
     if (base)
@@ -95,11 +98,13 @@ static void run_with(kiln_model *m, const golden_prompts *p, int first, int coun
         sampler_params_default(&sp);
     sp.max_tokens = GEN;
     sp.ignore_eos = true;
+    assert_true(count >= 1 && count <= NR);
     memset(o, 0, sizeof *o);
     if (gen_create(m, NULL, &go, &r))
         fail_msg("gen_create: %s", kiln_last_error());
     for (int i = 0; i < count; i++) {
-        rq[i] = (gen_request){.prompt = p->ids[first + i], .n_prompt = p->n[first + i],
+        const int j = (first + i) % NP;
+        rq[i] = (gen_request){.prompt = p->ids[j], .n_prompt = p->n[j],
                               .params = sp, .on_done = on_done, .user = o};
         rq[i].params.seed = sp.seed + (uint64_t)i;
     }
@@ -192,7 +197,31 @@ static void check_model(const char *name, kiln_dtype dt)
     model_free(mc);
     cpu->ops->destroy(cpu);
 
-    /* 4. sampling on the device (temperature, top-k, top-p, min-p and
+    /* 4. twelve sequences (the prompts three times): decode steps of 16
+     * rows (padded), past the gemv's rows, so each output projection is
+     * added into the residual by cuBLASLt and the norm after it reads the
+     * residual alone; graphs on and off give the same tokens, and each
+     * sequence agrees with the same prompt in the 4-sequence batch on at
+     * least half of them */
+    run_out big_on, big_off;
+    run(m, &p, 0, NR, true, &big_on, &s);
+    assert_int_equal(s.graph_fallbacks, 0);
+    assert_true(s.graph_replays > 0);
+    run(m, &p, 0, NR, false, &big_off, &s_off);
+    run(m, &p, 0, NP, false, &off, &s_off);
+    for (int i = 0; i < NR; i++) {
+        assert_int_equal(big_on.n[i], GEN);
+        if (memcmp(big_on.tokens[i], big_off.tokens[i], GEN * sizeof(int32_t)))
+            fail_msg("%s: %d sequences, request %d: graphs on and off disagree (%d of %d "
+                     "equal)", name, NR, i, agree(big_on.tokens[i], big_off.tokens[i], GEN),
+                     GEN);
+        int a = agree(big_on.tokens[i], off.tokens[i % NP], GEN);
+        if (2 * a < GEN)
+            fail_msg("%s: %d sequences, request %d: %d of %d tokens as in the %d-sequence "
+                     "batch", name, NR, i, a, GEN, NP);
+    }
+
+    /* 5. sampling on the device (temperature, top-k, top-p, min-p and
      * penalties): every step draws there; graphs on and off, and a second
      * run with the same seeds, give the same tokens */
     sampler_params sp;
